@@ -1,0 +1,332 @@
+"""Sound rounding-error propagation over the graph (DESIGN 4.3, 4.4).
+
+One pass evaluates F *configurations* at once (for example the 7 uniform formats, or a
+mixed per-layer assignment): every error is a float64 tensor of shape ``(F, *node_shape)``
+bounding ``|computed - exact|`` elementwise, where "exact" is real arithmetic on the model's
+parameters over the input domain. Each node's :class:`~curvature_rules.ErrorModel` carries
+its input errors through the op (nonlinear remainder included: the rules use the mean value
+theorem on boxes inflated by the input errors, or exact identities) and adds the node's own
+rounding, so the output error satisfies ``e_out <= L e_in + Delta_local`` without dropping
+higher-order terms. Summed over paths this is the ``sum_i G_i Delta_i`` of DESIGN 4.3.
+
+Casts: a tensor read by a node whose storage format does not contain the producer's format
+(weights stored in fp32 read by an fp16 layer, the fp64 inputs of the domain, an activation
+crossing from an fp32 layer into a bf16 one) is rounded on the way in: ``u_c |x^| + eta_c/2``.
+
+Overflow (DESIGN 4.4): a configuration in which some computed value ``|x| + e`` can exceed the
+largest finite value of the format it is stored in is marked inadmissible for that node, with
+the reason ("overflow: exp output up to 1.6e+05 > 65504"), and its error becomes infinite.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import torch
+
+from certifier.formats import FORMATS, Format, accumulation_format
+from certifier.interval import INF, Interval
+from certifier.walker import BoundsAnalysis, NodeInfo
+from curvature_rules._common import ShapeError, exact_infinite, fmag
+
+F64 = torch.float64
+
+
+def dtype_format(dtype: torch.dtype) -> Format | None:
+    for f in FORMATS.values():
+        if f.torch_dtype == dtype and not f.compute_only:
+            return f
+    return None
+
+
+def contains(big: Format, small: Format | None) -> bool:
+    """Every value of ``small`` is a value of ``big`` (so a cast from small to big is exact)."""
+    if small is None:
+        return False
+    return big.p >= small.p and big.max >= small.max and big.eta <= small.eta
+
+
+@dataclass
+class Overflow:
+    node: str
+    layer: str
+    op: str
+    value: float
+    limit: float
+    format: str
+
+    def reason(self) -> str:
+        if not math.isfinite(self.value):
+            return f"unbounded: {self.op} output in {self.layer or '(model)'} has no finite bound"
+        return f"overflow: {self.op} output up to {self.value:.3g} > {self.limit:.6g} ({self.format})"
+
+
+@dataclass
+class ErrorResult:
+    configs: list[str]
+    bound: list[float]  # certified max-abs output error per configuration
+    overflow: list[Overflow | None]  # first overflow per configuration
+    node_max: dict[str, list[float]] = field(default_factory=dict)  # per node, per config
+    output_err: dict[str, torch.Tensor] = field(default_factory=dict)  # per output node (F, *shape)
+
+
+class _Ctx:
+    """The ErrorContext a rule's error model sees (see curvature_rules.registry)."""
+
+    def __init__(self, run: "_Run", info: NodeInfo) -> None:
+        self.run = run
+        self.info = info
+        fv = run.fvec[info.name]
+        self.F = run.F
+        self.u, self.he, self.u_acc, self.he_acc, self.u_mul, self._fmts = fv
+
+    def b(self, v: torch.Tensor, ndim: int) -> torch.Tensor:
+        return v.reshape((self.F,) + (1,) * ndim)
+
+    def store(self, mag: torch.Tensor, ndim: int) -> torch.Tensor:
+        return self.b(self.u, ndim) * mag + self.b(self.he, ndim)
+
+    def _cast_params(self, prod: NodeInfo):
+        """(u_c, he_c) per configuration for reading ``prod`` here, or None if exact."""
+        src = self.run.src_format(prod)
+        u = torch.zeros(self.F, dtype=F64)
+        he = torch.zeros(self.F, dtype=F64)
+        any_cast = False
+        for c, f in enumerate(self._fmts):
+            st = f.storage
+            if src is None or self.run.always_cast(prod, self.info) or not contains(st, src if isinstance(src, Format) else src[c]):
+                u[c], he[c] = st.u, st.eta / 2
+                any_cast = True
+        return (u, he) if any_cast else None
+
+    def cast_point(self, name: str):
+        prod = self.run.ba.nodes[self.info.producers[name]]
+        return self._cast_params(prod)
+
+    def err(self, name: str) -> torch.Tensor | None:
+        pname = self.info.producers.get(name)
+        if pname is None:
+            return None
+        prod = self.run.ba.nodes[pname]
+        iv = prod.primary
+        e = self.run.get_err(pname, self.info)
+        if iv is None or not iv.is_float:
+            return e
+        cp = self._cast_params(prod)
+        if cp is None:
+            return e
+        u, he = cp
+        m = fmag(iv).unsqueeze(0)
+        nd = len(iv.shape)
+        mag = m if e is None else m + e
+        ce = self.b(u, nd) * mag + self.b(he, nd)
+        self.run.check_cast(self.info, mag, u)
+        return ce if e is None else e + ce
+
+
+class _Run:
+    def __init__(self, ba: BoundsAnalysis, assignments: list[Mapping[str, str]], local_only: bool) -> None:
+        self.ba = ba
+        self.F = len(assignments)
+        self.local_only = local_only
+        self.assignments = assignments
+        self.errs: dict[str, object] = {}
+        self.fvec: dict[str, tuple] = {}
+        self.node_fmts: dict[str, list[Format]] = {}
+        self.overflow: list[Overflow | None] = [None] * self.F
+        for name, info in ba.nodes.items():
+            fmts = [FORMATS[a.get(info.layer, a.get("*", "fp32"))] for a in assignments]
+            self.node_fmts[name] = fmts
+            st = [f.storage for f in fmts]
+            acc = [accumulation_format(f) for f in fmts]
+            self.fvec[name] = (
+                torch.tensor([s.u for s in st], dtype=F64),
+                torch.tensor([s.eta / 2 for s in st], dtype=F64),
+                torch.tensor([a.u for a in acc], dtype=F64),
+                torch.tensor([a.eta / 2 for a in acc], dtype=F64),
+                torch.tensor([f.u if f.compute_only else 0.0 for f in fmts], dtype=F64),
+                fmts,
+            )
+        cons = ba.consumers()
+        self.remaining = {n: len(c) for n, c in cons.items()}
+        self.keep = set(ba.outputs)
+
+    def src_format(self, prod: NodeInfo):
+        """The format a producer's value is held in: per configuration for call nodes,
+        the tensor's dtype for parameters and constants, None (exact) for domain inputs."""
+        if prod.kind in ("param", "buffer", "constant"):
+            iv = prod.primary
+            return dtype_format(iv.dtype) if iv is not None else None
+        if prod.kind == "input":
+            return None
+        return [f.storage for f in self.node_fmts[prod.name]]
+
+    def always_cast(self, prod: NodeInfo, consumer: NodeInfo) -> bool:
+        """In the local-only model every float input from another layer is charged a cast."""
+        return self.local_only and prod.kind not in ("param", "buffer", "constant") and prod.layer != consumer.layer
+
+    def get_err(self, pname: str, consumer: NodeInfo):
+        prod = self.ba.nodes[pname]
+        if self.local_only and prod.layer == consumer.layer and prod.kind not in ("input",):
+            return None if prod.kind != "getitem" else None
+        if self.local_only:
+            return None
+        e = self.errs.get(pname)
+        return e
+
+    def check_cast(self, consumer: NodeInfo, mag: torch.Tensor, u: torch.Tensor) -> None:
+        vmax = mag.reshape(mag.shape[0], -1).amax(1) if mag.numel() else torch.zeros(mag.shape[0], dtype=F64)
+        for c, f in enumerate(self.node_fmts[consumer.name]):
+            if u[c] == 0 or self.overflow[c] is not None:
+                continue
+            v = float(vmax[c if vmax.shape[0] > 1 else 0])
+            if v > f.storage.max:
+                self.overflow[c] = Overflow(consumer.name, consumer.layer, f"cast into {consumer.op}", v, f.storage.max, f.name)
+
+    def check_overflow(self, info: NodeInfo, iv: Interval, e: torch.Tensor, internal: float) -> torch.Tensor:
+        m = fmag(iv).unsqueeze(0)
+        tot = m + e
+        flat = tot.reshape(self.F, -1)
+        vmax = flat.amax(1) if flat.shape[1] else torch.zeros(self.F, dtype=F64)
+        has_inf = bool(exact_infinite(iv).any()) if iv.numel() else False
+        for c, f in enumerate(self.node_fmts[info.name]):
+            st = f.storage
+            v = max(float(vmax[c]), internal)
+            bad = not (v <= st.max)
+            if has_inf and st.name == "fp8_e4m3":
+                bad, v = True, INF
+            if bad:
+                if self.overflow[c] is None:
+                    self.overflow[c] = Overflow(info.name, info.layer, info.op, v, st.max, st.name)
+                e[c] = INF
+        return e
+
+    def release(self, info: NodeInfo) -> None:
+        for p in info.producers.values():
+            self.remaining[p] -= 1
+            if self.remaining[p] <= 0 and p not in self.keep:
+                self.errs.pop(p, None)
+
+
+def _clean(e: torch.Tensor) -> torch.Tensor:
+    return torch.where(torch.isnan(e), torch.full_like(e, INF), e)
+
+
+def run_errors(
+    ba: BoundsAnalysis,
+    assignments: list[Mapping[str, str]],
+    *,
+    local_only: bool = False,
+    keep_nodes: bool = True,
+    progress=None,
+) -> ErrorResult:
+    """Propagate rounding errors for each assignment (layer -> format name; key "*" = default).
+
+    ``local_only``: every node sees exact inputs (plus the casts charged at layer boundaries):
+    the result per node is its local rounding error Delta_i for the linear allocation model.
+    """
+    run = _Run(ba, assignments, local_only)
+    F = run.F
+    node_max: dict[str, list[float]] = {}
+    names = list(ba.nodes)
+    for k, name in enumerate(names):
+        if progress is not None and k % 50 == 0:
+            progress(k, len(names))
+        info = ba.nodes[name]
+        if info.kind in ("param", "buffer", "constant", "input"):
+            continue
+        if info.kind == "getitem":
+            src = info.producers["self"]
+            v = run.errs.get(src)
+            idx = info.node.args[1]
+            e = v[idx] if isinstance(v, (tuple, list)) else v  # type: ignore[index]
+            if not local_only:
+                run.errs[name] = e
+            if keep_nodes and isinstance(e, torch.Tensor):
+                node_max[name] = _maxes(e, F)
+            run.release(info)
+            continue
+        res = info.result
+        out = info.out
+        if info.unsupported is not None or res is None:
+            e = _inf_like(out, F)
+        elif res.error is None:
+            # No error model: exact only if every input is exact.
+            ctx = _Ctx(run, info)
+            anyerr = any(ctx.err(a) is not None for a in info.producers)
+            e = _inf_like(out, F) if anyerr else None
+        else:
+            ctx = _Ctx(run, info)
+            e = res.error.propagate(ctx)
+            if isinstance(e, list):
+                e = tuple(e)
+            if isinstance(e, tuple):
+                outs = out if isinstance(out, tuple) else (out,)
+                e = tuple(None if t is None else _post(run, info, o, t, res, i == 0, F) for i, (o, t) in enumerate(zip(outs, e)))
+            elif e is not None:
+                prim = out[0] if isinstance(out, tuple) else out
+                e = _post(run, info, prim, e, res, not isinstance(res.error, ShapeError), F)
+        run.errs[name] = e
+        if keep_nodes:
+            t = e[0] if isinstance(e, tuple) else e
+            if isinstance(t, torch.Tensor):
+                node_max[name] = _maxes(t, F)
+        run.release(info)
+    bounds = [0.0] * F
+    out_err: dict[str, torch.Tensor] = {}
+    for o in ba.outputs:
+        iv = ba.nodes[o].primary
+        if iv is None or not iv.is_float:
+            continue
+        e = run.errs.get(o)
+        if isinstance(e, tuple):
+            e = e[0]
+        if e is None:
+            continue
+        out_err[o] = e
+        m = _maxes(e, F)
+        bounds = [max(a, b) for a, b in zip(bounds, m)]
+    for c in range(F):
+        if run.overflow[c] is not None:
+            bounds[c] = INF
+    return ErrorResult(
+        configs=[str(a.get("*", "mixed")) for a in assignments],
+        bound=bounds,
+        overflow=run.overflow,
+        node_max=node_max,
+        output_err=out_err,
+    )
+
+
+def _maxes(e: torch.Tensor, F: int) -> list[float]:
+    if e.numel() == 0:
+        return [0.0] * F
+    m = e.reshape(e.shape[0], -1).amax(1)
+    if m.shape[0] != F:
+        m = m.expand(F)
+    return [float(x) if x == x else INF for x in m]
+
+
+def _inf_like(out, F: int):
+    if isinstance(out, tuple):
+        return tuple(None if o is None else torch.full((F, *o.shape), INF, dtype=F64) for o in out)
+    if out is None:
+        return None
+    return torch.full((F, *out.shape), INF, dtype=F64)
+
+
+def _post(run: _Run, info: NodeInfo, iv: Interval | None, e: torch.Tensor, res, check: bool, F: int) -> torch.Tensor:
+    if iv is None:
+        return e
+    if e.shape[0] != F or tuple(e.shape[1:]) != tuple(iv.shape):
+        e = e.expand((F, *iv.shape)) if e.dim() == len(iv.shape) + 1 else e
+    e = _clean(e)
+    if iv.is_float:
+        ex = exact_infinite(iv)
+        if bool(ex.any()):
+            e = torch.where(ex.unsqueeze(0), torch.zeros_like(e), e)
+        if check:
+            e = run.check_overflow(info, iv, e.clone(), float(res.internal_max))
+    return e

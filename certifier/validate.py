@@ -1,0 +1,194 @@
+"""Running a model in a format and measuring its error against float64 (DESIGN 7).
+
+"Run in a format" means what ``model.to(dtype)`` does: parameters, buffers and float inputs
+are cast to the format and every op runs in it (PyTorch's CPU kernels accumulate low-precision
+matmuls and reductions in fp32, which is the arithmetic model the bounds assume). For a mixed
+assignment, :func:`certifier.amp.apply_precision` builds the model.
+
+Observed error = max over output elements of ``|run(x) - run_fp64(x)|``, on random inputs from
+the domain (corners included) and under an adversarial search:
+
+1. *rounding-aligned inputs*: from the worst input so far, each float input element is moved
+   next to the midpoint between two neighbouring values of the format, on the side that
+   makes its rounding error take the sign of the output's gradient (this attains the input
+   rounding term of the bound for a linear first layer);
+2. *hill climbing*: random perturbations with a shrinking step (random token substitutions for
+   id inputs), kept when the error grows.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from certifier.formats import FORMATS
+from certifier.loader import LoadedModel
+
+F64 = torch.float64
+
+
+def flat_outputs(out: object) -> list[torch.Tensor]:
+    leaves, _ = torch.utils._pytree.tree_flatten(out)
+    if not leaves and hasattr(out, "to_tuple"):
+        leaves = list(out.to_tuple())  # type: ignore[union-attr]
+    return [t for t in leaves if isinstance(t, torch.Tensor) and t.dtype.is_floating_point]
+
+
+def runnable(fmt: str) -> bool:
+    f = FORMATS[fmt]
+    return f.torch_dtype in (torch.float64, torch.float32, torch.float16, torch.bfloat16) and not f.compute_only
+
+
+def cast_model(model: torch.nn.Module, fmt: str) -> torch.nn.Module:
+    m = copy.deepcopy(model)
+    return m.to(FORMATS[fmt].torch_dtype).eval()
+
+
+def cast_inputs(xs: tuple[torch.Tensor, ...], dtype: torch.dtype | None) -> tuple[torch.Tensor, ...]:
+    if dtype is None:
+        return xs
+    return tuple(x.to(dtype) if x.dtype.is_floating_point else x for x in xs)
+
+
+@dataclass
+class Observed:
+    max_error: float
+    worst_input: tuple[torch.Tensor, ...] | None
+    evaluations: int
+    random_max: float
+    adversarial_max: float
+
+
+class ErrorProbe:
+    """Evaluates |model_in_format(x) - model_fp64(x)| for inputs x (float inputs in fp64)."""
+
+    def __init__(self, loaded: LoadedModel, low: torch.nn.Module, in_dtype: torch.dtype | None) -> None:
+        self.loaded = loaded
+        self.low = low
+        self.in_dtype = in_dtype
+        self.ref = copy.deepcopy(loaded.module).to(F64).eval()
+        self.count = 0
+
+    def outputs(self, xs):
+        with torch.no_grad():
+            ref = flat_outputs(self.ref(*xs))
+            low = flat_outputs(self.low(*cast_inputs(xs, self.in_dtype)))
+        return ref, low
+
+    def error(self, xs) -> tuple[float, int, int]:
+        """(max error, output index, flat element index)."""
+        self.count += 1
+        ref, low = self.outputs(xs)
+        best, bi, bj = 0.0, 0, 0
+        for i, (r, l) in enumerate(zip(ref, low)):
+            d = (l.to(F64) - r).abs().reshape(-1)
+            if d.numel() == 0:
+                continue
+            d = torch.where(torch.isnan(d), torch.full_like(d, math.inf), d)
+            j = int(torch.argmax(d))
+            if float(d[j]) > best:
+                best, bi, bj = float(d[j]), i, j
+        return best, bi, bj
+
+    def gradient(self, xs, out_i: int, elem: int) -> list[torch.Tensor | None]:
+        xs_g = [x.clone().requires_grad_(True) if x.dtype.is_floating_point else x for x in xs]
+        out = flat_outputs(self.ref(*xs_g))[out_i].reshape(-1)[elem]
+        grads = torch.autograd.grad(out, [x for x in xs_g if x.requires_grad], allow_unused=True)
+        it = iter(grads)
+        return [next(it) if x.dtype.is_floating_point else None for x in xs]
+
+
+def _neighbours(x: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """(a, b): the format values just below/above x (float64 tensors)."""
+    r = x.to(dtype).to(F64)
+    up = torch.nextafter(x.to(dtype), torch.tensor(math.inf, dtype=dtype)).to(F64)
+    dn = torch.nextafter(x.to(dtype), torch.tensor(-math.inf, dtype=dtype)).to(F64)
+    a = torch.where(r <= x, r, dn)
+    b = torch.where(r <= x, up, r)
+    return a, b
+
+
+def rounding_aligned(x: torch.Tensor, g: torch.Tensor, dtype: torch.dtype, lo: float, hi: float, sign: float) -> torch.Tensor:
+    """Move every element next to a rounding midpoint so that its rounding error in ``dtype``
+    is about half an ulp with the sign of ``sign * g``."""
+    if dtype in (torch.float16, torch.bfloat16, torch.float32):
+        a, b = _neighbours(x, dtype)
+        mid = 0.5 * (a + b)
+        eps = (b - a) * 1e-3
+        want_up = (sign * g) > 0
+        xn = torch.where(want_up, mid + eps, mid - eps)  # just above mid rounds up: error > 0
+        xn = torch.where(g == 0, x, xn)
+        return xn.clamp(lo, hi)
+    return x
+
+
+def observe(
+    loaded: LoadedModel,
+    low: torch.nn.Module,
+    in_dtype: torch.dtype | None,
+    n_random: int,
+    adv_steps: int,
+    seed: int = 0,
+    on_step: Callable[[int, int], None] | None = None,
+) -> Observed:
+    """Max observed error over random and adversarial inputs."""
+    gen = torch.Generator().manual_seed(seed)
+    probe = ErrorProbe(loaded, low, in_dtype)
+    best = (-1.0, None, 0, 0)
+    total = n_random + adv_steps
+    for k, xs in enumerate(loaded.sample_inputs(n_random, gen)):
+        err, i, j = probe.error(xs)
+        if err > best[0]:
+            best = (err, xs, i, j)
+        if on_step:
+            on_step(k + 1, total)
+    random_max = best[0]
+    if adv_steps > 0 and best[1] is not None:
+        best = _adversarial(probe, loaded, best, adv_steps, gen, in_dtype, on_step, n_random, total)
+    return Observed(max(best[0], 0.0), best[1], probe.count, random_max, best[0])
+
+
+def _adversarial(probe, loaded, best, steps, gen, in_dtype, on_step, done, total):
+    specs = loaded.inputs
+    err, xs, oi, oj = best
+    scale = 0.1
+    for s in range(steps):
+        cand = None
+        if s % 3 == 0 and in_dtype is not None:
+            try:
+                grads = probe.gradient(xs, oi, oj)
+                sign = 1.0 if (s // 3) % 2 == 0 else -1.0
+                cand = tuple(
+                    rounding_aligned(x, g, in_dtype, sp.lo, sp.hi, sign) if (g is not None and sp.is_float) else x
+                    for x, g, sp in zip(xs, grads, specs)
+                )
+            except RuntimeError:
+                cand = None
+        if cand is None:
+            parts = []
+            for x, sp in zip(xs, specs):
+                if sp.is_float:
+                    w = (sp.hi - sp.lo) * scale
+                    mask = torch.rand(x.shape, generator=gen) < 0.3
+                    step = torch.randn(x.shape, generator=gen, dtype=F64) * w
+                    parts.append((x + torch.where(mask, step, torch.zeros_like(step))).clamp(sp.lo, sp.hi))
+                else:
+                    y = x.clone()
+                    flat = y.reshape(-1)
+                    k = max(1, int(flat.numel() * 0.05))
+                    idx = torch.randint(0, flat.numel(), (k,), generator=gen)
+                    flat[idx] = torch.randint(int(sp.lo), int(sp.hi) + 1, (k,), generator=gen, dtype=y.dtype)
+                    parts.append(y)
+            cand = tuple(parts)
+        e2, i2, j2 = probe.error(cand)
+        if e2 > err:
+            err, xs, oi, oj = e2, cand, i2, j2
+        else:
+            scale = max(scale * 0.9, 1e-4)
+        if on_step:
+            on_step(done + s + 1, total)
+    return (err, xs, oi, oj)

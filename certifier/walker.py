@@ -1,0 +1,431 @@
+"""The graph walker: sound bounds for every node of a captured model.
+
+Nodes are visited in topological order (fx order). Each call node's arguments are bound to
+their ATen schema names once, here, with every tensor replaced by its interval; the rule for
+the op is looked up in the registry and its :class:`~curvature_rules.RuleResult` stored in
+one result table. An op without a rule, or a rule that declines the node, is recorded in
+``unsupported`` and gets the unknown interval ``[-inf, inf]`` with infinite Lipschitz and
+curvature bounds: everything downstream is unbounded (fail closed), nothing crashes.
+
+Also here: per-layer summaries (composition of Lipschitz and curvature bounds inside each
+layer, DESIGN 4.1: ``kappa(g o f) <= kappa_g L_f^2 + L_g kappa_f``) and the scalar gains
+``G_i`` from each node to the model output (one backward pass: the sum over paths of
+products of per-edge Lipschitz bounds, infinity norms).
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from certifier.capture import Captured
+from certifier.interval import INF, Interval
+from certifier.loader import LoadedModel
+from curvature_rules import RuleInput, RuleResult, lookup
+
+F64 = torch.float64
+
+#: Ops that carry no numerical content; they are left out of per-layer op lists.
+QUIET_OPS = {
+    "view", "_unsafe_view", "reshape", "permute", "expand", "clone", "alias", "detach", "unsqueeze",
+    "squeeze", "t", "transpose", "contiguous", "getitem", "_assert_tensor_metadata", "lift_fresh_copy",
+}
+
+
+@dataclass
+class NodeInfo:
+    name: str
+    node: torch.fx.Node
+    op: str
+    layer: str
+    out: Interval | tuple | None
+    result: RuleResult | None
+    producers: dict[str, str]  # argument name -> producing node name (tensor arguments)
+    unsupported: str | None = None
+    kind: str = "call"  # call | param | buffer | constant | input | getitem
+
+    @property
+    def primary(self) -> Interval | None:
+        o = self.out
+        if isinstance(o, tuple):
+            return o[0] if o and isinstance(o[0], Interval) else None
+        return o if isinstance(o, Interval) else None
+
+    @property
+    def is_float(self) -> bool:
+        p = self.primary
+        return p is not None and p.is_float
+
+    @property
+    def is_point(self) -> bool:
+        p = self.primary
+        return p is not None and p.is_point
+
+    def lipschitz(self) -> dict[str, float]:
+        if self.kind == "getitem":
+            return {"self": 1.0}
+        if self.result is None:
+            return {}
+        return dict(self.result.lipschitz)
+
+    def curvature(self) -> float:
+        if self.kind == "getitem" or self.result is None:
+            return 0.0
+        return float(self.result.curvature)
+
+
+@dataclass
+class LayerSummary:
+    name: str
+    module_type: str
+    nodes: list[str]
+    ops: list[str]
+    inputs: list[str]  # external float tensor producers
+    outputs: list[str]  # nodes whose value leaves the layer (or is a model output)
+    range: tuple[float, float]
+    lipschitz: float
+    curvature: float
+    diameter: float  # infinity-norm diameter of the layer's input box
+    gain: float  # scalar gain from the layer's outputs to the model output
+    flops: float
+    elements: int  # elements read and written (for the cost model)
+    has_matmul: bool
+
+
+@dataclass
+class BoundsAnalysis:
+    loaded: LoadedModel
+    captured: Captured
+    nodes: dict[str, NodeInfo]
+    outputs: list[str]
+    unsupported: list[dict]
+    seconds: float
+    gains: dict[str, float] = field(default_factory=dict)
+    layers: dict[str, LayerSummary] = field(default_factory=dict)
+
+    def output_range(self) -> tuple[float, float]:
+        los, his = [], []
+        for o in self.outputs:
+            iv = self.nodes[o].primary
+            if iv is not None and iv.is_float:
+                lo, hi = iv.bounds()
+                los.append(lo)
+                his.append(hi)
+        return (min(los), max(his)) if los else (0.0, 0.0)
+
+    def consumers(self) -> dict[str, list[tuple[str, str]]]:
+        cons: dict[str, list[tuple[str, str]]] = {n: [] for n in self.nodes}
+        for name, info in self.nodes.items():
+            for arg, prod in info.producers.items():
+                cons[prod].append((name, arg))
+        return cons
+
+
+def _short(target: object) -> str:
+    if target is operator.getitem:
+        return "getitem"
+    s = getattr(target, "__name__", None) or str(target)
+    name = getattr(target, "_opname", None) or s.split(".")[0]
+    return name
+
+
+def _meta_outputs(node: torch.fx.Node) -> tuple[tuple[tuple[int, ...], ...], tuple[torch.dtype, ...]]:
+    val = node.meta.get("val")
+    vals = val if isinstance(val, (tuple, list)) else (val,)
+    shapes, dtypes = [], []
+    for v in vals:
+        if isinstance(v, torch.Tensor):
+            shapes.append(tuple(int(s) for s in v.shape))
+            dtypes.append(v.dtype)
+        else:
+            shapes.append(())
+            dtypes.append(torch.float32)
+    return tuple(shapes), tuple(dtypes)
+
+
+def _unknown_like(node: torch.fx.Node) -> Interval | tuple:
+    shapes, dtypes = _meta_outputs(node)
+    val = node.meta.get("val")
+    ivs = tuple(Interval.unknown(s, d) for s, d in zip(shapes, dtypes))
+    return ivs if isinstance(val, (tuple, list)) else ivs[0]
+
+
+def _bind(node: torch.fx.Node, env: dict[str, object]):
+    """Bind a call node's arguments to its schema names (tensors -> intervals)."""
+    schema = node.target._schema  # type: ignore[union-attr]
+    args: dict[str, object] = {}
+    producers: dict[str, str] = {}
+    kwonly: set[str] = set()
+
+    def resolve(v, name):
+        if isinstance(v, torch.fx.Node):
+            producers[name] = v.name
+            return env[v.name]
+        if isinstance(v, (list, tuple)) and any(isinstance(x, torch.fx.Node) for x in v):
+            out = []
+            for i, x in enumerate(v):
+                out.append(resolve(x, f"{name}.{i}"))
+            return out
+        return v
+
+    pos = list(node.args)
+    for i, a in enumerate(schema.arguments):
+        if a.kwarg_only:
+            kwonly.add(a.name)
+        if not a.kwarg_only and i < len(pos):
+            v = pos[i]
+        elif a.name in node.kwargs:
+            v = node.kwargs[a.name]
+        elif a.has_default_value():
+            v = a.default_value
+        else:
+            v = None
+        args[a.name] = resolve(v, a.name)
+    return args, producers, frozenset(kwonly)
+
+
+def _fold_exact(node: torch.fx.Node, args: dict[str, object], kwonly: frozenset[str]) -> Interval | tuple | None:
+    """Evaluate a node whose tensor inputs are all known and whose outputs are all integer or
+    boolean: integer arithmetic is exact, so the result is a point."""
+    _, dtypes = _meta_outputs(node)
+    if any(d.is_floating_point for d in dtypes):
+        return None
+    vals: list[object] = []
+    kw: dict[str, object] = {}
+    for name, v in args.items():
+        if isinstance(v, Interval):
+            if not v.is_point:
+                return None
+            v = v.value
+        elif isinstance(v, list):
+            if any(isinstance(x, Interval) and not x.is_point for x in v):
+                return None
+            v = [x.value if isinstance(x, Interval) else x for x in v]
+        (kw.__setitem__(name, v) if name in kwonly else vals.append(v))
+    out = node.target(*vals, **kw)  # type: ignore[operator]
+    if isinstance(out, (tuple, list)):
+        return tuple(Interval.point(t) if isinstance(t, torch.Tensor) else None for t in out)
+    return Interval.point(out) if isinstance(out, torch.Tensor) else None
+
+
+def analyze_bounds(loaded: LoadedModel, captured: Captured, progress=None) -> BoundsAnalysis:
+    """Propagate sound intervals from the input domain through every node."""
+    t0 = time.perf_counter()
+    env: dict[str, object] = {}
+    nodes: dict[str, NodeInfo] = {}
+    unsupported: list[dict] = []
+    graph_nodes = list(captured.graph.nodes)
+    total = len(graph_nodes)
+    for k, node in enumerate(graph_nodes):
+        if progress is not None and k % 50 == 0:
+            progress(k, total)
+        if node.op == "placeholder":
+            kind, payload = captured.placeholders.get(node.name, ("other", None))
+            if kind in ("param", "buffer", "constant") and isinstance(payload, torch.Tensor):
+                iv: Interval | tuple | None = Interval.point(payload.detach())
+            elif kind == "input":
+                spec = loaded.inputs[int(payload)]  # type: ignore[arg-type]
+                lo = torch.full(spec.shape, spec.lo, dtype=F64)
+                hi = torch.full(spec.shape, spec.hi, dtype=F64)
+                iv = Interval(lo, hi, spec.dtype)
+            else:
+                iv = _unknown_like(node)
+                unsupported.append({"node": node.name, "op": "placeholder", "module": "", "reason": "unsupported input kind"})
+            env[node.name] = iv
+            nodes[node.name] = NodeInfo(node.name, node, "input" if kind == "input" else kind, captured.layer_of(node.name), iv, None, {}, kind=kind)
+            continue
+        if node.op == "output":
+            continue
+        if node.op != "call_function":
+            env[node.name] = _unknown_like(node)
+            unsupported.append({"node": node.name, "op": node.op, "module": captured.module_of.get(node.name, ""), "reason": "not a call_function node"})
+            nodes[node.name] = NodeInfo(node.name, node, node.op, captured.layer_of(node.name), env[node.name], None, {}, unsupported="node kind")
+            continue
+        layer = captured.layer_of(node.name)
+        if node.target is operator.getitem:
+            src, idx = node.args
+            v = env[src.name]  # type: ignore[union-attr]
+            out = v[idx] if isinstance(v, (tuple, list)) else v  # type: ignore[index]
+            env[node.name] = out
+            nodes[node.name] = NodeInfo(node.name, node, "getitem", layer, out, None, {"self": src.name}, kind="getitem")  # type: ignore[union-attr]
+            continue
+        opname = _short(node.target)
+        info_unsup = None
+        result: RuleResult | None = None
+        try:
+            args, producers, kwonly = _bind(node, env)
+        except Exception as e:  # noqa: BLE001
+            args, producers, kwonly = {}, {}, frozenset()
+            info_unsup = f"cannot bind arguments: {e}"
+        out = None
+        if info_unsup is None:
+            rule = lookup(node.target)
+            try:
+                out = _fold_exact(node, args, kwonly)
+            except Exception:  # noqa: BLE001 - folding is an optimisation only
+                out = None
+            if out is None:
+                if rule is None:
+                    info_unsup = "no rule for this op"
+                else:
+                    shapes, dtypes = _meta_outputs(node)
+                    inp = RuleInput(node, node.target, args, shapes, dtypes, kwonly)  # type: ignore[arg-type]
+                    try:
+                        result = rule(inp)
+                        out = result.out
+                        _check_shapes(node, out)
+                    except NotImplementedError as e:
+                        info_unsup = f"rule declines: {e}"
+                        result = None
+                    except Exception as e:  # noqa: BLE001 - fail closed, never crash
+                        info_unsup = f"rule failed: {type(e).__name__}: {e}"
+                        result = None
+        if info_unsup is not None:
+            out = _unknown_like(node)
+            unsupported.append({"node": node.name, "op": str(node.target), "module": captured.module_of.get(node.name, ""), "reason": info_unsup})
+            result = RuleResult(out=out, lipschitz={a: INF for a in producers}, curvature=INF, error=None)
+        env[node.name] = out
+        nodes[node.name] = NodeInfo(node.name, node, opname, layer, out, result, producers, unsupported=info_unsup)
+    outputs = [o.name for o in captured.outputs if o is not None]
+    ba = BoundsAnalysis(loaded, captured, nodes, outputs, unsupported, time.perf_counter() - t0)
+    ba.gains = compute_gains(ba)
+    ba.layers = summarize_layers(ba)
+    return ba
+
+
+def _check_shapes(node: torch.fx.Node, out: object) -> None:
+    shapes, _ = _meta_outputs(node)
+    outs = out if isinstance(out, tuple) else (out,)
+    for o, s in zip(outs, shapes):
+        if isinstance(o, Interval) and o.shape != s and s != ():
+            raise RuntimeError(f"rule produced shape {o.shape}, expected {s}")
+
+
+def float_producers(ba: BoundsAnalysis, info: NodeInfo) -> dict[str, str]:
+    """Arguments of ``info`` fed by float, non-constant nodes (the ones errors flow along)."""
+    out = {}
+    for arg, prod in info.producers.items():
+        p = ba.nodes[prod]
+        if p.is_float and not p.is_point:
+            out[arg] = prod
+    return out
+
+
+def compute_gains(ba: BoundsAnalysis) -> dict[str, float]:
+    """G_i = sum over paths from node i to an output of the product of edge Lipschitz bounds."""
+    G: dict[str, float] = {n: 0.0 for n in ba.nodes}
+    for o in ba.outputs:
+        if ba.nodes[o].is_float:
+            G[o] = 1.0
+    for name in reversed(list(ba.nodes)):
+        info = ba.nodes[name]
+        g = G[name]
+        if g == 0.0:
+            continue
+        L = info.lipschitz()
+        for arg, prod in float_producers(ba, info).items():
+            l = L.get(arg, INF if info.unsupported else 0.0)
+            if l == 0.0:
+                continue
+            G[prod] = G[prod] + g * l if math.isfinite(g * l) else INF
+    return G
+
+
+def summarize_layers(ba: BoundsAnalysis) -> dict[str, LayerSummary]:
+    """Group nodes by module path and compose Lipschitz/curvature bounds inside each layer."""
+    groups: dict[str, list[str]] = {}
+    for name, info in ba.nodes.items():
+        if info.kind != "call" and info.kind != "getitem":
+            continue
+        groups.setdefault(info.layer, []).append(name)
+    cons = ba.consumers()
+    out_set = set(ba.outputs)
+    layers: dict[str, LayerSummary] = {}
+    for layer, names in groups.items():
+        members = set(names)
+        Lc: dict[str, float] = {}
+        Kc: dict[str, float] = {}
+        ext_inputs: list[str] = []
+        flops = 0.0
+        has_mm = False
+        ops: list[str] = []
+        for n in names:
+            info = ba.nodes[n]
+            if info.op not in QUIET_OPS and info.op not in ops:
+                ops.append(info.op)
+            if info.result is not None:
+                flops += info.result.flops
+                has_mm = has_mm or info.result.accum_length > 0 and info.op in ("mm", "addmm", "bmm", "convolution", "baddbmm", "matmul")
+            L = info.lipschitz()
+            Ls, Ks = [], []
+            Lsum = 0.0
+            for arg, prod in float_producers(ba, info).items():
+                if prod in members:
+                    lp, kp = Lc.get(prod, 0.0), Kc.get(prod, 0.0)
+                else:
+                    lp, kp = 1.0, 0.0
+                    if prod not in ext_inputs:
+                        ext_inputs.append(prod)
+                l = L.get(arg, INF if info.unsupported else 0.0)
+                Ls.append(lp)
+                Lsum += _mul(l, lp)
+                Ks.append(_mul(l, kp))
+            kappa_n = info.curvature()
+            lmax = max(Ls) if Ls else 0.0
+            Lc[n] = Lsum
+            Kc[n] = _mul(kappa_n, lmax * lmax) + sum(Ks)
+        outs = [n for n in names if n in out_set or any(c not in members for c, _ in cons[n])]
+        outs = [n for n in outs if ba.nodes[n].is_float] or [names[-1]]
+        los, his = [], []
+        for n in outs:
+            iv = ba.nodes[n].primary
+            if iv is not None and iv.numel():
+                lo, hi = iv.bounds()
+                los.append(lo)
+                his.append(hi)
+        diam = 0.0
+        elements = 0
+        for p in ext_inputs:
+            iv = ba.nodes[p].primary
+            if iv is not None and iv.numel():
+                d = float((iv.hi - iv.lo).max())
+                diam = max(diam, d if d == d else INF)
+                elements += iv.numel()
+        for n in outs:
+            iv = ba.nodes[n].primary
+            if iv is not None:
+                elements += iv.numel()
+        for n in names:
+            info = ba.nodes[n]
+            for arg, prod in info.producers.items():
+                p = ba.nodes[prod]
+                if p.kind == "param" and p.primary is not None:
+                    elements += p.primary.numel()
+        layers[layer] = LayerSummary(
+            name=layer,
+            module_type=ba.captured.module_type.get(layer, "") if layer != "(model)" else type(ba.loaded.module).__name__,
+            nodes=names,
+            ops=ops,
+            inputs=ext_inputs,
+            outputs=outs,
+            range=(min(los), max(his)) if los else (0.0, 0.0),
+            lipschitz=max((Lc.get(n, 0.0) for n in outs), default=0.0),
+            curvature=max((Kc.get(n, 0.0) for n in outs), default=0.0),
+            diameter=diam,
+            gain=max((ba.gains.get(n, 0.0) for n in outs), default=0.0),
+            flops=flops,
+            elements=elements,
+            has_matmul=has_mm,
+        )
+    return layers
+
+
+def _mul(a: float, b: float) -> float:
+    if a == 0.0 or b == 0.0:
+        return 0.0
+    r = a * b
+    return r if r == r else INF

@@ -1,0 +1,137 @@
+"""Helpers shared by the rule families: binding, broadcasting, error-model building blocks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from certifier.interval import INF, Interval
+from curvature_rules.registry import ErrorContext, RuleInput, RuleResult
+
+F64 = torch.float64
+
+
+def finite_max(t: torch.Tensor) -> float:
+    """max of a tensor as a float (0 for an empty tensor)."""
+    if t.numel() == 0:
+        return 0.0
+    v = float(t.max())
+    return INF if v != v else v
+
+
+def safe_mul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a*b for non-negative bounds where 0*inf counts as 0 (a zero factor is exact)."""
+    p = a * b
+    return torch.where(torch.isnan(p), torch.zeros_like(p), p)
+
+
+def pad_left(t: torch.Tensor, ndim: int) -> torch.Tensor:
+    """View a per-configuration error tensor ``(F, *s)`` as ``(F, 1, ..., *s)`` of ``1+ndim`` dims."""
+    missing = ndim - (t.dim() - 1)
+    if missing <= 0:
+        return t
+    return t.reshape(t.shape[:1] + (1,) * missing + t.shape[1:])
+
+
+def zeros_err(ctx: ErrorContext, shape: Sequence[int]) -> torch.Tensor:
+    return torch.zeros((ctx.F, *shape), dtype=F64)
+
+
+def exact_infinite(iv: Interval) -> torch.Tensor:
+    """Elements whose value is the same infinity for every input (e.g. a -inf attention mask)."""
+    lo, hi = iv.lo, iv.hi
+    return (lo == hi) & torch.isinf(lo)
+
+
+def fmag(iv: Interval) -> torch.Tensor:
+    """|x| bound where exactly-infinite elements count as 0 (their rounding error is 0)."""
+    m = iv.mag
+    if torch.isinf(m).any():
+        m = torch.where(exact_infinite(iv), torch.zeros_like(m), m)
+    return m
+
+
+def shape_only(fn: Callable[[torch.Tensor], object]) -> Callable[[torch.Tensor], object]:
+    """Batch a per-tensor shape function over the leading configuration dimension."""
+    return torch.vmap(fn)
+
+
+@dataclass(frozen=True)
+class ShapeError:
+    """Exact element selection/rearrangement: errors move with their elements."""
+
+    fn: Callable[[torch.Tensor], object]
+    arg: str
+    out_shape: tuple[int, ...] | tuple[tuple[int, ...], ...]
+    multi: bool = False
+
+    def propagate(self, ctx: ErrorContext):
+        e = ctx.err(self.arg)
+        if e is None:
+            return None
+        return torch.vmap(self.fn)(e)
+
+
+@dataclass(frozen=True)
+class ElementwiseError:
+    """Error model of ``y = f(x)`` applied elementwise (see curvature_rules.elementwise).
+
+    Propagation uses the mean value theorem on the *inflated* box ``[lo - e, hi + e]`` that
+    contains both the exact and the computed input, so it is not first-order only:
+    ``|f(x^) - f(x)| <= sup_{[lo-e, hi+e]} |f'| * e``. The evaluation in the accumulation
+    format adds ``ulps * u_acc * |f(x^)|`` and storing adds ``u * |y^| + eta/2``.
+    ``exact``: the op is exact in any format (relu, neg, abs): no rounding at all.
+    """
+
+    x: Interval
+    y: Interval
+    dsup: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # sup|f'| on [lo, hi], elementwise
+    ulps: float
+    exact: bool = False
+    arg: str = "self"
+    # Optional: elementwise output bound on the inflated box (defaults to |y| + L*e).
+    zero_below: float | None = None  # relu-like: f is constant 0 where hi + e <= zero_below
+
+    def propagate(self, ctx: ErrorContext) -> torch.Tensor:
+        e = ctx.err(self.arg)
+        ymag = fmag(self.y)
+        if e is None:
+            prop = torch.zeros((ctx.F, *self.y.shape), dtype=F64)
+        else:
+            lo = self.x.lo.unsqueeze(0) - e
+            hi = self.x.hi.unsqueeze(0) + e
+            prop = safe_mul(self.dsup(lo, hi), e)
+            if self.zero_below is not None:
+                prop = torch.where(hi <= self.zero_below, torch.zeros_like(prop), prop)
+        if self.exact:
+            return prop
+        nd = len(self.y.shape)
+        vmag = ymag.unsqueeze(0) + prop
+        fn_err = ctx.b(ctx.u_acc, nd) * self.ulps * vmag + ctx.b(ctx.he_acc, nd)
+        return prop + fn_err + ctx.store(vmag + fn_err, nd)
+
+
+def one_input_result(
+    inp: RuleInput,
+    out: Interval,
+    dsup: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    curvature: float,
+    ulps: float,
+    *,
+    exact: bool = False,
+    arg: str = "self",
+    zero_below: float | None = None,
+) -> RuleResult:
+    """Result of an elementwise one-input op, with its Lipschitz bound from ``dsup``."""
+    x = inp.tensor(arg)
+    if not x.is_float:
+        return RuleResult(out=out, lipschitz={}, curvature=0.0, error=None)
+    L = finite_max(dsup(x.lo, x.hi)) if x.numel() else 0.0
+    return RuleResult(
+        out=out,
+        lipschitz={arg: L},
+        curvature=curvature,
+        error=ElementwiseError(x, out, dsup, ulps, exact=exact, arg=arg, zero_below=zero_below),
+    )

@@ -1,0 +1,259 @@
+"""Binary arithmetic: add, sub, rsub, mul, div (tensor and scalar forms), pow with a scalar
+exponent, maximum, minimum.
+
+Ranges are interval arithmetic (all corner products for mul/div), widened outward.
+Lipschitz (infinity norm) per argument: add/sub 1 (|alpha| for the scaled one); mul: the
+other factor's magnitude; div x/y: 1/mig(y) for x and mag(x)/mig(y)^2 for y.
+Curvature (joint, infinity norm): 0 for add/sub and for mul/div by a constant; x*y: 1
+(D^2 = 2 h_x h_y); x/y: 1/mig(y)^2 + mag(x)/mig(y)^3 (Hessian of x/y); x^n: n(n-1)/2 mag^(n-2).
+
+Rounding: the operation runs in the accumulation format (one rounding, ``u_acc``), then the
+result is stored (``u``, ``eta/2``). A Python scalar operand is converted to the
+accumulation format first (one more ``u_acc |s|``). Error propagation is exact in the input
+errors (no first-order truncation): ``|x^y^ - xy| <= |x| e_y + e_x |y| + e_x e_y`` and
+``|x^/y^ - x/y| <= (e_x + |x/y| e_y) / (mig(y) - e_y)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from certifier.interval import INF, Interval, mul_bounds, widen
+from curvature_rules._common import finite_max, fmag, pad_left, safe_mul
+from curvature_rules.registry import ErrorContext, RuleInput, RuleResult, register_rule
+
+aten = torch.ops.aten
+F64 = torch.float64
+
+
+def _as_iv(v: object, dtype: torch.dtype) -> tuple[Interval, bool]:
+    """(interval, is_python_scalar)."""
+    if isinstance(v, Interval):
+        return v, False
+    return Interval.point(torch.tensor(float(v), dtype=F64)), True  # type: ignore[arg-type]
+
+
+def _mig(iv_lo, iv_hi):
+    return torch.where((iv_lo <= 0) & (iv_hi >= 0), torch.zeros_like(iv_lo), torch.minimum(iv_lo.abs(), iv_hi.abs()))
+
+
+@dataclass(frozen=True)
+class BinaryError:
+    kind: str  # add | mul | div | max
+    x: Interval
+    y: Interval
+    out: Interval
+    xname: str | None  # None: python scalar
+    yname: str | None
+    alpha: float = 1.0
+    y_scalar: bool = False
+    x_scalar: bool = False
+
+    def _e(self, ctx: ErrorContext, name: str | None, iv: Interval, scalar: bool, nd: int):
+        if name is None or scalar:
+            if scalar:  # conversion of the scalar to the accumulation format
+                return pad_left(ctx.b(ctx.u_acc, 0) * fmag(iv).unsqueeze(0), nd)
+            return None
+        e = ctx.err(name)
+        return None if e is None else pad_left(e, nd)
+
+    def propagate(self, ctx: ErrorContext) -> torch.Tensor:
+        nd = len(self.out.shape)
+        F = ctx.F
+        ex = self._e(ctx, self.xname, self.x, self.x_scalar, nd)
+        ey = self._e(ctx, self.yname, self.y, self.y_scalar, nd)
+        z = torch.zeros((F,) + (1,) * nd, dtype=F64)
+        ex = z if ex is None else ex
+        ey = z if ey is None else ey
+        xm, ym = fmag(self.x).unsqueeze(0), fmag(self.y).unsqueeze(0)
+        if self.kind == "add":
+            P = ex + abs(self.alpha) * ey
+            exact = False
+        elif self.kind == "mul":
+            P = safe_mul(xm, ey) + safe_mul(ex, ym) + safe_mul(ex, ey)
+            exact = False
+        elif self.kind == "div":
+            my = _mig(self.y.lo, self.y.hi).unsqueeze(0)
+            den = my - ey
+            q = fmag(self.out).unsqueeze(0)
+            num = ex + safe_mul(q, ey)
+            P = torch.where(den > 0, num / den.clamp(min=1e-300), torch.full_like(num, INF))
+            P = torch.where(num == 0, torch.zeros_like(P), P)
+            exact = False
+        else:  # max / min: exact, 1-Lipschitz in the max norm
+            return torch.maximum(ex, ey).expand((F, *self.out.shape)).clone()
+        P = P.expand((F, *self.out.shape))
+        ymag = fmag(self.out).unsqueeze(0) + P
+        extra = 0.0
+        if self.alpha != 1.0 and self.kind == "add":
+            extra = ctx.b(ctx.u_acc, nd) * abs(self.alpha) * (ym + ey)
+        local = ctx.b(ctx.u_acc, nd) * ymag + extra
+        if exact:
+            return P
+        return P + local + ctx.store(ymag + local, nd)
+
+
+def _binary(inp: RuleInput, kind: str, xname: str, yname: str, alpha: float = 1.0, swap: bool = False) -> RuleResult:
+    dtype = inp.out_dtypes[0]
+    x, xs = _as_iv(inp.args[xname], dtype)
+    y, ys = _as_iv(inp.args[yname], dtype)
+    if swap:  # rsub: other - alpha * self
+        x, y, xs, ys, xname, yname = y, x, ys, xs, yname, xname
+    if x.is_point and y.is_point and dtype in (torch.int64, torch.int32, torch.bool, torch.int8, torch.uint8, torch.int16):
+        if kind == "add":
+            v = x.value + alpha * y.value
+        elif kind == "mul":
+            v = x.value * y.value
+        elif kind == "max":
+            v = torch.maximum(x.value, y.value)
+        elif kind == "min":
+            v = torch.minimum(x.value, y.value)
+        else:
+            v = x.value / y.value
+        return RuleResult(out=Interval.point(v.to(dtype)))
+    L: dict[str, float] = {}
+    kappa = 0.0
+    if kind == "add":
+        alo, ahi = (y.lo * alpha, y.hi * alpha) if alpha >= 0 else (y.hi * alpha, y.lo * alpha)
+        lo, hi = widen(x.lo + alo, x.hi + ahi)
+        L = {xname: 1.0, yname: abs(alpha)}
+    elif kind == "mul":
+        lo, hi = mul_bounds(x.lo, x.hi, y.lo, y.hi)
+        L = {xname: finite_max(fmag(y)), yname: finite_max(fmag(x))}
+        kappa = 1.0 if not (x.is_point or y.is_point) else 0.0
+    elif kind == "div":
+        has0 = (y.lo <= 0) & (y.hi >= 0)
+        rlo = torch.where(has0, torch.full_like(y.lo, -INF), 1.0 / y.hi)
+        rhi = torch.where(has0, torch.full_like(y.lo, INF), 1.0 / y.lo)
+        rlo, rhi = widen(rlo, rhi)
+        lo, hi = mul_bounds(x.lo, x.hi, rlo, rhi)
+        my = _mig(y.lo, y.hi)
+        L = {xname: finite_max(torch.where(my > 0, 1.0 / my, torch.full_like(my, INF)))}
+        yl = torch.where(my > 0, fmag(x) / (my * my), torch.full_like(my, INF))
+        L[yname] = finite_max(yl)
+        if not y.is_point:
+            k = torch.where(my > 0, fmag(x) / my**3, torch.full_like(my, INF))
+            if not x.is_point:
+                k = k + torch.where(my > 0, 1.0 / my**2, torch.full_like(my, INF))
+            kappa = finite_max(k) * (1 + 2.0**-40)
+    else:
+        op = torch.maximum if kind == "max" else torch.minimum
+        lo, hi = op(x.lo, y.lo), op(x.hi, y.hi)
+        L = {xname: 1.0, yname: 1.0}
+    out = Interval(lo, hi, dtype)
+    L = {n: v for n, v in L.items() if not ((n == xname and (xs or x.is_point)) or (n == yname and (ys or y.is_point)))}
+    if not dtype.is_floating_point:
+        return RuleResult(out=out, lipschitz={}, curvature=0.0)
+    err = BinaryError(
+        kind=kind if kind in ("add", "mul", "div") else "max",
+        x=x,
+        y=y,
+        out=out,
+        xname=None if xs else xname,
+        yname=None if ys else yname,
+        alpha=alpha,
+        x_scalar=xs,
+        y_scalar=ys,
+    )
+    return RuleResult(out=out, lipschitz=L, curvature=kappa, error=err, flops=float(out.numel()))
+
+
+@register_rule([aten.add.Tensor, aten.add.Scalar])
+def add_rule(inp: RuleInput) -> RuleResult:
+    """self + alpha * other."""
+    return _binary(inp, "add", "self", "other", float(inp.get("alpha", 1)))  # type: ignore[arg-type]
+
+
+@register_rule([aten.sub.Tensor, aten.sub.Scalar])
+def sub_rule(inp: RuleInput) -> RuleResult:
+    """self - alpha * other."""
+    return _binary(inp, "add", "self", "other", -float(inp.get("alpha", 1)))  # type: ignore[arg-type]
+
+
+@register_rule([aten.rsub.Scalar, aten.rsub.Tensor])
+def rsub_rule(inp: RuleInput) -> RuleResult:
+    """other - alpha * self."""
+    return _binary(inp, "add", "self", "other", -float(inp.get("alpha", 1)), swap=True)  # type: ignore[arg-type]
+
+
+@register_rule([aten.mul.Tensor, aten.mul.Scalar])
+def mul_rule(inp: RuleInput) -> RuleResult:
+    """self * other."""
+    return _binary(inp, "mul", "self", "other")
+
+
+@register_rule([aten.div.Tensor, aten.div.Scalar])
+def div_rule(inp: RuleInput) -> RuleResult:
+    """self / other (true division; unknown where the divisor's box contains 0)."""
+    return _binary(inp, "div", "self", "other")
+
+
+@register_rule([aten.maximum.default, aten.minimum.default])
+def maximum_rule(inp: RuleInput) -> RuleResult:
+    """Elementwise max/min: exact, 1-Lipschitz."""
+    return _binary(inp, "max" if inp.op is aten.maximum.default else "min", "self", "other")
+
+
+@dataclass(frozen=True)
+class PowError:
+    x: Interval
+    out: Interval
+    n: float
+    ulps: float
+
+    def propagate(self, ctx: ErrorContext) -> torch.Tensor:
+        nd = len(self.out.shape)
+        e = ctx.err("self")
+        xm = fmag(self.x).unsqueeze(0)
+        if e is None:
+            P = torch.zeros((ctx.F, *self.out.shape), dtype=F64)
+        else:
+            # Mean value theorem on the inflated box: |x^n - y^n| <= |n| sup|t|^(n-1) e.
+            n = self.n
+            if n >= 1:
+                P = safe_mul(abs(n) * (xm + e) ** (n - 1), e)
+            else:
+                lo = (self.x.lo.unsqueeze(0) - e)
+                P = torch.where(lo > 0, safe_mul(abs(n) * lo.clamp(min=1e-300) ** (n - 1), e), torch.full_like(e, INF))
+                P = torch.where(e == 0, torch.zeros_like(P), P)
+        ymag = fmag(self.out).unsqueeze(0) + P
+        local = ctx.b(ctx.u_acc, nd) * self.ulps * ymag
+        return P + local + ctx.store(ymag + local, nd)
+
+
+@register_rule([aten.pow.Tensor_Scalar])
+def pow_rule(inp: RuleInput) -> RuleResult:
+    """x ** n for a constant n: integers n >= 1 on any box; real n on a positive box."""
+    x = inp.tensor("self")
+    n = float(inp.args["exponent"])  # type: ignore[arg-type]
+    if x.is_point:
+        return RuleResult(out=Interval.point(torch.pow(x.value.to(F64), n)))
+    m, M = x.mig, x.mag
+    if n == int(n) and n >= 1:
+        k = int(n)
+        if k % 2 == 0:
+            lo, hi = m**k, M**k
+        else:
+            lo, hi = x.lo**k, x.hi**k
+        L = finite_max(k * M ** (k - 1))
+        kappa = 0.5 * k * (k - 1) * finite_max(M ** (k - 2)) if k >= 2 else 0.0
+        ulps = max(k - 1, 1)
+    elif n == 0:
+        return RuleResult(out=Interval.point(torch.ones(x.shape, dtype=F64)))
+    else:
+        if not bool((x.lo > 0).all()):
+            raise NotImplementedError(f"pow with exponent {n} on a box that reaches 0 or below")
+        a, b = x.lo**n, x.hi**n
+        lo, hi = torch.minimum(a, b), torch.maximum(a, b)
+        d = torch.maximum(x.lo ** (n - 1), x.hi ** (n - 1))
+        L = finite_max(abs(n) * d)
+        d2 = torch.maximum(x.lo ** (n - 2), x.hi ** (n - 2))
+        kappa = 0.5 * abs(n * (n - 1)) * finite_max(d2)
+        ulps = 4
+    lo, hi = widen(lo, hi)
+    out = Interval(lo, hi, x.dtype)
+    return RuleResult(
+        out=out, lipschitz={"self": L * (1 + 2.0**-40)}, curvature=kappa * (1 + 2.0**-40), error=PowError(x, out, n, ulps)
+    )

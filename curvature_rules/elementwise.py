@@ -1,0 +1,413 @@
+"""Elementwise functions of one tensor.
+
+Ops: relu, leaky_relu, hardtanh, clamp, abs, neg, exp, expm1, log, log1p, sqrt, rsqrt,
+reciprocal, tanh, sigmoid, erf, gelu (erf and tanh forms), silu, softplus, sin, cos.
+
+For each function f we give (all elementwise over the input box [lo, hi]):
+
+* the image of [lo, hi] (monotone maps use the endpoints; GELU and SiLU have a single
+  minimum at a known point, DESIGN's ``unimodal`` combinator);
+* ``dsup(lo, hi) = sup |f'|`` on the box: the elementwise gain of an input error and, maxed
+  over elements, the Lipschitz constant;
+* ``kappa = 1/2 sup |f''|`` on the box.
+
+Where f' or f'' has interior extrema (tanh, sigmoid, erf, GELU, SiLU) their values are
+computed once by :func:`grid_sup`: a sweep of a fine grid plus a Lipschitz margin, which is
+an upper bound by construction. Reference values (DESIGN 4.1): GELU sup|f'| = 1.1285 (not
+1.1), kappa = 0.399; SiLU 1.0998 / 0.25; tanh 1 / 0.385; sigmoid 1/4 / 0.048.
+
+Rounding model: f is evaluated in the accumulation format with ``ulps`` units of error
+relative to |f(x^)| (formats.FUNCTION_ULPS), then stored. GELU's ``0.5 x (1 + erf(x/sqrt 2))``
+cancels for negative x, so its evaluation error is bounded relative to |x| as well.
+relu, abs and neg are exact in every format.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+
+from certifier.formats import FUNCTION_ULPS
+from certifier.interval import INF, Interval, decreasing_map, increasing_map, unimodal_min_map, up, widen
+from curvature_rules._common import ElementwiseError, finite_max, one_input_result
+from curvature_rules.registry import RuleInput, RuleResult, register_rule
+
+aten = torch.ops.aten
+F64 = torch.float64
+SQRT2 = math.sqrt(2.0)
+
+
+def grid_sup(fn: Callable[[torch.Tensor], torch.Tensor], lip: float, a: float, b: float, n: int = 200001) -> tuple[float, float]:
+    """(sup fn, argmax) on [a, b]: grid maximum plus ``lip * h / 2`` (``lip`` bounds |fn'|)."""
+    x = torch.linspace(a, b, n, dtype=F64)
+    v = fn(x)
+    i = int(torch.argmax(v))
+    h = (b - a) / (n - 1)
+    return float(v[i]) + lip * h / 2 + 1e-12, float(x[i])
+
+
+def _phi(x: torch.Tensor) -> torch.Tensor:
+    return torch.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+
+
+def _Phi(x: torch.Tensor) -> torch.Tensor:
+    return 0.5 * (1 + torch.erf(x / SQRT2))
+
+
+# ---------------------------------------------------------------------- GELU (erf form)
+def _gelu_d1(x):
+    return _Phi(x) + x * _phi(x)
+
+
+def _gelu_d2(x):
+    return _phi(x) * (2 - x * x)
+
+
+# Exact identities: g'' = phi (2 - x^2) so g' peaks at +-sqrt 2; |g''| <= 2 phi(0).
+GELU_D1_MAX = grid_sup(_gelu_d1, 0.8, 1.0, 2.0)[0]  # g'(sqrt 2) ~ 1.1285
+GELU_D1_NEG = grid_sup(lambda x: -_gelu_d1(x), 0.8, -2.0, -1.0)[0]  # -g'(-sqrt 2) ~ 0.1685
+GELU_MIN_X = -0.7517915247
+GELU_MIN = -0.1700  # true minimum -0.16997...
+GELU_D2_TAIL = grid_sup(lambda x: _gelu_d2(x).abs(), 1.0, SQRT2, 12.0)[0]  # ~0.108 at x = 2
+
+
+def _gelu_tanh(x):
+    c = math.sqrt(2 / math.pi)
+    return 0.5 * x * (1 + torch.tanh(c * (x + 0.044715 * x**3)))
+
+
+def _num_d(fn, x, h=1e-5):
+    return (fn(x + h) - fn(x - h)) / (2 * h)
+
+
+# The tanh approximation: bounds from a grid over [-12, 12] (beyond, |g'| <= 1 + 1e-12 and
+# |g''| < 1e-10), with a margin that covers the finite-difference error.
+_x = torch.linspace(-12, 12, 240001, dtype=F64)
+_d1 = _num_d(_gelu_tanh, _x)
+_d2 = _num_d(lambda t: _num_d(_gelu_tanh, t), _x, 1e-4)
+GELU_T_D1_MAX = float(_d1.abs().max()) + 1e-3
+GELU_T_D2_MAX = float(_d2.abs().max()) + 1e-3
+GELU_T_MIN = float(_gelu_tanh(_x).min()) - 1e-3
+GELU_T_MIN_X = float(_x[int(torch.argmin(_gelu_tanh(_x)))])
+del _x, _d1, _d2
+
+
+# ---------------------------------------------------------------------- SiLU
+def _sig(x):
+    return torch.sigmoid(x)
+
+
+def _silu_d1(x):
+    s = _sig(x)
+    return s * (1 + x * (1 - s))
+
+
+SILU_D1_MAX = grid_sup(_silu_d1, 0.5, 1.5, 3.5)[0]  # ~1.0998 at 2.3994
+SILU_D1_NEG = grid_sup(lambda x: -_silu_d1(x), 0.5, -3.5, -1.5)[0]  # ~0.0998
+SILU_MIN_X = -1.2784645428
+SILU_MIN = -0.27846454 - 1e-6
+
+TANH_D2_MAX, TANH_D2_X = 4 / (3 * math.sqrt(3)) + 1e-12, 0.6584789485
+SIG_D2_MAX, SIG_D2_X = 1 / (6 * math.sqrt(3)) + 1e-12, 1.3169578969
+ERF_D2_MAX, ERF_D2_X = (4 / math.sqrt(math.pi)) * math.exp(-0.5) / SQRT2 + 1e-12, 1 / SQRT2
+
+
+def _mig(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    return torch.where((lo <= 0) & (hi >= 0), torch.zeros_like(lo), torch.minimum(lo.abs(), hi.abs()))
+
+
+def _mag(lo, hi):
+    return torch.maximum(lo.abs(), hi.abs())
+
+
+def _peak_sup(lo, hi, g: Callable[[torch.Tensor], torch.Tensor], peak_x: float, peak: float) -> torch.Tensor:
+    """sup of an even function g(|x|) increasing on [0, peak_x], decreasing after."""
+    m, M = _mig(lo, hi), _mag(lo, hi)
+    inside = (m <= peak_x) & (M >= peak_x)
+    v = torch.where(M < peak_x, g(M), g(m))
+    return torch.where(inside, torch.full_like(v, peak), up(v, 2.0**-40))
+
+
+def _kappa(x: Interval, fn) -> float:
+    if x.numel() == 0:
+        return 0.0
+    return 0.5 * finite_max(fn(x.lo, x.hi))
+
+
+def _up(t: torch.Tensor) -> torch.Tensor:
+    t = torch.where(torch.isnan(t), torch.full_like(t, INF), t)
+    return up(t, 2.0**-40)
+
+
+# ---------------------------------------------------------------------- rules
+@register_rule([aten.relu.default])
+def relu_rule(inp: RuleInput) -> RuleResult:
+    """max(x, 0): exact, 1-Lipschitz, piecewise linear (kappa 0 away from the kink)."""
+    x = inp.tensor("self")
+    out = Interval(x.lo.clamp(min=0), x.hi.clamp(min=0), x.dtype)
+    dsup = lambda lo, hi: (hi > 0).to(F64)  # noqa: E731
+    return one_input_result(inp, out, dsup, 0.0, 0, exact=True, zero_below=0.0)
+
+
+@register_rule([aten.leaky_relu.default])
+def leaky_relu_rule(inp: RuleInput) -> RuleResult:
+    """x if x > 0 else s*x, for a slope 0 <= s: monotone, L = max(1, s), one rounding."""
+    x = inp.tensor("self")
+    s = float(inp.get("negative_slope", 0.01))  # type: ignore[arg-type]
+    if s < 0:
+        raise NotImplementedError("leaky_relu with a negative slope")
+    out = increasing_map(x, lambda t: torch.where(t > 0, t, s * t))
+    return one_input_result(inp, out, lambda lo, hi: torch.full_like(lo, max(1.0, s)), 0.0, 1)
+
+
+@register_rule([aten.hardtanh.default, aten.clamp.default, aten.clamp_min.default, aten.clamp_max.default])
+def clamp_rule(inp: RuleInput) -> RuleResult:
+    """Clamp to [min, max]: monotone, 1-Lipschitz; the bounds themselves are rounded."""
+    x = inp.tensor("self")
+    names = list(inp.args.keys())
+    if inp.op in (aten.hardtanh.default,):
+        mn, mx = float(inp.get("min_val", -1.0)), float(inp.get("max_val", 1.0))  # type: ignore[arg-type]
+    elif inp.op is aten.clamp_min.default:
+        mn, mx = float(inp.args[names[1]]), INF  # type: ignore[arg-type]
+    elif inp.op is aten.clamp_max.default:
+        mn, mx = -INF, float(inp.args[names[1]])  # type: ignore[arg-type]
+    else:
+        a, b = inp.args.get("min"), inp.args.get("max")
+        mn = -INF if a is None else float(a)  # type: ignore[arg-type]
+        mx = INF if b is None else float(b)  # type: ignore[arg-type]
+    out = Interval(x.lo.clamp(min=mn, max=mx), x.hi.clamp(min=mn, max=mx), x.dtype)
+    return one_input_result(inp, out, lambda lo, hi: torch.ones_like(lo), 0.0, 0)
+
+
+@register_rule([aten.abs.default])
+def abs_rule(inp: RuleInput) -> RuleResult:
+    """|x|: exact, 1-Lipschitz."""
+    x = inp.tensor("self")
+    out = Interval(x.mig, x.mag, x.dtype)
+    return one_input_result(inp, out, lambda lo, hi: torch.ones_like(lo), 0.0, 0, exact=True)
+
+
+@register_rule([aten.neg.default])
+def neg_rule(inp: RuleInput) -> RuleResult:
+    """-x: exact."""
+    x = inp.tensor("self")
+    if x.is_point:
+        return RuleResult(out=Interval.point(-x.value))
+    out = Interval(-x.hi, -x.lo, x.dtype)
+    return one_input_result(inp, out, lambda lo, hi: torch.ones_like(lo), 0.0, 0, exact=True)
+
+
+@register_rule([aten.exp.default])
+def exp_rule(inp: RuleInput) -> RuleResult:
+    """e^x: L = e^hi, kappa = e^hi / 2."""
+    x = inp.tensor("self")
+    out = increasing_map(x, torch.exp)
+    dsup = lambda lo, hi: _up(torch.exp(hi))  # noqa: E731
+    return one_input_result(inp, out, dsup, _kappa(x, lambda lo, hi: _up(torch.exp(hi))), FUNCTION_ULPS["exp"])
+
+
+@register_rule([aten.expm1.default])
+def expm1_rule(inp: RuleInput) -> RuleResult:
+    """e^x - 1."""
+    x = inp.tensor("self")
+    out = increasing_map(x, torch.expm1)
+    dsup = lambda lo, hi: _up(torch.exp(hi))  # noqa: E731
+    return one_input_result(inp, out, dsup, _kappa(x, lambda lo, hi: _up(torch.exp(hi))), FUNCTION_ULPS["exp"])
+
+
+def _pos_domain(x: Interval, fn, lower_edge: float = 0.0) -> Interval:
+    """fn on the part of the box above ``lower_edge``; unknown where the box reaches below."""
+    out = increasing_map(x, lambda t: fn(t.clamp(min=lower_edge)))
+    bad = x.lo < lower_edge
+    lo = torch.where(bad, torch.full_like(out.lo, -INF), out.lo)
+    hi = torch.where(bad & torch.isnan(fn(x.hi)), torch.full_like(out.hi, INF), out.hi)
+    return Interval(lo, hi, x.dtype)
+
+
+@register_rule([aten.log.default])
+def log_rule(inp: RuleInput) -> RuleResult:
+    """log x on x > 0: L = 1/lo, kappa = 1/(2 lo^2); unknown if the box reaches 0."""
+    x = inp.tensor("self")
+    out = _pos_domain(x, torch.log)
+    dsup = lambda lo, hi: _up(torch.where(lo > 0, 1.0 / lo, torch.full_like(lo, INF)))  # noqa: E731
+    kap = lambda lo, hi: _up(torch.where(lo > 0, 1.0 / (lo * lo), torch.full_like(lo, INF)))  # noqa: E731
+    return one_input_result(inp, out, dsup, _kappa(x, kap), FUNCTION_ULPS["log"])
+
+
+@register_rule([aten.log1p.default])
+def log1p_rule(inp: RuleInput) -> RuleResult:
+    """log(1 + x) on x > -1."""
+    x = inp.tensor("self")
+    out = _pos_domain(x, torch.log1p, -1.0)
+    dsup = lambda lo, hi: _up(torch.where(lo > -1, 1.0 / (1 + lo), torch.full_like(lo, INF)))  # noqa: E731
+    kap = lambda lo, hi: _up(torch.where(lo > -1, 1.0 / ((1 + lo) ** 2), torch.full_like(lo, INF)))  # noqa: E731
+    return one_input_result(inp, out, dsup, _kappa(x, kap), FUNCTION_ULPS["log"])
+
+
+@register_rule([aten.sqrt.default])
+def sqrt_rule(inp: RuleInput) -> RuleResult:
+    """sqrt x on x >= 0: L = 1/(2 sqrt lo), kappa = 1/(8 lo^1.5)."""
+    x = inp.tensor("self")
+    out = _pos_domain(x, torch.sqrt)
+    out = Interval(out.lo.clamp(min=0) if bool((x.lo >= 0).all()) else out.lo, out.hi, x.dtype)
+    dsup = lambda lo, hi: _up(torch.where(lo > 0, 0.5 / torch.sqrt(lo.clamp(min=1e-300)), torch.full_like(lo, INF)))  # noqa: E731
+    kap = lambda lo, hi: _up(torch.where(lo > 0, 0.25 / lo.clamp(min=1e-300) ** 1.5, torch.full_like(lo, INF)))  # noqa: E731
+    return one_input_result(inp, out, dsup, _kappa(x, kap), FUNCTION_ULPS["sqrt"])
+
+
+@register_rule([aten.rsqrt.default])
+def rsqrt_rule(inp: RuleInput) -> RuleResult:
+    """1/sqrt x on x > 0: L = lo^-1.5 / 2, kappa = 3/8 lo^-2.5."""
+    x = inp.tensor("self")
+    pos = x.lo > 0
+    lo = torch.where(pos, torch.rsqrt(x.hi.clamp(min=1e-300)), torch.zeros_like(x.lo))
+    lo = torch.where(x.hi <= 0, torch.full_like(lo, -INF), lo)
+    hi = torch.where(pos, torch.rsqrt(x.lo.clamp(min=1e-300)), torch.full_like(x.lo, INF))
+    lo, hi = widen(lo, hi)
+    out = Interval(lo, hi, x.dtype)
+    dsup = lambda lo, hi: _up(torch.where(lo > 0, 0.5 * lo.clamp(min=1e-300) ** -1.5, torch.full_like(lo, INF)))  # noqa: E731
+    kap = lambda lo, hi: _up(torch.where(lo > 0, 0.75 * lo.clamp(min=1e-300) ** -2.5, torch.full_like(lo, INF)))  # noqa: E731
+    return one_input_result(inp, out, dsup, _kappa(x, kap), FUNCTION_ULPS["rsqrt"])
+
+
+@register_rule([aten.reciprocal.default])
+def reciprocal_rule(inp: RuleInput) -> RuleResult:
+    """1/x on a box excluding 0: L = 1/mig^2, kappa = 1/mig^3."""
+    x = inp.tensor("self")
+    has0 = (x.lo <= 0) & (x.hi >= 0)
+    lo = torch.where(has0, torch.full_like(x.lo, -INF), 1.0 / x.hi)
+    hi = torch.where(has0, torch.full_like(x.lo, INF), 1.0 / x.lo)
+    lo, hi = widen(lo, hi)
+    out = Interval(lo, hi, x.dtype)
+    dsup = lambda lo, hi: _up(torch.where((lo <= 0) & (hi >= 0), torch.full_like(lo, INF), 1.0 / _mig(lo, hi) ** 2))  # noqa: E731
+    kap = lambda lo, hi: _up(torch.where((lo <= 0) & (hi >= 0), torch.full_like(lo, INF), 2.0 / _mig(lo, hi) ** 3))  # noqa: E731
+    return one_input_result(inp, out, dsup, _kappa(x, kap), FUNCTION_ULPS["div"])
+
+
+@register_rule([aten.tanh.default])
+def tanh_rule(inp: RuleInput) -> RuleResult:
+    """tanh: L = 1 - tanh(mig)^2, kappa <= 0.385."""
+    x = inp.tensor("self")
+    out = increasing_map(x, torch.tanh)
+    dsup = lambda lo, hi: _up(1 - torch.tanh(_mig(lo, hi)) ** 2)  # noqa: E731
+    g2 = lambda a: 2 * torch.tanh(a).abs() * (1 - torch.tanh(a) ** 2)  # noqa: E731
+    kap = lambda lo, hi: _peak_sup(lo, hi, g2, TANH_D2_X, TANH_D2_MAX)  # noqa: E731
+    return one_input_result(inp, out, dsup, _kappa(x, kap), FUNCTION_ULPS["tanh"])
+
+
+@register_rule([aten.sigmoid.default])
+def sigmoid_rule(inp: RuleInput) -> RuleResult:
+    """Logistic sigmoid: L = s(mig)(1 - s(mig)) <= 1/4, kappa <= 0.048."""
+    x = inp.tensor("self")
+    out = increasing_map(x, torch.sigmoid)
+    ds = lambda a: torch.sigmoid(a) * torch.sigmoid(-a)  # noqa: E731
+    dsup = lambda lo, hi: _up(ds(_mig(lo, hi)))  # noqa: E731
+    g2 = lambda a: ds(a) * (1 - 2 * torch.sigmoid(a)).abs()  # noqa: E731
+    kap = lambda lo, hi: _peak_sup(lo, hi, g2, SIG_D2_X, SIG_D2_MAX)  # noqa: E731
+    return one_input_result(inp, out, dsup, _kappa(x, kap), FUNCTION_ULPS["sigmoid"] + 2)
+
+
+@register_rule([aten.erf.default])
+def erf_rule(inp: RuleInput) -> RuleResult:
+    """erf: L = 2/sqrt(pi) exp(-mig^2), kappa <= 0.484."""
+    x = inp.tensor("self")
+    out = increasing_map(x, torch.erf)
+    c = 2 / math.sqrt(math.pi)
+    dsup = lambda lo, hi: _up(c * torch.exp(-_mig(lo, hi) ** 2))  # noqa: E731
+    g2 = lambda a: 2 * c * a.abs() * torch.exp(-a * a)  # noqa: E731
+    kap = lambda lo, hi: _peak_sup(lo, hi, g2, ERF_D2_X, ERF_D2_MAX)  # noqa: E731
+    return one_input_result(inp, out, dsup, _kappa(x, kap), FUNCTION_ULPS["erf"])
+
+
+def _gelu_dsup(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    v = torch.maximum(_gelu_d1(lo).abs(), _gelu_d1(hi).abs())
+    v = torch.where((lo <= SQRT2) & (hi >= SQRT2), torch.full_like(v, GELU_D1_MAX), v)
+    v = torch.where((lo <= -SQRT2) & (hi >= -SQRT2), torch.maximum(v, torch.full_like(v, GELU_D1_NEG)), v)
+    v = torch.where(torch.isinf(lo) | torch.isinf(hi), torch.maximum(v, torch.ones_like(v)), v)
+    return _up(v)
+
+
+def _gelu_kappa(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    m, M = _mig(lo, hi), _mag(lo, hi)
+    near = torch.where(m <= SQRT2, _gelu_d2(m.clamp(max=SQRT2)).abs(), torch.zeros_like(m))
+    tail = torch.where(M > SQRT2, torch.full_like(m, GELU_D2_TAIL), torch.zeros_like(m))
+    return _up(torch.maximum(near, tail))
+
+
+@register_rule([aten.gelu.default])
+def gelu_rule(inp: RuleInput) -> RuleResult:
+    """GELU x*Phi(x) (or its tanh approximation): sup|f'| = 1.1285, kappa = 0.399."""
+    x = inp.tensor("self")
+    approx = str(inp.get("approximate", "none"))
+    if approx == "tanh":
+        out = unimodal_min_map(x, _gelu_tanh, GELU_T_MIN_X, GELU_T_MIN)
+        res = one_input_result(inp, out, lambda lo, hi: torch.full_like(lo, GELU_T_D1_MAX), 0.5 * GELU_T_D2_MAX, FUNCTION_ULPS["gelu"])
+    else:
+        out = unimodal_min_map(x, lambda t: t * _Phi(t), GELU_MIN_X, GELU_MIN)
+        res = one_input_result(inp, out, _gelu_dsup, _kappa(x, _gelu_kappa), FUNCTION_ULPS["gelu"])
+    # The evaluation cancels in 1 + erf(x/sqrt 2) for x < 0: bound it relative to |x| too.
+    err = res.error
+    assert isinstance(err, ElementwiseError)
+    return RuleResult(out=res.out, lipschitz=res.lipschitz, curvature=res.curvature, error=_AbsXError(err))
+
+
+class _AbsXError:
+    """ElementwiseError plus ``ulps * u_acc * |x^|`` (evaluation error relative to |x|)."""
+
+    def __init__(self, inner: ElementwiseError, ulps_x: float = 8.0) -> None:
+        self.inner, self.ulps_x = inner, ulps_x
+
+    def propagate(self, ctx):
+        e = self.inner.propagate(ctx)
+        xm = self.inner.x.mag.unsqueeze(0)
+        ex = ctx.err(self.inner.arg)
+        if ex is not None:
+            xm = xm + ex
+        nd = len(self.inner.y.shape)
+        extra = ctx.b(ctx.u_acc, nd) * self.ulps_x * xm
+        return e + extra * (1 + ctx.b(ctx.u, nd))
+
+
+@register_rule([aten.silu.default])
+def silu_rule(inp: RuleInput) -> RuleResult:
+    """SiLU x*sigmoid(x): sup|f'| = 1.0998, kappa = 0.25."""
+    x = inp.tensor("self")
+    out = unimodal_min_map(x, lambda t: t * torch.sigmoid(t), SILU_MIN_X, SILU_MIN)
+
+    def dsup(lo, hi):
+        v = torch.maximum(_silu_d1(lo).abs(), _silu_d1(hi).abs())
+        v = torch.where((lo <= 2.4) & (hi >= 2.39), torch.full_like(v, SILU_D1_MAX), v)
+        v = torch.where((lo <= -2.39) & (hi >= -2.4), torch.maximum(v, torch.full_like(v, SILU_D1_NEG)), v)
+        v = torch.where(torch.isinf(lo) | torch.isinf(hi), torch.maximum(v, torch.ones_like(v)), v)
+        return _up(v)
+
+    return one_input_result(inp, out, dsup, 0.25, FUNCTION_ULPS["sigmoid"] + 3)
+
+
+@register_rule([aten.softplus.default])
+def softplus_rule(inp: RuleInput) -> RuleResult:
+    """log(1 + e^(beta x))/beta (linear above the threshold): L = sigmoid(beta hi), kappa = beta/8."""
+    x = inp.tensor("self")
+    beta = float(inp.get("beta", 1.0))  # type: ignore[arg-type]
+    thr = float(inp.get("threshold", 20.0))  # type: ignore[arg-type]
+    f = lambda t: torch.where(beta * t > thr, t, torch.nn.functional.softplus(t, beta, thr))  # noqa: E731
+    out = increasing_map(x, f)
+    dsup = lambda lo, hi: torch.ones_like(lo)  # noqa: E731
+    return one_input_result(inp, out, dsup, beta / 8 + 1e-12, FUNCTION_ULPS["log"] + FUNCTION_ULPS["exp"] + 2)
+
+
+@register_rule([aten.sin.default, aten.cos.default])
+def sincos_rule(inp: RuleInput) -> RuleResult:
+    """sin, cos: range within [-1, 1], L = 1, kappa = 1/2."""
+    x = inp.tensor("self")
+    fn = torch.sin if inp.op is aten.sin.default else torch.cos
+    narrow = (x.hi - x.lo) < 1e-3  # tiny boxes: endpoint hull plus the curvature term
+    flo, fhi = fn(x.lo), fn(x.hi)
+    w = (x.hi - x.lo).clamp(max=2.0)
+    lo = torch.where(narrow, torch.minimum(flo, fhi) - w * w, torch.full_like(flo, -1.0)).clamp(min=-1)
+    hi = torch.where(narrow, torch.maximum(flo, fhi) + w * w, torch.ones_like(fhi)).clamp(max=1)
+    lo, hi = widen(lo, hi)
+    out = Interval(lo, hi, x.dtype)
+    return one_input_result(inp, out, lambda lo, hi: torch.ones_like(lo), 0.5, FUNCTION_ULPS["sin"])

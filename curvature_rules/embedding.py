@@ -1,0 +1,105 @@
+"""Lookups: embedding, gather, index (advanced indexing with known indices).
+
+embedding(weight, ids): with a known id tensor the output is the selected rows, exactly;
+with an id *range* [a, b] (token ids from the input domain) every output element lies in the
+hull of the rows a..b of that column (DESIGN: "an embedding takes the hull of the rows its
+ids can reach"). The lookup itself is exact; the only rounding is the cast of the table to
+the node's format, ``u_c |row| + eta_c/2``. The output is not a differentiable function of
+integer ids, so no Lipschitz constant w.r.t. them is reported (curvature 0).
+
+gather/index with a known index select elements exactly; errors move with their elements.
+A data-dependent index fails closed (no rule applies).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from certifier.interval import Interval
+from curvature_rules._common import ShapeError, fmag
+from curvature_rules.registry import ErrorContext, RuleInput, RuleResult, register_rule
+
+aten = torch.ops.aten
+F64 = torch.float64
+
+
+@dataclass(frozen=True)
+class EmbeddingError:
+    out: Interval
+    weight_point: bool
+
+    def propagate(self, ctx: ErrorContext):
+        nd = len(self.out.shape)
+        ids_err = ctx.err("indices")
+        if ids_err is not None and bool((ids_err > 0).any()):
+            return torch.full((ctx.F, *self.out.shape), float("inf"), dtype=F64)
+        if not self.weight_point:
+            raise NotImplementedError("embedding of a computed table")
+        cp = ctx.cast_point("weight")
+        if cp is None:
+            return None
+        return ctx.b(cp[0], nd) * fmag(self.out).unsqueeze(0) + ctx.b(cp[1], nd)
+
+
+@register_rule([aten.embedding.default])
+def embedding_rule(inp: RuleInput) -> RuleResult:
+    """Row lookup; an id range gives the column-wise hull of the reachable rows."""
+    W, ids = inp.tensor("weight"), inp.tensor("indices")
+    if not W.is_point:
+        raise NotImplementedError("embedding of a computed table")
+    V = W.shape[0]
+    if ids.is_point:
+        return RuleResult(out=Interval.point(W.value[ids.value]), error=EmbeddingError(Interval.point(W.value[ids.value]), True))
+    a = ids.lo.clamp(0, V - 1).to(torch.int64)
+    b = ids.hi.clamp(0, V - 1).to(torch.int64)
+    flat_a, flat_b = a.reshape(-1), b.reshape(-1)
+    pairs = torch.stack([flat_a, flat_b], 1)
+    uniq, inv = torch.unique(pairs, dim=0, return_inverse=True)
+    Wd = W.value
+    mins, maxs = [], []
+    for lo_i, hi_i in uniq.tolist():
+        rows = Wd[lo_i : hi_i + 1]
+        mins.append(rows.amin(0))
+        maxs.append(rows.amax(0))
+    mn = torch.stack(mins).to(F64)[inv].reshape(*ids.shape, W.shape[1])
+    mx = torch.stack(maxs).to(F64)[inv].reshape(*ids.shape, W.shape[1])
+    out = Interval(mn, mx, W.dtype)
+    return RuleResult(out=out, lipschitz={}, curvature=0.0, error=EmbeddingError(out, True))
+
+
+@register_rule([aten.gather.default])
+def gather_rule(inp: RuleInput) -> RuleResult:
+    """Selection along ``dim`` by a known index."""
+    x, index = inp.tensor("self"), inp.tensor("index")
+    dim = int(inp.args["dim"])  # type: ignore[arg-type]
+    if not index.is_point:
+        raise NotImplementedError("gather with a data-dependent index")
+    idx = index.value
+    fn = lambda t: torch.gather(t, dim, idx)  # noqa: E731
+    out = x.map_shape(fn)
+    if not x.is_float:
+        return RuleResult(out=out)
+    return RuleResult(out=out, lipschitz={"self": 1.0}, error=ShapeError(fn, "self", out.shape))
+
+
+@register_rule([aten.index.Tensor])
+def index_rule(inp: RuleInput) -> RuleResult:
+    """Advanced indexing with known index tensors."""
+    x = inp.tensor("self")
+    idx = inp.args["indices"]
+    assert isinstance(idx, list)
+    vals = []
+    for t in idx:
+        if t is None:
+            vals.append(None)
+        elif isinstance(t, Interval) and t.is_point:
+            vals.append(t.value)
+        else:
+            raise NotImplementedError("index with a data-dependent index")
+    fn = lambda t: aten.index.Tensor(t, vals)  # noqa: E731
+    out = x.map_shape(fn)
+    if not x.is_float:
+        return RuleResult(out=out)
+    return RuleResult(out=out, lipschitz={"self": 1.0}, error=ShapeError(fn, "self", out.shape))

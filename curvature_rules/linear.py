@@ -1,0 +1,236 @@
+"""Matrix products: mm, addmm, bmm (and the shared bilinear machinery that conv uses).
+
+Ranges (midpoint-radius interval products, Rump 1999): for A in [Ac +- Ar], B in [Bc +- Br],
+``AB in Ac Bc +- (|Ac| (Br + gamma_k |Bc|) + Ar (|Bc| + Br))``, where the gamma_k term covers
+the float64 rounding of ``Ac Bc`` (Higham Thm 3.5) and each non-negative product is rounded up.
+
+Lipschitz (infinity norms): w.r.t. A, the largest column sum of |B|; w.r.t. B, the largest
+row sum of |A| (exact for a point operand). Curvature: 0 when one operand is a constant (the
+map is affine); otherwise ``D^2(AB)[h, h] = 2 h_A h_B`` gives kappa = k (the inner length).
+
+Rounding error (the arithmetic model of certifier.formats), with computed operands
+``A^ = A + dA``, ``B^ = B + dB``:
+
+* propagated: ``|dA| |B| + |A| |dB| + |dA| |dB|`` (exact, not first-order);
+* accumulation in the accumulation format: ``gamma_k(u_acc) |A^| |B^|`` (Higham Thm 3.5;
+  any summation order, FMA or not), plus ``k * eta_acc / 2`` for products that underflow;
+* tf32: inputs rounded to 11 bits inside the kernel: ``(2 u_mul + u_mul^2) |A^| |B^|``;
+* addmm: the bias joins the accumulation (gamma_{k+1}) and we also allow the product to be
+  rounded to the storage format before the bias is added (unfused epilogue);
+* storing the output: ``u |C^| + eta/2``.
+Weights cast to a lower format carry ``u_c |W| + eta_c/2``; that term is applied in closed
+form (no per-format copy of the weight is made).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from certifier.formats import gamma
+from certifier.interval import INF, Interval, abs_matmul_upper, widen
+from curvature_rules._common import finite_max, fmag, pad_left, safe_mul
+from curvature_rules.registry import ErrorContext, RuleInput, RuleResult, register_rule
+
+aten = torch.ops.aten
+F64 = torch.float64
+U64 = 2.0**-53
+
+Bilinear = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _clean(t: torch.Tensor, fill: float = INF) -> torch.Tensor:
+    return torch.where(torch.isnan(t), torch.full_like(t, fill), t)
+
+
+def upper(op: Bilinear, a: torch.Tensor, b: torch.Tensor, k: int) -> torch.Tensor:
+    """Upper bound of the bilinear ``op(a, b)`` for non-negative ``a``, ``b``."""
+    r = _clean(op(a, b))
+    return r * (1.0 + (k + 2) * 2.0**-52) + 2.0**-1000
+
+
+def bilinear_interval(op: Bilinear, A: Interval, B: Interval, k: int, dtype: torch.dtype) -> Interval:
+    """Sound interval of ``op(A, B)`` for a bilinear ``op`` with non-negative monotonicity."""
+    if A.is_point and B.is_point and not dtype.is_floating_point:
+        return Interval.point(op(A.value, B.value))
+    Ac, Bc = A.mid, B.mid
+    aAc, aBc = Ac.abs(), Bc.abs()
+    g = gamma(k, U64)
+    cc = op(Ac, Bc)
+    if B.is_point:
+        rad = upper(op, A.rad + g * aAc, aBc, k)
+    elif A.is_point:
+        rad = upper(op, aAc, B.rad + g * aBc, k)
+    else:
+        Ar, Br = A.rad, B.rad
+        rad = upper(op, aAc, Br + g * aBc, k) + upper(op, Ar, aBc + Br, k)
+    lo, hi = widen(cc - rad, cc + rad)
+    return Interval(lo, hi, dtype)
+
+
+@dataclass(frozen=True)
+class BilinearError:
+    """Rounding-error model of ``C = op(A, B) [+ bias]`` (see the module docstring)."""
+
+    op: Bilinear  # handles a leading configuration dim on either operand
+    rowsum: Callable[[torch.Tensor], torch.Tensor]  # op(t, ones_like(B)) for t shaped like A
+    colsum: Callable[[torch.Tensor], torch.Tensor]  # op(ones_like(A), t) for t shaped like B
+    a_name: str
+    b_name: str
+    A: Interval
+    B: Interval
+    out: Interval
+    k: int
+    bias_name: str | None = None
+    bias: Interval | None = None
+    alpha: float = 1.0
+    beta: float = 1.0
+
+    def _operand(self, ctx: ErrorContext, name: str, iv: Interval, other: Interval):
+        """(materialised error or None, structured cast (u_c, he_c) or None).
+
+        A point operand (a weight) only carries the error of its cast to the node's format,
+        which is applied in closed form unless both operands are points."""
+        if iv.is_point and not other.is_point:
+            return None, ctx.cast_point(name)
+        return ctx.err(name), None
+
+    def propagate(self, ctx: ErrorContext) -> torch.Tensor:
+        F, nd = ctx.F, len(self.out.shape)
+        b = lambda v: ctx.b(v, nd)  # noqa: E731
+        absA, absB = fmag(self.A), fmag(self.B)
+        AB = upper(self.op, absA, absB, self.k)  # (out shape), shared by all configurations
+        eA, cA = self._operand(ctx, self.a_name, self.A, self.B)
+        eB, cB = self._operand(ctx, self.b_name, self.B, self.A)
+        P = torch.zeros((F, *self.out.shape), dtype=F64)
+        # |dA| |B^| where |B^| <= |B| + dB
+        if eA is not None:
+            t = upper(self.op, eA, absB, self.k)
+            if cB is not None:
+                uB, hB = cB
+                t = t * (1 + b(uB)) + b(hB) * _clean(self.rowsum(eA))
+            elif eB is not None:
+                t = t + upper(self.op, eA, eB, self.k)
+            P = P + t
+        # |A| |dB| (+ |dA||dB| when A is a cast point)
+        if eB is not None:
+            t = upper(self.op, absA, eB, self.k)
+            if cA is not None:
+                uA, hA = cA
+                t = t * (1 + b(uA)) + b(hA) * _clean(self.colsum(eB))
+            P = P + t
+        if cB is not None and eB is None:
+            uB, hB = cB
+            P = P + b(uB) * AB + b(hB) * _clean(self.rowsum(absA)).unsqueeze(0)
+        elif cA is not None and eA is None:
+            uA, hA = cA
+            P = P + b(uA) * AB + b(hA) * _clean(self.colsum(absB)).unsqueeze(0)
+        S = AB.unsqueeze(0) + P  # bound on |A^| |B^|
+        kk = self.k + (1 if self.bias is not None else 0)
+        u_acc, u_mul = ctx.u_acc, ctx.u_mul
+        gk = torch.tensor([gamma(kk, float(x)) for x in u_acc], dtype=F64)
+        rnd = b(gk * (1 + u_mul) ** 2 + 2 * u_mul + u_mul**2) * S + b(ctx.he_acc) * self.k
+        ymag = fmag(self.out).unsqueeze(0)
+        total = abs(self.alpha) * (P + rnd)
+        if self.bias is not None:
+            bmag = fmag(self.bias)
+            if self.bias.is_point:
+                cp = ctx.cast_point(self.bias_name)  # type: ignore[arg-type]
+                eb = None if cp is None else (b(cp[0]) * bmag + b(cp[1]))
+            else:
+                eb = ctx.err(self.bias_name)  # type: ignore[arg-type]
+                if eb is not None:
+                    eb = pad_left(eb.reshape((F, *self.bias.shape)), nd)
+            if eb is not None:
+                total = total + abs(self.beta) * eb
+            # Unfused epilogue: the product may be stored before the bias is added.
+            total = total + ctx.store(abs(self.alpha) * S * (1 + b(gk)), nd)
+            total = total + b(gk) * abs(self.beta) * bmag
+            if self.alpha != 1.0 or self.beta != 1.0:
+                total = total + b(u_acc) * 2 * (ymag + total)
+        elif self.alpha != 1.0:
+            total = total + b(u_acc) * (ymag + total)
+        return total + ctx.store(ymag + total, nd)
+
+
+def _mm_op(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.matmul(a, b)
+
+
+def _lipschitz(A: Interval, B: Interval, a_name: str, b_name: str) -> dict[str, float]:
+    L: dict[str, float] = {}
+    if A.is_float and not A.is_point:
+        L[a_name] = finite_max(fmag(B).sum(-2)) if B.numel() else 0.0  # max column sum of |B|
+    if B.is_float and not B.is_point:
+        L[b_name] = finite_max(fmag(A).sum(-1)) if A.numel() else 0.0  # max row sum of |A|
+    return L
+
+
+def _matmul_result(inp: RuleInput, a_name: str, b_name: str, bias_name: str | None) -> RuleResult:
+    A, B = inp.tensor(a_name), inp.tensor(b_name)
+    k = A.shape[-1]
+    dtype = inp.out_dtypes[0]
+    out = bilinear_interval(_mm_op, A, B, k, dtype)
+    alpha = float(inp.get("alpha", 1.0))  # type: ignore[arg-type]
+    beta = float(inp.get("beta", 1.0))  # type: ignore[arg-type]
+    bias = inp.tensor(bias_name) if bias_name else None
+    if bias is not None:
+        lo, hi = out.lo * alpha, out.hi * alpha
+        lo, hi = torch.minimum(lo, hi), torch.maximum(lo, hi)
+        blo, bhi = bias.lo * beta, bias.hi * beta
+        blo, bhi = torch.minimum(blo, bhi), torch.maximum(blo, bhi)
+        lo, hi = widen(lo + blo, hi + bhi)
+        out = Interval(lo, hi, dtype)
+    L = {n: v * abs(alpha) for n, v in _lipschitz(A, B, a_name, b_name).items()}
+    if bias is not None and not bias.is_point:
+        L[bias_name] = abs(beta)  # type: ignore[index]
+    kappa = float(k) * abs(alpha) if (not A.is_point and not B.is_point) else 0.0
+    m = A.numel() // max(k, 1)
+    n = B.shape[-1]
+    err = BilinearError(
+        op=_mm_op,
+        rowsum=lambda t: t.sum(-1, keepdim=True),
+        colsum=lambda t: t.sum(-2, keepdim=True),
+        a_name=a_name,
+        b_name=b_name,
+        A=A,
+        B=B,
+        out=out,
+        k=k,
+        bias_name=bias_name,
+        bias=bias,
+        alpha=alpha,
+        beta=beta,
+    )
+    return RuleResult(
+        out=out,
+        lipschitz=L,
+        curvature=kappa,
+        error=err if dtype.is_floating_point else None,
+        accum_length=k,
+        flops=2.0 * m * k * n,
+    )
+
+
+@register_rule([aten.mm.default, aten.bmm.default, aten.matmul.default])
+def mm_rule(inp: RuleInput) -> RuleResult:
+    """Matrix product (batched or not)."""
+    names = list(inp.args.keys())
+    return _matmul_result(inp, names[0], names[1], None)
+
+
+@register_rule([aten.addmm.default, aten.baddbmm.default])
+def addmm_rule(inp: RuleInput) -> RuleResult:
+    """``beta * bias + alpha * (mat1 @ mat2)``."""
+    names = list(inp.args.keys())  # self, mat1|batch1, mat2|batch2, beta, alpha
+    return _matmul_result(inp, names[1], names[2], names[0])
+
+
+def lipschitz_bound(W: torch.Tensor) -> float:
+    """The infinity-norm operator norm of ``x -> x @ W``: the largest column sum of |W|."""
+    return float(W.abs().to(F64).sum(-2).max()) * (1 + W.shape[-2] * 2.0**-52)
+
+
+__all__ = ["BilinearError", "bilinear_interval", "lipschitz_bound", "upper", "safe_mul"]

@@ -1,0 +1,330 @@
+"""Normalization: native_layer_norm, _native_batch_norm_legit_no_training (eval BatchNorm).
+
+LayerNorm, per row of n elements: ``z = (x - mu) / s``, ``s = sqrt(var + eps)``, ``y = gamma z +
+beta``.
+
+* Range. ``x_i - mu`` is linear in x, so its box image is exact:
+  ``[(1-1/n) lo_i - (S_hi - hi_i)/n, (1-1/n) hi_i - (S_lo - lo_i)/n]``. The variance's minimum
+  over the box is a 1-D convex problem, ``min_c 1/n sum dist(c, [lo_j, hi_j])^2``, solved by
+  bisection with a certified lower bound (:func:`variance_lower_bound`); its maximum is bounded
+  by ``1/n sum max((lo-c)^2, (hi-c)^2)``. Samuelson's inequality gives ``|z_i| <= sqrt(n-1)``.
+* Lipschitz (infinity norm). ``dz_i = (h_i - mean h)/s - z_i (z.h)/(n s)``, and
+  ``|z.h|/n <= rms(z) rms(h) <= max|h|`` because ``mean z^2 <= 1``, so
+  ``|dz_i| <= (2 + |z_i|) max|h| / s``: ``L = max |gamma| (2 + Z) / s_min`` (DESIGN: grows like
+  ``1/sqrt(var_min + eps)``; the source's ``1/eps`` with no variance term is wrong).
+* Curvature. Differentiating dz again gives ``D^2 z[h,h] = -2 q b + 3 z b^2 - z (q.h)/(n s)``
+  with ``q = (h - mean h)/s``, ``b = (z.h)/(n s)``; with ``|h| <= 1``: ``|q_i| <= 2/s``,
+  ``|b| <= 1/s``, ``|q.h|/(n s) <= 2/s^2``, so ``kappa = |gamma| (4 + 5 Z) / (2 s_min^2)``.
+* Rounding. Input errors e propagate by the mean value theorem over the inflated box
+  ``[lo - e, hi + e]`` (its own variance bound): ``|dz_i| <= (e_i + mean e + Z' rms e)/s'``.
+  The kernel (accumulation format) computes the mean with ``gamma_n`` error, the variance
+  with at most ``4 gamma_{n+2} mean(x^2)`` (covers two-pass, Welford and one-pass
+  algorithms), rsqrt with ``ulps_rsqrt + 1`` ulps, and ``(x - mu) * rstd`` either directly or
+  as ``x * rstd - mu * rstd`` (PyTorch's CPU kernel): ``3 u_acc (|x| + |mu|) rstd`` covers both.
+  Then ``gamma z + beta`` (two operations) and the store.
+
+BatchNorm in eval mode is the per-channel affine map ``(x - m) * w / sqrt(v + eps) + b``:
+L = max |w / sqrt(v + eps)|, curvature 0; the cast of its four parameter vectors to the
+node's format is propagated through the rsqrt exactly (mean value theorem).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from certifier.formats import FUNCTION_ULPS, gamma
+from certifier.interval import INF, Interval, mul_bounds, widen
+from curvature_rules._common import finite_max, fmag, pad_left, safe_mul
+from curvature_rules.registry import ErrorContext, RuleInput, RuleResult, register_rule
+
+aten = torch.ops.aten
+F64 = torch.float64
+
+
+def variance_lower_bound(lo: torch.Tensor, hi: torch.Tensor, iters: int = 64) -> torch.Tensor:
+    """Certified lower bound of ``min var(x)`` over the box ``[lo, hi]`` along the last dim.
+
+    ``var(x) = min_c mean((x - c)^2)``, so the box minimum is ``min_c f(c)`` with the convex
+    ``f(c) = mean(dist(c, [lo, hi])^2)``. Bisection on f' brackets the minimiser in [a, b];
+    convexity gives ``f(c*) >= f(a) + f'(a) (b - a)`` because ``f'(a) <= 0``.
+    """
+    n = lo.shape[-1]
+    finite = torch.isfinite(lo).all(-1) & torch.isfinite(hi).all(-1)
+    lo_ = torch.where(torch.isfinite(lo), lo, torch.zeros_like(lo))
+    hi_ = torch.where(torch.isfinite(hi), hi, torch.zeros_like(hi))
+
+    def fprime(c):
+        c = c.unsqueeze(-1)
+        return (2.0 / n) * ((c - hi_).clamp(min=0) - (lo_ - c).clamp(min=0)).sum(-1)
+
+    def f(c):
+        c = c.unsqueeze(-1)
+        d = (c - hi_).clamp(min=0) + (lo_ - c).clamp(min=0)
+        return (d * d).sum(-1) / n
+
+    a = lo_.amin(-1)
+    b = hi_.amax(-1)
+    for _ in range(iters):
+        m = 0.5 * (a + b)
+        pos = fprime(m) >= 0
+        b = torch.where(pos, m, b)
+        a = torch.where(pos, a, m)
+    fa, dfa = f(a), fprime(a).clamp(max=0)
+    lb = fa + dfa * (b - a)
+    lb = lb * (1 - 2.0**-40) - 2.0**-1000
+    lb = lb.clamp(min=0)
+    return torch.where(finite, lb, torch.zeros_like(lb))
+
+
+def variance_upper_bound(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    """Upper bound of var(x) over the box: ``mean(max((lo - c)^2, (hi - c)^2))`` at c = mean mid."""
+    n = lo.shape[-1]
+    c = (0.5 * (lo + hi)).mean(-1, keepdim=True)
+    v = torch.maximum((lo - c) ** 2, (hi - c) ** 2).sum(-1) / n
+    v = v * (1 + (n + 4) * 2.0**-52)
+    return torch.where(torch.isnan(v), torch.full_like(v, INF), v)
+
+
+def _centered_bounds(lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact box image of ``x_i - mean(x)`` along the last dim (widened)."""
+    n = lo.shape[-1]
+    Slo, Shi = lo.sum(-1, keepdim=True), hi.sum(-1, keepdim=True)
+    dlo = (1 - 1 / n) * lo - (Shi - hi) / n
+    dhi = (1 - 1 / n) * hi - (Slo - lo) / n
+    pad = (hi.abs() + lo.abs()).sum(-1, keepdim=True) * ((n + 4) * 2.0**-52)
+    return widen(dlo - pad, dhi + pad)
+
+
+@dataclass(frozen=True)
+class _RowStats:
+    dlo: torch.Tensor  # bounds on x_i - mu (rows flattened to the last dim)
+    dhi: torch.Tensor
+    smin: torch.Tensor  # (rows, 1)
+    smax: torch.Tensor
+    zabs: torch.Tensor  # bound on |z_i|
+
+
+def _row_stats(lo: torch.Tensor, hi: torch.Tensor, eps: float) -> _RowStats:
+    n = lo.shape[-1]
+    dlo, dhi = _centered_bounds(lo, hi)
+    vmin = variance_lower_bound(lo, hi).unsqueeze(-1)
+    vmax = variance_upper_bound(lo, hi).unsqueeze(-1)
+    smin = torch.sqrt(vmin + eps) * (1 - 2.0**-50)
+    smax = torch.sqrt(vmax + eps) * (1 + 2.0**-50)
+    zb = torch.maximum(dlo.abs(), dhi.abs()) / smin * (1 + 2.0**-50)
+    zabs = torch.minimum(zb, torch.full_like(zb, math.sqrt(max(n - 1, 0)) * (1 + 2.0**-50)))
+    zabs = torch.where(torch.isnan(zabs), torch.full_like(zabs, math.sqrt(max(n - 1, 0))), zabs)
+    return _RowStats(dlo, dhi, smin, smax, zabs)
+
+
+@dataclass(frozen=True)
+class LayerNormError:
+    x: Interval
+    out: Interval
+    n: int
+    eps: float
+    w: Interval | None
+    b: Interval | None
+    stats: _RowStats
+
+    def propagate(self, ctx: ErrorContext):
+        F, nd = ctx.F, len(self.out.shape)
+        n = self.n
+        rows = self.x.lo.reshape(-1, n)
+        rows_hi = self.x.hi.reshape(-1, n)
+        e = ctx.err("input")
+        if e is None:
+            e = torch.zeros((F, *rows.shape), dtype=F64)
+        else:
+            e = e.reshape(F, -1, n)
+        # Statistics over the inflated box (mean value theorem along the segment x -> x^).
+        ilo, ihi = rows.unsqueeze(0) - e, rows_hi.unsqueeze(0) + e
+        st = _row_stats(ilo, ihi, self.eps)
+        mean_e = e.mean(-1, keepdim=True) * (1 + (n + 2) * 2.0**-52)
+        rms_e = torch.sqrt((e * e).mean(-1, keepdim=True)) * (1 + (n + 4) * 2.0**-52)
+        dz = (e + mean_e + safe_mul(st.zabs, rms_e)) / st.smin
+        dz = torch.where(e.amax(-1, keepdim=True) == 0, torch.zeros_like(dz), dz)
+        # Kernel rounding in the accumulation format, on the computed input.
+        u_acc = ctx.u_acc.reshape(F, 1, 1)
+        g = torch.tensor([gamma(n + 2, float(u)) for u in ctx.u_acc], dtype=F64).reshape(F, 1, 1)
+        xm = torch.maximum(ilo.abs(), ihi.abs())
+        mean_abs = xm.mean(-1, keepdim=True)
+        e_mu = g * mean_abs + u_acc * mean_abs
+        ms = (xm * xm).mean(-1, keepdim=True)
+        e_var = 4 * g * ms + 4 * ctx.he_acc.reshape(F, 1, 1)
+        a = st.smin**2  # >= var(x^) + eps
+        a_low = (a - e_var).clamp(min=0)
+        d_r = torch.where(a_low > 0, 0.5 * e_var / a_low.clamp(min=1e-300) ** 1.5, torch.full_like(a_low, INF))
+        rmax = 1.0 / st.smin
+        d_r = d_r + (FUNCTION_ULPS["rsqrt"] + 2) * u_acc * (rmax + d_r)
+        dmag = torch.maximum(st.dlo.abs(), st.dhi.abs())
+        local_z = e_mu * rmax + safe_mul(dmag, d_r) + 3 * u_acc * (xm + mean_abs + e_mu) * (rmax + d_r)
+        local_z = torch.where(torch.isnan(local_z), torch.full_like(local_z, INF), local_z)
+        zhat = (st.zabs + local_z)
+        dz_total = dz + local_z
+        dz_total = dz_total.reshape(F, *self.x.shape)
+        zhat = zhat.reshape(F, *self.x.shape)
+        # y = gamma * z + beta with gamma, beta possibly cast to the node's format.
+        if self.w is not None:
+            gm = fmag(self.w)
+            cw = ctx.cast_point("weight") if self.w.is_point else None
+            ew = (ctx.b(cw[0], 1) * gm + ctx.b(cw[1], 1)) if cw is not None else torch.zeros((F, 1), dtype=F64)
+            if not self.w.is_point:
+                ew = ctx.err("weight")
+            ew = pad_left(ew, nd)
+            P = safe_mul(gm, dz_total) + safe_mul(ew, zhat)
+            yz = safe_mul(gm + ew, zhat)
+        else:
+            P = dz_total
+            yz = zhat
+        bm = 0.0
+        if self.b is not None:
+            bm = fmag(self.b)
+            cb = ctx.cast_point("bias") if self.b.is_point else None
+            if cb is not None:
+                P = P + ctx.b(cb[0], nd) * bm + ctx.b(cb[1], nd)
+            elif not self.b.is_point:
+                eb = ctx.err("bias")
+                if eb is not None:
+                    P = P + pad_left(eb, nd)
+        local_y = 2 * ctx.b(ctx.u_acc, nd) * (yz + bm)
+        ymag = fmag(self.out).unsqueeze(0) + P + local_y
+        return (P + local_y + ctx.store(ymag, nd), None, None)
+
+
+@register_rule([aten.native_layer_norm.default])
+def layer_norm_rule(inp: RuleInput) -> RuleResult:
+    """LayerNorm over the trailing ``normalized_shape`` dims; outputs (y, mean, rstd)."""
+    x = inp.tensor("input")
+    ns = list(inp.args["normalized_shape"])  # type: ignore[arg-type]
+    n = math.prod(ns)
+    eps = float(inp.args["eps"])  # type: ignore[arg-type]
+    w = inp.args.get("weight")
+    b = inp.args.get("bias")
+    w = w if isinstance(w, Interval) else None
+    b = b if isinstance(b, Interval) else None
+    rows_lo = x.lo.reshape(-1, n)
+    rows_hi = x.hi.reshape(-1, n)
+    st = _row_stats(rows_lo, rows_hi, eps)
+    smin, smax = st.smin, st.smax
+    # z = d / s with s in [smin, smax]
+    cands = torch.stack([st.dlo / smin, st.dlo / smax, st.dhi / smin, st.dhi / smax])
+    zlo = cands.amin(0)
+    zhi = cands.amax(0)
+    zlo = torch.maximum(zlo, -st.zabs)
+    zhi = torch.minimum(zhi, st.zabs)
+    zlo, zhi = widen(zlo, zhi)
+    zlo, zhi = zlo.reshape(x.shape), zhi.reshape(x.shape)
+    if w is not None:
+        ylo, yhi = mul_bounds(zlo, zhi, w.lo, w.hi)
+    else:
+        ylo, yhi = zlo, zhi
+    if b is not None:
+        ylo, yhi = widen(ylo + b.lo, yhi + b.hi)
+    dtype = inp.out_dtypes[0]
+    out = Interval(ylo, yhi, dtype)
+    stat_shape = inp.out_shapes[1]
+    mlo = (rows_lo.mean(-1)).reshape(stat_shape)
+    mhi = (rows_hi.mean(-1)).reshape(stat_shape)
+    mlo, mhi = widen(mlo, mhi, 2.0**-40)
+    mean = Interval(mlo, mhi, inp.out_dtypes[1])
+    rstd = Interval(*widen((1 / smax).reshape(stat_shape), (1 / smin).reshape(stat_shape)), inp.out_dtypes[2])
+    gmax = finite_max(fmag(w)) if w is not None else 1.0
+    Zs = st.zabs.reshape(-1)
+    s_row = smin.reshape(-1)
+    L = gmax * finite_max((2 + Zs) / s_row) * (1 + 2.0**-40) if Zs.numel() else 0.0
+    kappa = gmax * finite_max((4 + 5 * Zs) / (2 * s_row * s_row)) * (1 + 2.0**-40) if Zs.numel() else 0.0
+    return RuleResult(
+        out=(out, mean, rstd),
+        lipschitz={"input": L},
+        curvature=kappa,
+        error=LayerNormError(x, out, n, eps, w, b, st),
+        accum_length=n,
+        flops=8.0 * x.numel(),
+    )
+
+
+@dataclass(frozen=True)
+class BatchNormError:
+    x: Interval
+    out: Interval
+    w: torch.Tensor | None
+    b: torch.Tensor | None
+    rm: torch.Tensor
+    rv: torch.Tensor
+    eps: float
+    scale: torch.Tensor  # w / sqrt(rv + eps), float64, per channel
+
+    def propagate(self, ctx: ErrorContext):
+        F, nd = ctx.F, len(self.out.shape)
+        C = self.scale.shape[0]
+        shape = (F, 1, C) + (1,) * (nd - 2)
+
+        def cast(name, v):
+            if v is None:
+                return torch.zeros((F, C), dtype=F64)
+            cp = ctx.cast_point(name)
+            if cp is None:
+                return torch.zeros((F, C), dtype=F64)
+            return cp[0].reshape(F, 1) * v.abs().unsqueeze(0) + cp[1].reshape(F, 1)
+
+        e_w, e_b = cast("weight", self.w), cast("bias", self.b)
+        e_rm, e_rv = cast("running_mean", self.rm), cast("running_var", self.rv)
+        u_acc = ctx.u_acc.reshape(F, 1)
+        z = (self.rv + self.eps).unsqueeze(0)
+        zl = (z - e_rv).clamp(min=0)
+        r = torch.rsqrt(z)
+        dr = torch.where(zl > 0, 0.5 * e_rv / zl.clamp(min=1e-300) ** 1.5, torch.full_like(zl, INF))
+        wabs = (self.w.abs() if self.w is not None else torch.ones(C, dtype=F64)).unsqueeze(0)
+        sabs = self.scale.abs().unsqueeze(0)
+        e_s = e_w * (r + dr) + wabs * dr
+        e_s = e_s + (FUNCTION_ULPS["rsqrt"] + 3) * u_acc * (sabs + e_s)
+        ex = ctx.err("input")
+        ex = torch.zeros((F,) + (1,) * nd, dtype=F64) if ex is None else ex
+        xm = fmag(self.x).unsqueeze(0)
+        rm = self.rm.abs().reshape((1, C) + (1,) * (nd - 2))
+        babs = (self.b.abs() if self.b is not None else torch.zeros(C, dtype=F64)).reshape((1, C) + (1,) * (nd - 2))
+        e_s, e_rm, e_b = e_s.reshape(shape), e_rm.reshape(shape), e_b.reshape(shape)
+        sab = sabs.reshape((1, C) + (1,) * (nd - 2))
+        P = (ex + e_rm) * (sab + e_s) + safe_mul(xm + rm, e_s) + e_b
+        local = 3 * ctx.b(ctx.u_acc, nd) * ((xm + ex + rm + e_rm) * (sab + e_s) + babs + e_b)
+        ymag = fmag(self.out).unsqueeze(0) + P + local
+        return (P + local + ctx.store(ymag, nd), None, None)
+
+
+@register_rule([aten._native_batch_norm_legit_no_training.default])
+def batch_norm_rule(inp: RuleInput) -> RuleResult:
+    """Eval-mode BatchNorm: per-channel affine map; outputs (y, save_mean, save_rstd)."""
+    x = inp.tensor("input")
+    w, b = inp.args.get("weight"), inp.args.get("bias")
+    rm, rv = inp.tensor("running_mean"), inp.tensor("running_var")
+    eps = float(inp.args["eps"])  # type: ignore[arg-type]
+    for t in (w, b, rm, rv):
+        if isinstance(t, Interval) and not t.is_point:
+            raise NotImplementedError("batch_norm with input-dependent parameters")
+    wv = w.value.to(F64) if isinstance(w, Interval) else None
+    bv = b.value.to(F64) if isinstance(b, Interval) else None
+    rmv, rvv = rm.value.to(F64), rv.value.to(F64)
+    r = torch.rsqrt(rvv + eps)
+    scale = r * wv if wv is not None else r
+    nd = len(x.shape)
+    bshape = (1, -1) + (1,) * (nd - 2)
+    s = scale.reshape(bshape)
+    dlo, dhi = widen(x.lo - rmv.reshape(bshape), x.hi - rmv.reshape(bshape))
+    s_lo, s_hi = widen(s, s, 2.0**-48)
+    ylo, yhi = mul_bounds(dlo, dhi, s_lo, s_hi)
+    if bv is not None:
+        ylo, yhi = widen(ylo + bv.reshape(bshape), yhi + bv.reshape(bshape))
+    out = Interval(ylo, yhi, inp.out_dtypes[0])
+    empties = tuple(Interval.point(torch.zeros(sh, dtype=dt)) for sh, dt in zip(inp.out_shapes[1:], inp.out_dtypes[1:]))
+    L = float(scale.abs().max()) * (1 + 2.0**-40) if scale.numel() else 0.0
+    return RuleResult(
+        out=(out, *empties),
+        lipschitz={"input": L},
+        curvature=0.0,
+        error=BatchNormError(x, out, wv, bv, rmv, rvv, eps, scale),
+        flops=2.0 * x.numel(),
+    )

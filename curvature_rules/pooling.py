@@ -1,0 +1,110 @@
+"""Pooling: max_pool{1,2,3}d_with_indices, avg_pool{1,2,3}d, _adaptive_avg_pool{1,2,3}d.
+
+Max pooling is monotone in every input, so ``[pool(lo), pool(hi)]`` is the exact box image;
+it is exact in every format, 1-Lipschitz (a max moves by at most the largest change) and
+piecewise linear (curvature 0 away from ties). The indices output is unknown unless the
+input is constant.
+
+Average pooling is linear with non-negative weights summing to at most 1: the box image is
+``[pool(lo), pool(hi)]`` (widened), L = 1, curvature 0. Rounding: a window sum of k terms
+(gamma_{k-1}) and one division in the accumulation format, then the store.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from certifier.formats import gamma
+from certifier.interval import Interval, widen
+from curvature_rules._common import fmag
+from curvature_rules.registry import ErrorContext, RuleInput, RuleResult, register_rule
+
+aten = torch.ops.aten
+F64 = torch.float64
+
+
+def _batched(fn, t: torch.Tensor, nsp: int) -> torch.Tensor:
+    """Apply a pooling fn to a tensor with one extra leading (configuration) dim."""
+    lead = t.shape[: t.dim() - nsp - 1]
+    flat = t.reshape((math.prod(lead),) + t.shape[t.dim() - nsp - 1 :])
+    r = fn(flat)
+    return r.reshape(lead + r.shape[1:])
+
+
+@dataclass(frozen=True)
+class MaxPoolError:
+    fn: object
+    nsp: int
+
+    def propagate(self, ctx: ErrorContext):
+        e = ctx.err("self")
+        if e is None:
+            return (None, None)
+        return (_batched(self.fn, e, self.nsp), None)
+
+
+@register_rule([aten.max_pool2d_with_indices.default, aten.max_pool3d_with_indices.default, aten.max_pool1d_with_indices.default])
+def max_pool_rule(inp: RuleInput) -> RuleResult:
+    """Max pooling (values, indices)."""
+    x = inp.tensor("self")
+    nsp = len(inp.args["kernel_size"])  # type: ignore[arg-type]
+    if x.is_point:
+        v, i = inp.call_with()  # type: ignore[misc]
+        return RuleResult(out=(Interval.point(v), Interval.point(i)))
+    fn = lambda t: inp.call_with(self=t)[0]  # noqa: E731
+    out = Interval(fn(x.lo), fn(x.hi), x.dtype)
+    idx = Interval(torch.zeros(inp.out_shapes[1], dtype=F64), torch.full(inp.out_shapes[1], float(x.numel()), dtype=F64), torch.int64)
+    return RuleResult(out=(out, idx), lipschitz={"self": 1.0}, curvature=0.0, error=MaxPoolError(fn, nsp))
+
+
+@dataclass(frozen=True)
+class AvgPoolError:
+    fn: object
+    nsp: int
+    x: Interval
+    out: Interval
+    k: int
+
+    def propagate(self, ctx: ErrorContext):
+        nd = len(self.out.shape)
+        e = ctx.err("self")
+        xm = fmag(self.x).unsqueeze(0)
+        absx = (xm if e is None else xm + e).expand((ctx.F, *self.x.shape)).contiguous()
+        S = _batched(self.fn, absx, self.nsp) * (1 + (self.k + 2) * 2.0**-52)
+        P = torch.zeros_like(S) if e is None else _batched(self.fn, e, self.nsp) * (1 + (self.k + 2) * 2.0**-52)
+        g = torch.tensor([gamma(max(self.k - 1, 0), float(u)) for u in ctx.u_acc], dtype=F64)
+        local = ctx.b(g, nd) * S
+        local = local + ctx.b(ctx.u_acc, nd) * (fmag(self.out).unsqueeze(0) + P + local)
+        return P + local + ctx.store(fmag(self.out).unsqueeze(0) + P + local, nd)
+
+
+@register_rule(
+    [
+        aten.avg_pool2d.default,
+        aten.avg_pool1d.default,
+        aten.avg_pool3d.default,
+        aten._adaptive_avg_pool2d.default,
+        aten._adaptive_avg_pool3d.default,
+        aten.adaptive_avg_pool1d.default,
+    ]
+)
+def avg_pool_rule(inp: RuleInput) -> RuleResult:
+    """Average pooling (fixed or adaptive windows)."""
+    x = inp.tensor("self")
+    if x.is_point:
+        return RuleResult(out=Interval.point(inp.call_with(self=x.value.to(F64))))
+    ks = inp.args.get("kernel_size")
+    if ks is not None:
+        nsp = len(ks)  # type: ignore[arg-type]
+        k = math.prod(ks)  # type: ignore[arg-type]
+    else:
+        osz = list(inp.args["output_size"])  # type: ignore[arg-type]
+        nsp = len(osz)
+        k = math.prod(math.ceil(x.shape[-nsp + i] / max(osz[i], 1)) + 1 for i in range(nsp))
+    fn = lambda t: inp.call_with(self=t)  # noqa: E731
+    lo, hi = widen(fn(x.lo), fn(x.hi), (k + 4) * 2.0**-52)
+    out = Interval(lo, hi, x.dtype)
+    return RuleResult(out=out, lipschitz={"self": 1.0}, curvature=0.0, error=AvgPoolError(fn, nsp, x, out, k), accum_length=k)

@@ -1,0 +1,182 @@
+"""The rule registry: one sound rule per ATen op.
+
+A rule receives a :class:`RuleInput` (the node, and its schema-named arguments with every
+tensor replaced by its :class:`~certifier.interval.Interval`) and returns a
+:class:`RuleResult`:
+
+* ``out``: the output interval(s), sound for every input in the argument boxes;
+* ``lipschitz``: per float tensor argument, a bound on the infinity-norm Lipschitz constant
+  of the output with respect to that argument over the argument boxes
+  (``max|f(x) - f(y)| <= L * max|x - y|``);
+* ``curvature``: ``kappa = 1/2 * sup ||D^2 f||`` (infinity norms, joint in all float tensor
+  arguments) over the argument boxes; 0 for affine maps, ``inf`` when unknown;
+* ``error``: the rule's rounding-error model (:class:`ErrorModel`): how input errors
+  propagate through the op and how much local rounding it adds in each format.
+
+Rules are pure functions. The registry is the single source of truth for coverage: an op with
+no rule is reported by name and makes everything downstream unbounded (fail closed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+from torch._ops import OpOverload, OpOverloadPacket
+
+from certifier.interval import Interval
+
+aten = torch.ops.aten
+
+INF = float("inf")
+
+
+@dataclass(frozen=True)
+class RuleInput:
+    """What a rule sees: the node and its arguments bound to schema names."""
+
+    node: torch.fx.Node
+    op: OpOverload
+    args: Mapping[str, object]
+    out_shapes: tuple[tuple[int, ...], ...]
+    out_dtypes: tuple[torch.dtype, ...]
+    kwarg_only: frozenset[str] = frozenset()
+
+    def call_with(inp, /, **replacements: object) -> object:  # noqa: N805 - "self" is an ATen argument name
+        """Call the op on concrete values: ``replacements`` for some arguments, the bound
+        values for the others (point intervals are replaced by their value)."""
+        pos: list[object] = []
+        kw: dict[str, object] = {}
+        for name, v in inp.args.items():
+            v = replacements.get(name, v)
+            if isinstance(v, Interval):
+                if v.value is None:
+                    raise ValueError(f"argument {name!r} is not a known tensor")
+                v = v.value
+            if name in inp.kwarg_only:
+                kw[name] = v
+            else:
+                pos.append(v)
+        return inp.op(*pos, **kw)
+
+    def tensor(self, name: str) -> Interval:
+        v = self.args[name]
+        if not isinstance(v, Interval):
+            raise TypeError(f"argument {name!r} of {self.op} is not a tensor")
+        return v
+
+    def get(self, name: str, default: object = None) -> object:
+        v = self.args.get(name, default)
+        return default if v is None else v
+
+
+@dataclass(frozen=True)
+class RuleResult:
+    """A rule's sound bounds for one node."""
+
+    out: Interval | tuple[Interval | None, ...]
+    lipschitz: Mapping[str, float] = field(default_factory=dict)
+    curvature: float = 0.0
+    error: "ErrorModel | None" = None
+    #: Largest magnitude of any intermediate the kernel must hold in the storage format
+    #: besides the output (e.g. the exp values of a naive softmax); used for overflow checks.
+    internal_max: float = 0.0
+    #: Inner length of the accumulations of this node (for reporting and gamma_n terms).
+    accum_length: int = 0
+    flops: float = 0.0
+
+    @property
+    def primary(self) -> Interval | None:
+        return self.out[0] if isinstance(self.out, tuple) else self.out
+
+
+class ErrorContext(Protocol):
+    """What an error model sees during the rounding-error pass (see certifier.rounding)."""
+
+    F: int
+
+    def err(self, name: str) -> torch.Tensor | None: ...
+
+    def err_list(self, name: str) -> list[torch.Tensor | None]: ...
+
+    def b(self, v: torch.Tensor, ndim: int) -> torch.Tensor: ...
+
+
+class ErrorModel(Protocol):
+    """Propagates rounding errors through one node.
+
+    ``propagate`` returns a tensor of shape ``(F, *out_shape)`` bounding, for each of the F
+    format configurations, ``|computed - exact|`` of the node's output elementwise: the input
+    errors carried through the op (nonlinear remainder included) plus the node's own rounding.
+    """
+
+    def propagate(self, ctx: "ErrorContext") -> torch.Tensor | tuple[torch.Tensor | None, ...]: ...
+
+
+RuleFn = Callable[[RuleInput], RuleResult]
+
+_RULES: dict[OpOverload, RuleFn] = {}
+_RULE_MODULE: dict[OpOverload, str] = {}
+
+
+def _expand(ops: Iterable[OpOverload | OpOverloadPacket]) -> list[OpOverload]:
+    out: list[OpOverload] = []
+    for op in ops:
+        if isinstance(op, OpOverloadPacket):
+            for name in op.overloads():
+                out.append(getattr(op, name))
+        else:
+            out.append(op)
+    return out
+
+
+def register_rule(ops: Iterable[OpOverload | OpOverloadPacket]) -> Callable[[RuleFn], RuleFn]:
+    """Register ``fn`` for every op (a packet expands to all its overloads)."""
+
+    def deco(fn: RuleFn) -> RuleFn:
+        for op in _expand(ops):
+            if op in _RULES:
+                raise RuntimeError(f"duplicate rule for {op}: {_RULES[op].__name__} and {fn.__name__}")
+            _RULES[op] = fn
+            _RULE_MODULE[op] = fn.__module__
+        return fn
+
+    return deco
+
+
+def lookup(op: object) -> RuleFn | None:
+    _ensure_loaded()
+    return _RULES.get(op)  # type: ignore[arg-type]
+
+
+def registered_ops() -> dict[OpOverload, str]:
+    """Every op with a rule, and the module that defines it."""
+    _ensure_loaded()
+    return dict(_RULE_MODULE)
+
+
+_LOADED = False
+
+
+def _ensure_loaded() -> None:
+    global _LOADED
+    if _LOADED:
+        return
+    _LOADED = True
+    # Importing the family modules registers their rules.
+    from curvature_rules import (  # noqa: F401
+        shape,
+        creation,
+        linear,
+        conv,
+        elementwise,
+        arithmetic,
+        reduction,
+        softmax,
+        norm,
+        embedding,
+        logical,
+        pooling,
+    )

@@ -1,0 +1,194 @@
+"""View, shape and copy ops: exact element selection and rearrangement.
+
+Ops: view, _unsafe_view, reshape, permute, expand, clone, alias, detach, contiguous,
+unsqueeze, squeeze, slice, select, t, transpose, flatten, repeat, index_select (constant
+index), split, split_with_sizes, unbind, cat, stack, _to_copy, lift_fresh_copy,
+_assert_tensor_metadata.
+
+Every output element *is* one input element, so the output interval is the same transform
+applied to ``lo`` and ``hi``; the Lipschitz constant is 1 (0 for a dropped input), the
+curvature 0, and a rounding error moves with its element (no new rounding). ``_to_copy``
+to another float dtype is the exception: it is a cast, so it stores (rounds) in the node's
+format like any other op.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from certifier.interval import Interval
+from dataclasses import dataclass
+
+from curvature_rules._common import ShapeError, fmag
+from curvature_rules.registry import ErrorContext, RuleInput, RuleResult, register_rule
+
+aten = torch.ops.aten
+
+#: Ops with signature (self, *non-tensor args) that only select or rearrange elements.
+_SINGLE = [
+    aten.view.default,
+    aten._unsafe_view.default,
+    aten.reshape.default,
+    aten.permute.default,
+    aten.expand.default,
+    aten.clone.default,
+    aten.alias.default,
+    aten.detach.default,
+    aten.unsqueeze.default,
+    aten.squeeze.default,
+    aten.squeeze.dim,
+    aten.squeeze.dims,
+    aten.slice.Tensor,
+    aten.select.int,
+    aten.t.default,
+    aten.transpose.int,
+    aten.flatten.using_ints,
+    aten.repeat.default,
+    aten.lift_fresh_copy.default,
+    aten.contiguous.default,
+    aten.unfold.default,
+]
+
+
+def _fn_of(inp: RuleInput, first: str):
+    """The op applied to a replacement for its first tensor argument (other args fixed)."""
+    return lambda t: inp.call_with(**{first: t})
+
+
+def _first_name(inp: RuleInput) -> str:
+    return next(iter(inp.args.keys()))
+
+
+@register_rule(_SINGLE)
+def view_rule(inp: RuleInput) -> RuleResult:
+    """Exact rearrangement: the interval and the error move with their elements."""
+    name = _first_name(inp)
+    x = inp.tensor(name)
+    fn = _fn_of(inp, name)
+    out = x.map_shape(fn)
+    if not x.is_float:
+        return RuleResult(out=out)
+    return RuleResult(out=out, lipschitz={name: 1.0}, curvature=0.0, error=ShapeError(fn, name, out.shape))
+
+
+@register_rule([aten.index_select.default])
+def index_select_rule(inp: RuleInput) -> RuleResult:
+    """Selection by a constant index (fails closed when the index is not known)."""
+    x, index = inp.tensor("self"), inp.tensor("index")
+    if not index.is_point:
+        raise NotImplementedError("index_select with a data-dependent index")
+    dim = int(inp.args["dim"])  # type: ignore[arg-type]
+    fn = lambda t: torch.index_select(t, dim, index.value)  # noqa: E731
+    out = x.map_shape(fn)
+    if not x.is_float:
+        return RuleResult(out=out)
+    return RuleResult(out=out, lipschitz={"self": 1.0}, error=ShapeError(fn, "self", out.shape))
+
+
+_MULTI = [aten.split.Tensor, aten.split_with_sizes.default, aten.unbind.int, aten.split_with_sizes_copy.default]
+
+
+@register_rule(_MULTI)
+def split_rule(inp: RuleInput) -> RuleResult:
+    """Exact split into several outputs (a tuple of intervals)."""
+    name = _first_name(inp)
+    x = inp.tensor(name)
+    fn = _fn_of(inp, name)
+    if x.is_point:
+        outs = tuple(Interval.point(t) for t in fn(x.value))
+    else:
+        outs = tuple(Interval(a, b, x.dtype) for a, b in zip(fn(x.lo), fn(x.hi)))
+    if not x.is_float:
+        return RuleResult(out=outs)
+    return RuleResult(
+        out=outs,
+        lipschitz={name: 1.0},
+        error=ShapeError(lambda t: tuple(fn(t)), name, tuple(o.shape for o in outs), multi=True),
+    )
+
+
+@dataclass(frozen=True)
+class CatError:
+    names: tuple[str, ...]
+    shapes: tuple[tuple[int, ...], ...]
+    dim: int
+    stack: bool
+
+    def propagate(self, ctx: ErrorContext):
+        parts = []
+        for n, s in zip(self.names, self.shapes):
+            e = ctx.err(n)
+            parts.append(torch.zeros((ctx.F, *s), dtype=torch.float64) if e is None else e)
+        d = self.dim + 1  # skip the configuration dimension
+        return torch.stack(parts, d) if self.stack else torch.cat(parts, d)
+
+
+@register_rule([aten.cat.default, aten.stack.default])
+def cat_rule(inp: RuleInput) -> RuleResult:
+    """Concatenation/stacking: exact; each input reaches its own output block (L = 1)."""
+    xs = inp.args["tensors"]
+    assert isinstance(xs, list)
+    dim = int(inp.args.get("dim", 0) or 0)  # type: ignore[arg-type]
+    stack = inp.op is aten.stack.default
+    op = torch.stack if stack else torch.cat
+    # Drop legacy empty 1-D tensors that cat ignores.
+    ivs: list[Interval] = [x for x in xs if isinstance(x, Interval)]
+    nd = len(inp.out_shapes[0]) if not stack else len(inp.out_shapes[0]) - 1
+    if dim < 0:
+        dim += nd + (1 if stack else 0)
+    keep = [(i, x) for i, x in enumerate(ivs) if stack or not (len(x.shape) == 1 and x.shape[0] == 0 and nd != 1)]
+    dtype = inp.out_dtypes[0]
+    if all(x.is_point for _, x in keep):
+        out = Interval.point(op([x.value.to(dtype) for _, x in keep], dim))
+    else:
+        out = Interval(op([x.lo for _, x in keep], dim), op([x.hi for _, x in keep], dim), dtype)
+    names = tuple(f"tensors.{i}" for i, _ in keep)
+    if not dtype.is_floating_point:
+        return RuleResult(out=out)
+    return RuleResult(
+        out=out,
+        lipschitz={n: 1.0 for n in names},
+        error=CatError(names, tuple(x.shape for _, x in keep), dim, stack),
+    )
+
+
+@dataclass(frozen=True)
+class CastError:
+    """A float-to-float cast stores in the node's format: error e + u*(|y| + e) + eta/2."""
+
+    y: Interval
+
+    def propagate(self, ctx: ErrorContext):
+        e = ctx.err("self")
+        nd = len(self.y.shape)
+        m = fmag(self.y).unsqueeze(0)
+        if e is None:
+            return ctx.store(m.expand((ctx.F, *self.y.shape)), nd)
+        return e + ctx.store(m + e, nd)
+
+
+@register_rule([aten._to_copy.default, aten.to.dtype])
+def to_copy_rule(inp: RuleInput) -> RuleResult:
+    """Copy/cast. Float to float: the value is kept (exact semantics) and the computed
+    value is rounded to the node's format. Anything involving integers: exact on points,
+    monotone (truncation) otherwise, and fails closed in the error pass."""
+    x = inp.tensor("self")
+    dtype = inp.out_dtypes[0]
+    if x.is_point:
+        return RuleResult(out=Interval.point(x.value.to(dtype)))
+    if dtype.is_floating_point and x.is_float:
+        out = Interval(x.lo, x.hi, dtype)
+        return RuleResult(out=out, lipschitz={"self": 1.0}, error=CastError(out))
+    if dtype.is_floating_point:  # int/bool -> float: exact below 2**53
+        return RuleResult(out=Interval(x.lo, x.hi, dtype))
+    if dtype == torch.bool:
+        lo = ((x.lo > 0) | (x.hi < 0)).to(torch.float64)
+        hi = ((x.lo != 0) | (x.hi != 0)).to(torch.float64)
+        return RuleResult(out=Interval(lo, hi, dtype))
+    return RuleResult(out=Interval(torch.trunc(x.lo), torch.trunc(x.hi), dtype))
+
+
+@register_rule([aten._assert_tensor_metadata.default, aten._assert_scalar.default, aten.sym_constrain_range_for_size.default])
+def assert_rule(inp: RuleInput) -> RuleResult:
+    """Runtime assertions have no value."""
+    return RuleResult(out=Interval.point(torch.zeros(0)))
