@@ -68,6 +68,7 @@ class ErrorResult:
     configs: list[str]
     bound: list[float]  # certified max-abs output error per configuration
     overflow: list[Overflow | None]  # first overflow per configuration
+    overflows: list[list[Overflow]] = field(default_factory=list)  # all, per configuration
     node_max: dict[str, list[float]] = field(default_factory=dict)  # per node, per config
     output_err: dict[str, torch.Tensor] = field(default_factory=dict)  # per output node (F, *shape)
 
@@ -136,6 +137,7 @@ class _Run:
         self.fvec: dict[str, tuple] = {}
         self.node_fmts: dict[str, list[Format]] = {}
         self.overflow: list[Overflow | None] = [None] * self.F
+        self.overflows: list[list[Overflow]] = [[] for _ in range(self.F)]
         for name, info in ba.nodes.items():
             fmts = [FORMATS[a.get(info.layer, a.get("*", "fp32"))] for a in assignments]
             self.node_fmts[name] = fmts
@@ -179,11 +181,13 @@ class _Run:
     def check_cast(self, consumer: NodeInfo, mag: torch.Tensor, u: torch.Tensor) -> None:
         vmax = mag.reshape(mag.shape[0], -1).amax(1) if mag.numel() else torch.zeros(mag.shape[0], dtype=F64)
         for c, f in enumerate(self.node_fmts[consumer.name]):
-            if u[c] == 0 or self.overflow[c] is not None:
+            if u[c] == 0:
                 continue
             v = float(vmax[c if vmax.shape[0] > 1 else 0])
             if v > f.storage.max:
-                self.overflow[c] = Overflow(consumer.name, consumer.layer, f"cast into {consumer.op}", v, f.storage.max, f.name)
+                ov = Overflow(consumer.name, consumer.layer, f"cast into {consumer.op}", v, f.storage.max, f.name)
+                self.overflow[c] = ov
+                self.overflows[c].append(ov)
 
     def check_overflow(self, info: NodeInfo, iv: Interval, e: torch.Tensor, internal: float) -> torch.Tensor:
         m = fmag(iv).unsqueeze(0)
@@ -198,8 +202,10 @@ class _Run:
             if has_inf and st.name == "fp8_e4m3":
                 bad, v = True, INF
             if bad:
+                ov = Overflow(info.name, info.layer, info.op, v, st.max, st.name)
                 if self.overflow[c] is None:
-                    self.overflow[c] = Overflow(info.name, info.layer, info.op, v, st.max, st.name)
+                    self.overflow[c] = ov
+                self.overflows[c].append(ov)
                 e[c] = INF
         return e
 
@@ -295,6 +301,7 @@ def run_errors(
         configs=[str(a.get("*", "mixed")) for a in assignments],
         bound=bounds,
         overflow=run.overflow,
+        overflows=run.overflows,
         node_max=node_max,
         output_err=out_err,
     )

@@ -134,8 +134,13 @@ def observe(
     adv_steps: int,
     seed: int = 0,
     on_step: Callable[[int, int], None] | None = None,
+    align_dtype: torch.dtype | None = None,
 ) -> Observed:
-    """Max observed error over random and adversarial inputs."""
+    """Max observed error over random and adversarial inputs.
+
+    ``in_dtype``: float inputs are cast to it before the low-precision run (None: passed in
+    float64, the model rounds them itself); ``align_dtype``: the format the model rounds its
+    inputs to, for the rounding-aligned search (defaults to ``in_dtype``)."""
     gen = torch.Generator().manual_seed(seed)
     probe = ErrorProbe(loaded, low, in_dtype)
     best = (-1.0, None, 0, 0)
@@ -148,7 +153,7 @@ def observe(
             on_step(k + 1, total)
     random_max = best[0]
     if adv_steps > 0 and best[1] is not None:
-        best = _adversarial(probe, loaded, best, adv_steps, gen, in_dtype, on_step, n_random, total)
+        best = _adversarial(probe, loaded, best, adv_steps, gen, align_dtype or in_dtype, on_step, n_random, total)
     return Observed(max(best[0], 0.0), best[1], probe.count, random_max, best[0])
 
 

@@ -1,0 +1,257 @@
+"""The main job as a library call: load, capture, bound, analyse errors, assign, certify.
+
+:func:`run_certify` never prints; it reports progress through a callback and returns a
+:class:`Report` whose ``certificate`` is the JSON body of DESIGN 5.3.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from certifier import __version__
+from certifier.allocate import Assignment, LayerPlan, certify_assignment, plan_layers
+from certifier.capture import Captured, capture
+from certifier.errors import SpecError
+from certifier.formats import FORMAT_ORDER, FORMATS, FUNCTION_ULPS
+from certifier.loader import LoadedModel, load_model
+from certifier.rounding import ErrorResult, run_errors
+from certifier.walker import BoundsAnalysis, analyze_bounds
+
+SCHEMA_VERSION = "1.0"
+
+Progress = Callable[[str, float, float], None]
+
+
+@dataclass
+class Options:
+    eps: float = 1e-3
+    formats: Sequence[str] = FORMAT_ORDER
+    hnf_c: float = 0.125
+    domain: list[tuple[float, float]] | None = None
+    weights: str | None = None
+    hardware: str | None = None
+    solver: str = "greedy"  # greedy | z3
+
+
+@dataclass
+class Report:
+    loaded: LoadedModel
+    captured: Captured
+    bounds: BoundsAnalysis
+    uniform: ErrorResult
+    local: ErrorResult
+    plans: dict[str, LayerPlan]
+    assignment: Assignment
+    certificate: dict
+    times: dict[str, float] = field(default_factory=dict)
+    options: Options = field(default_factory=Options)
+
+    @property
+    def verdict(self) -> str:
+        return self.certificate["verdict"]
+
+
+def check_eps(eps: float) -> None:
+    if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps > 0):
+        raise SpecError(f"--eps must be a positive finite number, got {eps}")
+
+
+def check_formats(formats: Sequence[str]) -> list[str]:
+    out = []
+    for f in formats:
+        if f not in FORMATS:
+            raise SpecError(f"unknown format {f!r}", f"known formats: {', '.join(FORMAT_ORDER)}")
+        out.append(f)
+    if not out:
+        raise SpecError("no candidate formats")
+    return sorted(set(out), key=FORMAT_ORDER.index)
+
+
+def analyse(loaded: LoadedModel, progress: Progress | None = None) -> tuple[Captured, BoundsAnalysis, dict[str, float]]:
+    """Capture and bound a loaded model."""
+    times: dict[str, float] = {}
+    p = progress or (lambda *a: None)
+    p("export", 0, 1)
+    cap = capture(loaded)
+    times.update(cap.times)
+    t0 = time.perf_counter()
+    ba = analyze_bounds(loaded, cap, progress=lambda k, n: p("bounds", k, n))
+    times["bounds"] = time.perf_counter() - t0
+    return cap, ba, times
+
+
+def run_certify(model_path: str | Path, opts: Options, progress: Progress | None = None) -> Report:
+    check_eps(opts.eps)
+    formats = check_formats(opts.formats)
+    p = progress or (lambda *a: None)
+    times: dict[str, float] = {}
+    t0 = time.perf_counter()
+    p("load", 0, 1)
+    loaded = load_model(model_path, domain=opts.domain, weights=opts.weights)
+    times["load"] = time.perf_counter() - t0
+    cap, ba, t = analyse(loaded, progress)
+    times.update(t)
+    t0 = time.perf_counter()
+    uniform = run_errors(ba, [{"*": f} for f in FORMAT_ORDER], keep_nodes=False, progress=lambda k, n: p("errors", k, n))
+    times["uniform_errors"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    local = run_errors(ba, [{"*": f} for f in formats], local_only=True, progress=lambda k, n: p("local errors", k, n))
+    plans = plan_layers(ba, opts.eps, formats, opts.hnf_c, local)
+    times["local_errors"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    p("assign", 0, 1)
+    if opts.solver == "z3":
+        from smt.allocate import z3_assignment
+
+        assignment = certify_assignment(ba, opts.eps, plans, solver=z3_assignment, method="z3-optimal")
+    else:
+        assignment = certify_assignment(ba, opts.eps, plans)
+    times["assign"] = time.perf_counter() - t0
+    cert = build_certificate(loaded, ba, uniform, plans, assignment, opts, formats)
+    return Report(loaded, cap, ba, uniform, local, plans, assignment, cert, times, opts)
+
+
+# ---------------------------------------------------------------------------- certificate
+def fnum(x: float | None) -> float | None:
+    """JSON number: infinities and NaN become null (unbounded)."""
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def weights_sha256(module: torch.nn.Module) -> str:
+    """Canonical hash of the state dict: tensors in sorted name order, dtype and shape included."""
+    import hashlib
+
+    h = hashlib.sha256()
+    sd = module.state_dict()
+    for name in sorted(sd):
+        t = sd[name]
+        if not isinstance(t, torch.Tensor):
+            continue
+        t = t.detach().cpu().contiguous()
+        h.update(name.encode())
+        h.update(b"\0" + str(t.dtype).encode() + b"\0" + ",".join(map(str, t.shape)).encode() + b"\0")
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def arithmetic_model() -> dict:
+    return {
+        "rounding": "round-to-nearest-even",
+        "storage": "each node stores its output in its layer's format; tensors entering a layer in a format it does not contain are rounded on entry",
+        "accumulation": {
+            "fp64": "fp64",
+            "fp32": "fp32",
+            "tf32": "fp32 (matmul/conv inputs rounded to 11 significand bits)",
+            "bf16": "fp32",
+            "fp16": "fp32",
+            "fp8_e4m3": "fp32",
+            "fp8_e5m2": "fp32",
+        },
+        "dot_products": "gamma_n(u_acc) |A||B| for any summation order (Higham Thm 3.5), products that underflow n*eta_acc/2",
+        "function_ulps": dict(sorted(FUNCTION_ULPS.items())),
+        "function_evaluation": "elementwise functions evaluated in the accumulation format, then rounded to the storage format",
+        "underflow": "gradual: every rounding adds eta/2 (half the subnormal spacing)",
+        "assumptions": [
+            "GPU runs must keep low-precision reductions in fp32: torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction = False and allow_bf16_reduced_precision_reduction = False",
+            "addmm may round the product to the storage format before adding the bias (fused or not)",
+        ],
+    }
+
+
+def build_certificate(
+    loaded: LoadedModel,
+    ba: BoundsAnalysis,
+    uniform: ErrorResult,
+    plans: dict[str, LayerPlan],
+    a: Assignment,
+    opts: Options,
+    formats: Sequence[str],
+) -> dict:
+    eps = float(opts.eps)
+    layers = []
+    contrib = {}
+    for name, L in ba.layers.items():
+        f = a.formats.get(name)
+        pl = plans.get(name)
+        c = pl.coeff.get(f, None) if (pl and f) else None
+        contrib[name] = c
+        layers.append(
+            {
+                "name": name,
+                "module": L.module_type,
+                "ops": L.ops or ["view"],
+                "range": [fnum(L.range[0]), fnum(L.range[1])],
+                "lipschitz": fnum(L.lipschitz),
+                "curvature": fnum(L.curvature),
+                "diameter": fnum(L.diameter),
+                "gain": fnum(L.gain),
+                "hnf_bits": fnum(pl.hnf_bits) if pl else None,
+                "format": f,
+                "error_share": fnum(c / eps) if c is not None else None,
+                "refused": dict(sorted(pl.refused.items())) if pl else {},
+            }
+        )
+    uni = {}
+    for f, b, ov in zip(uniform.configs, uniform.bound, uniform.overflow):
+        uni[f] = {
+            "bound": fnum(b),
+            "overflow": ov.reason() if ov else None,
+            "certified": bool(math.isfinite(b) and b <= eps),
+        }
+    unsupported = [
+        {"op": u["op"], "node": u["node"], "module": u["module"], "reason": u["reason"]} for u in ba.unsupported
+    ]
+    verdict = "certified" if a.certified else "uncertifiable"
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "tool": {"name": "certify", "version": __version__},
+        "environment": {
+            "python": platform.python_version(),
+            "torch": torch.__version__.split("+")[0],
+        },
+        "model": {
+            "name": loaded.name,
+            "file": loaded.path.name,
+            "source_sha256": loaded.source_sha256,
+            "weights_sha256": weights_sha256(loaded.module),
+            "weights_file": loaded.weights_path.name if loaded.weights_path else None,
+        },
+        "spec": {
+            "eps": eps,
+            "error_metric": "max_abs",
+            "reference": "exact real arithmetic on the model's parameters",
+            "inputs": [s.to_json() for s in loaded.inputs],
+            "candidate_formats": list(formats),
+            "hardware": opts.hardware,
+        },
+        "arithmetic": arithmetic_model(),
+        "hnf": {
+            "c": opts.hnf_c,
+            "statement": "p >= log2(c * kappa * D^2 * G / eps) per layer, used only as a floor on the format (DESIGN 4.2)",
+        },
+        "layers": layers,
+        "uniform": uni,
+        "assignment": {
+            "formats": dict(a.formats),
+            "bound": fnum(a.bound),
+            "linear_bound": fnum(a.linear_bound),
+            "certified": bool(a.certified),
+            "method": a.method,
+            "cost": fnum(a.cost),
+            "cost_all_fp32": fnum(sum(p.cost.get("fp32", 0.0) for p in plans.values())),
+            "notes": a.notes,
+        },
+        "output_range": [fnum(ba.output_range()[0]), fnum(ba.output_range()[1])],
+        "unsupported_ops": unsupported,
+        "verdict": verdict,
+    }
