@@ -140,7 +140,7 @@ def weights_sha256(module: torch.nn.Module) -> str:
         t = t.detach().cpu().contiguous()
         h.update(name.encode())
         h.update(b"\0" + str(t.dtype).encode() + b"\0" + ",".join(map(str, t.shape)).encode() + b"\0")
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
 
 
