@@ -212,8 +212,18 @@ def _fold_exact(node: torch.fx.Node, args: dict[str, object], kwonly: frozenset[
     return Interval.point(out) if isinstance(out, torch.Tensor) else None
 
 
-def analyze_bounds(loaded: LoadedModel, captured: Captured, progress=None) -> BoundsAnalysis:
-    """Propagate sound intervals from the input domain through every node."""
+def analyze_bounds(
+    loaded: LoadedModel,
+    captured: Captured,
+    progress=None,
+    boxes: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
+) -> BoundsAnalysis:
+    """Propagate sound intervals from the input domain through every node.
+
+    ``boxes`` (one ``(lo, hi)`` pair of tensors of the input's shape per input) replaces the
+    declared domain with an elementwise box; a point box ``lo == hi`` gives a sound enclosure
+    of the exact value of every node at that input (used to check witnesses, smt.witness).
+    """
     t0 = time.perf_counter()
     env: dict[str, object] = {}
     nodes: dict[str, NodeInfo] = {}
@@ -229,8 +239,12 @@ def analyze_bounds(loaded: LoadedModel, captured: Captured, progress=None) -> Bo
                 iv: Interval | tuple | None = Interval.point(payload.detach())
             elif kind == "input":
                 spec = loaded.inputs[int(payload)]  # type: ignore[arg-type]
-                lo = torch.full(spec.shape, spec.lo, dtype=F64)
-                hi = torch.full(spec.shape, spec.hi, dtype=F64)
+                if boxes is not None:
+                    lo = boxes[int(payload)][0].to(F64).reshape(spec.shape)  # type: ignore[arg-type]
+                    hi = boxes[int(payload)][1].to(F64).reshape(spec.shape)  # type: ignore[arg-type]
+                else:
+                    lo = torch.full(spec.shape, spec.lo, dtype=F64)
+                    hi = torch.full(spec.shape, spec.hi, dtype=F64)
                 iv = Interval(lo, hi, spec.dtype)
             else:
                 iv = _unknown_like(node)
