@@ -292,7 +292,9 @@ def render_validation(v: dict) -> None:
 def render_scm(scm: dict) -> None:
     """SCM thresholds per format (rational head), then per division; one sentence per threshold."""
     rh = scm.get("rational_head")
-    if rh:
+    if rh and rh.get("refused"):
+        out_console.print(f"SCM thresholds, rational head ({rh['declared_by']}): refused for every format: {rh['refused']}", markup=False)
+    elif rh:
         n, d = rh["numerator"], rh["denominator"]
         t = Table(
             title=f"SCM thresholds, rational head N = output {n['output']}, D = output {d['output']} (eps = {scm['eps']:g}; {rh['declared_by']})",
@@ -314,7 +316,7 @@ def render_scm(scm: dict) -> None:
         t = Table(title=f"SCM thresholds per division (aten.div, eps = {scm['eps']:g})", box=_box(), title_justify="left")
         for c in ("division", "format", "delta_N", "delta_D", "tau_infer", "tau_train", "note"):
             t.add_column(c, justify="left" if c in ("division", "format", "note") else "right", overflow="fold")
-        for dv in divs:
+        for dv in divs[:10]:
             name = f"{dv['node']} ({dv['layer']})"
             for f, e in dv["formats"].items():
                 if e["status"] != "certified":
@@ -323,6 +325,8 @@ def render_scm(scm: dict) -> None:
                     t.add_row(name, f, fmt_num(e["delta_N"]), fmt_num(e["delta_D"]), f"{e['tau_infer']:.6g}", f"{e['tau_train']:.6g}", "; ".join(e["notes"]))
                 name = ""
         out_console.print(t)
+        if len(divs) > 10:
+            out_console.print(f"  ... {len(divs) - 10} more divisions in the certificate (scm.divisions)", markup=False)
     for k in ("tau_infer", "tau_train"):
         out_console.print(f"  {k}: {scm['meaning'][k]}.", markup=False)
 

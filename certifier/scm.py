@@ -410,7 +410,8 @@ def _m_refusal(iv, what: str) -> str | None:
         return f"{what} is not a floating-point tensor"
     if not iv.is_bounded():
         return (
-            f"{what} has no finite bound over the input domain (range {_range(iv)}): no finite tau_train bounds the error of N/D; "
+            f"{what} has no finite bound over the input domain (range [{iv.bounds()[0]:.3g}, {iv.bounds()[1]:.3g}]): "
+            "no finite tau_train bounds the error of N/D; "
             "bound N (a smaller domain, ops the analysis supports, or clamp it in the model)"
         )
     return None

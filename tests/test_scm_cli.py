@@ -54,10 +54,12 @@ def test_scm_out_without_a_rational_head_is_a_usage_error(tmp_path):
 def test_unbounded_numerator_refusal_through_the_cli(tmp_path):
     model = tmp_path / "unbounded.py"
     model.write_text(textwrap.dedent(UNBOUNDED_N.replace("def rational_head():\n        return (0, 1)\n", "")))
-    scm_out = tmp_path / "scm.json"
-    r = runner.invoke(app, ["run", str(model), "--eps", "0.05", "--rational", "0,1", "--scm-out", str(scm_out), "--json"])
+    scm_out, out = tmp_path / "scm.json", tmp_path / "cert.json"
+    r = runner.invoke(app, ["run", str(model), "--eps", "0.05", "--rational", "0,1", "--scm-out", str(scm_out), "--out", str(out)])
     assert r.exit_code == 1, r.output  # the model itself is not certified (N is unbounded)
-    cert = json.loads(r.stdout)
+    assert "rational head (--rational): refused for every format: N (output 0, node div) has no finite bound" in r.output
+    assert "SCM thresholds per division (aten.div, eps = 0.05)" in r.output
+    cert = json.loads(out.read_text())
     rh = cert["scm"]["rational_head"]
     assert rh["declared_by"] == "--rational"
     assert all(e["status"] == "refused" and "no finite bound" in e["reason"] for e in rh["formats"].values())
