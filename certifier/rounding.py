@@ -56,10 +56,12 @@ class Overflow:
     value: float
     limit: float
     format: str
+    detail: str | None = None
 
     def reason(self) -> str:
         if not math.isfinite(self.value):
-            return f"unbounded: {self.op} output in {self.layer or '(model)'} has no finite bound"
+            why = f" ({self.detail})" if self.detail else ""
+            return f"unbounded: {self.op} output in {self.layer or '(model)'} has no finite bound{why}"
         return f"overflow: {self.op} output up to {self.value:.3g} > {self.limit:.6g} ({self.format})"
 
 
@@ -204,7 +206,10 @@ class _Run:
             if has_inf and st.name == "fp8_e4m3":
                 bad, v = True, INF
             if bad:
-                ov = Overflow(info.name, info.layer, info.op, v, st.max, st.name)
+                detail = None
+                if not math.isfinite(v) and info.result is not None:
+                    detail = getattr(info.result.error, "unbounded_reason", None)
+                ov = Overflow(info.name, info.layer, info.op, v, st.max, st.name, detail)
                 if self.overflow[c] is None:
                     self.overflow[c] = ov
                 self.overflows[c].append(ov)

@@ -134,6 +134,16 @@ class LayerNormError:
     b: Interval | None
     stats: _RowStats
 
+    @property
+    def unbounded_reason(self) -> str | None:
+        vmin = float((self.stats.smin**2).min()) - self.eps
+        if vmin <= self.eps:
+            return (
+                f"the row variance is not bounded away from 0 over the domain (lower bound {max(vmin, 0):.3g}, "
+                f"LayerNorm eps {self.eps:g}): rounding the variance can change 1/sqrt(var + eps) without bound"
+            )
+        return None
+
     def propagate(self, ctx: ErrorContext):
         F, nd = ctx.F, len(self.out.shape)
         n = self.n
