@@ -130,6 +130,8 @@ def parse_certificate(text: str, source: str = "certificate") -> dict:
     NaN / infinite numbers (a certificate writes unbounded values as ``null``), and strings with
     no UTF-8 form (lone surrogates), which have no canonical bytes to hash.
     """
+    if not text.strip():
+        raise CertificateError(f"{source} is empty")
     try:
         cert = json.loads(
             text, object_pairs_hook=_no_duplicate_keys, parse_float=_finite_float, parse_constant=_no_constant

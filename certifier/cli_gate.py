@@ -36,6 +36,7 @@ def _keygen(name: Path, force: bool) -> None:
     out_console.print(f"private key: {kp.private_path} (keep it secret; sign with: certify MODEL.py --sign {kp.private_path})", markup=False)
     out_console.print(f"public key:  {kp.public_path} (give it to verifiers: certify verify CERT --pubkey {kp.public_path})", markup=False)
     out_console.print(f"key id:      {kp.key_id}", markup=False)
+    out_console.print(f"raw public key (base64, also accepted by --pubkey): {kp.public_key_b64}", markup=False)
 
 
 def _split_formats(text: str | None) -> tuple[str, ...] | None:
@@ -101,6 +102,8 @@ def _verify(certificate, model, weights, pubkeys, require_signature, require_ver
     if json_out:
         doc = {"certificate": str(certificate), "body_sha256": cert.get("body_sha256"), **result.to_json()}
         sys.stdout.write(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+        for c in result.failed:  # stdout stays pure JSON; CI logs still name each failure
+            err_console.print(f"FAILED {c.name}: {c.detail}", markup=False)
     else:
         _render(result, quiet)
     raise typer.Exit(0 if result.passed else 1)
