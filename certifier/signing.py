@@ -159,6 +159,19 @@ def sign_certificate(cert: dict, key_path: str | Path) -> dict:
     return out
 
 
+def _b64_canonical(text: object) -> bytes:
+    """Decode base64, accepting only the one encoding ``b64encode`` gives.
+
+    NB: a decoder ignores the unused low bits of the last character, so 'AB==' and 'AC=='
+    decode alike; without this check the signature block could be edited without effect."""
+    if not isinstance(text, str):
+        raise TypeError("not a string")
+    data = base64.b64decode(text, validate=True)
+    if base64.b64encode(data).decode() != text:
+        raise ValueError("non-canonical base64")
+    return data
+
+
 @dataclass(frozen=True)
 class SignatureStatus:
     """The outcome of checking a certificate's signature (never raises for a bad one)."""
@@ -185,11 +198,11 @@ def check_signature(cert: dict, trusted: Sequence[Ed25519PublicKey] = ()) -> Sig
     if sig.get("algorithm") != ALGORITHM:
         return SignatureStatus(True, False, False, None, f"unsupported signature algorithm {sig.get('algorithm')!r} (expected {ALGORITHM})")
     try:
-        raw = base64.b64decode(str(sig.get("public_key", "")), validate=True)
-        value = base64.b64decode(str(sig.get("value", "")), validate=True)
+        raw = _b64_canonical(sig.get("public_key"))
+        value = _b64_canonical(sig.get("value"))
         embedded = Ed25519PublicKey.from_public_bytes(raw)
-    except (binascii.Error, ValueError):
-        return SignatureStatus(True, False, False, None, "the signature block is malformed (public_key or value is not valid base64 of the right length)")
+    except (binascii.Error, ValueError, TypeError):
+        return SignatureStatus(True, False, False, None, "the signature block is malformed (public_key or value is not canonical base64 of the right length)")
     kid = key_id(raw)
     if sig.get("key_id") != kid:
         return SignatureStatus(True, False, False, kid, f"the signature's key_id {sig.get('key_id')!r} does not match its public key ({kid})")

@@ -92,14 +92,20 @@ def test_unsigned_certificate_fails_when_a_signature_is_required(tmp_path):
     ("key_id", "0123456789abcdef"),
     ("algorithm", "rsa"),
     ("public_key", "not base64!"),
+    ("value", "padding"),  # same bytes, other encoding: unused low bits of the last character set
 ])
 def test_a_damaged_signature_fails_even_without_a_pubkey(tmp_path, field, value):
     ws = workspace(tmp_path)
     cert = json.loads(ws["cert"].read_text())
     sig = cert["signature"]
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    v = sig["value"]
     if value is None:
-        v = sig["value"]
         value = ("B" if v[0] == "A" else "A") + v[1:]
+    elif value == "padding":  # 64 bytes -> 86 characters + '==': the last one has 4 unused bits
+        assert v.endswith("==") and alphabet.index(v[-3]) % 16 == 0
+        value = v[:-3] + alphabet[alphabet.index(v[-3]) + 1] + "=="
+        assert base64.b64decode(value) == base64.b64decode(v)
     sig[field] = value
     ws["cert"].write_text(C.dumps(cert))
     r = invoke("verify", ws["cert"], "--model", ws["model"])

@@ -1,0 +1,65 @@
+"""Reproducibility: the same model and options give the same body hash, in one process and across
+processes (with different hash seeds and thread counts); `--replay` re-runs the analysis."""
+
+from __future__ import annotations
+
+import json
+
+from certifier import certificate as C
+from certifier import gate
+from certifier.pipeline import Options, run_certify
+from tests.gate_support import EPS, base_certificate, certify_in_subprocess, failed_names, invoke, workspace
+
+
+def test_same_body_hash_across_runs_in_one_process(tmp_path):
+    ws = workspace(tmp_path)
+    first = json.loads(base_certificate())  # made earlier in this process, through the CLI
+    again = run_certify(ws["model"], Options(eps=EPS)).certificate
+    assert C.canonical(C.body_of(first)) == C.canonical(again)
+    assert C.body_hash(again) == first["body_sha256"]
+
+
+def test_same_body_hash_across_processes():
+    base = json.loads(base_certificate())  # this process (hash seed as pytest has it)
+    proc, out = certify_in_subprocess()  # another process: PYTHONHASHSEED=12345, 1 thread
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    cert = C.load_certificate(out)
+    assert cert["body_sha256"] == C.body_hash(cert) == base["body_sha256"]
+    assert C.canonical(C.body_of(cert)) == C.canonical(C.body_of(base))
+    assert cert["timestamp"] and "signature" not in cert  # only the unhashed parts differ
+
+
+def test_replay_reproduces_an_honest_certificate(tmp_path):
+    ws = workspace(tmp_path)
+    (tmp_path / "renamed.py").write_bytes(ws["model"].read_bytes())  # file names are labels
+    r = invoke("verify", ws["cert"], "--model", tmp_path / "renamed.py", "--pubkey", ws["pub"], "--replay", "--json")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert [c["name"] for c in doc["checks"]][-1] == "replay" and doc["passed"]
+
+
+def test_replay_catches_a_forged_result_the_hash_cannot(tmp_path):
+    ws = workspace(tmp_path)
+    cert = json.loads(ws["cert"].read_text())
+    cert.pop("signature")
+    cert["assignment"]["bound"] = cert["assignment"]["bound"] / 10  # a forger recomputes the hash
+    ws["cert"].write_text(C.dumps(C.finalize(cert)))
+    assert invoke("verify", ws["cert"], "--model", ws["model"]).exit_code == 0  # consistent, unsigned
+    r = invoke("verify", ws["cert"], "--model", ws["model"], "--replay")
+    assert r.exit_code == 1 and failed_names(r) == {"replay"}
+    assert "different body in assignment" in r.output and "assignment.bound" in r.output
+
+
+def test_compare_replay_names_the_differing_keys():
+    cert = json.loads(base_certificate())
+    other = json.loads(base_certificate())
+    other["layers"][3]["format"] = "fp16"
+    other["environment"]["torch"] = "9.9.9"
+    other["model"]["file"] = "elsewhere.py"  # ignored: a label
+    other["validation"] = {"runs": []}  # ignored: sampled, not analysed
+    chk = gate.compare_replay(cert, other)
+    assert not chk.passed
+    assert "different body in environment, layers:" in chk.detail
+    assert "layers[3].format" in chk.detail and "environment.torch" in chk.detail
+    assert gate.compare_replay(cert, json.loads(base_certificate())).passed
