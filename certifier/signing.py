@@ -206,11 +206,12 @@ def check_signature(cert: dict, trusted: Sequence[Ed25519PublicKey] = ()) -> Sig
     kid = key_id(raw)
     if sig.get("key_id") != kid:
         return SignatureStatus(True, False, False, kid, f"the signature's key_id {sig.get('key_id')!r} does not match its public key ({kid})")
-    h = body_hash(cert)
+    body = canonical(body_of(cert))
+    h = hashlib.sha256(body).hexdigest()
     if sig.get("signed_sha256") != h:
         return SignatureStatus(True, False, False, kid, f"the signature was made over body {str(sig.get('signed_sha256'))[:16]}..., not this body ({h[:16]}...)")
     try:
-        embedded.verify(value, canonical(body_of(cert)))
+        embedded.verify(value, body)
     except InvalidSignature:
         return SignatureStatus(True, False, False, kid, f"the signature by key {kid} does not verify over this body")
     if not trusted:
@@ -222,7 +223,7 @@ def check_signature(cert: dict, trusted: Sequence[Ed25519PublicKey] = ()) -> Sig
     # NB: verify again under the trusted key object itself, so trust never rests on the
     # embedded copy alone.
     try:
-        trusted[trusted_raw.index(raw)].verify(value, canonical(body_of(cert)))
+        trusted[trusted_raw.index(raw)].verify(value, body)
     except InvalidSignature:  # pragma: no cover - same bytes as the embedded key
         return SignatureStatus(True, False, False, kid, f"the signature does not verify under trusted key {kid}")
     return SignatureStatus(True, True, True, kid, f"valid signature by trusted key {kid}")

@@ -39,18 +39,6 @@ def test_replay_reproduces_an_honest_certificate(tmp_path):
     assert [c["name"] for c in doc["checks"]][-1] == "replay" and doc["passed"]
 
 
-def test_replay_catches_a_forged_result_the_hash_cannot(tmp_path):
-    ws = workspace(tmp_path)
-    cert = json.loads(ws["cert"].read_text())
-    cert.pop("signature")
-    cert["assignment"]["bound"] = cert["assignment"]["bound"] / 10  # a forger recomputes the hash
-    ws["cert"].write_text(C.dumps(C.finalize(cert)))
-    assert invoke("verify", ws["cert"], "--model", ws["model"]).exit_code == 0  # consistent, unsigned
-    r = invoke("verify", ws["cert"], "--model", ws["model"], "--replay")
-    assert r.exit_code == 1 and failed_names(r) == {"replay"}
-    assert "different body in assignment" in r.output and "assignment.bound" in r.output
-
-
 def test_compare_replay_names_the_differing_keys():
     cert = json.loads(base_certificate())
     other = json.loads(base_certificate())
