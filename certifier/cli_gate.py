@@ -23,7 +23,7 @@ from certifier.errors import VerifyError
 
 @app.command("keygen", help="Make an Ed25519 signing key pair: NAME.pem (private, mode 0600) and NAME.pub.")
 def keygen_cmd(
-    name: Annotated[Path, typer.Argument(help="path prefix of the key files (writes NAME.pem and NAME.pub)")],
+    name: Annotated[Path, typer.Argument(help="path prefix of the key files (writes NAME.pem and NAME.pub)", metavar="NAME")],
     force: Annotated[bool, typer.Option(help="replace existing key files")] = False,
 ) -> None:
     _guard(_keygen, name, force)
@@ -47,17 +47,17 @@ def _split_formats(text: str | None) -> tuple[str, ...] | None:
 
 @app.command("verify", help="Verify a certificate against the model, its weights, a signature and deployment conditions.")
 def verify_cmd(
-    certificate: Annotated[Path, typer.Argument(help="the certificate JSON")],
-    model: Annotated[Path, typer.Option(help="the model file the certificate must speak for")],
-    weights: Annotated[Optional[Path], typer.Option(help="the state-dict checkpoint to deploy (as given to certify --weights)")] = None,
-    pubkey: Annotated[Optional[list[Path]], typer.Option(help="trusted Ed25519 public key; repeat to trust several. Requires a signature by one of them")] = None,
+    certificate: Annotated[Path, typer.Argument(help="the certificate JSON", metavar="CERT.json")],
+    model: Annotated[Path, typer.Option(help="the model file the certificate must speak for", metavar="MODEL.py")],
+    weights: Annotated[Optional[Path], typer.Option(help="the state-dict checkpoint to deploy (as given to certify --weights)", metavar="CKPT.pt")] = None,
+    pubkey: Annotated[Optional[list[Path]], typer.Option(help="trusted Ed25519 public key; repeat to trust several. Requires a signature by one of them", metavar="KEY.pub")] = None,
     require_signature: Annotated[bool, typer.Option(help="fail an unsigned certificate even without --pubkey (checks integrity, not who signed)")] = False,
-    require_verdict: Annotated[str, typer.Option(help="required verdict: certified, uncertifiable, impossible, or any")] = "certified",
-    max_eps: Annotated[Optional[float], typer.Option(help="condition: the certificate's eps is at most this")] = None,
-    min_format: Annotated[Optional[str], typer.Option(help="condition: no layer has fewer significand bits than this format (bf16 < fp16)")] = None,
-    max_format: Annotated[Optional[str], typer.Option(help="condition: no layer has more significand bits than this format")] = None,
-    allow_formats: Annotated[Optional[str], typer.Option(help="condition: every layer's format is in this comma-separated set")] = None,
-    hardware: Annotated[Optional[str], typer.Option(help="condition: every layer's format is offered by this hardware profile")] = None,
+    require_verdict: Annotated[str, typer.Option(help="required verdict: certified, uncertifiable, impossible, or any", metavar="VERDICT")] = "certified",
+    max_eps: Annotated[Optional[float], typer.Option(help="condition: the certificate's eps is at most E", metavar="E")] = None,
+    min_format: Annotated[Optional[str], typer.Option(help="condition: no layer has fewer significand bits than FORMAT (bf16 < fp16)", metavar="FORMAT")] = None,
+    max_format: Annotated[Optional[str], typer.Option(help="condition: no layer has more significand bits than FORMAT", metavar="FORMAT")] = None,
+    allow_formats: Annotated[Optional[str], typer.Option(help="condition: every layer's format is in this comma-separated set", metavar="F1,F2")] = None,
+    hardware: Annotated[Optional[str], typer.Option(help="condition: every layer's format is offered by hardware profile NAME", metavar="NAME")] = None,
     replay: Annotated[bool, typer.Option(help="also re-run the analysis with the certificate's spec and compare the body")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="print the result as JSON on stdout")] = False,
     quiet: Annotated[bool, typer.Option(help="print only failures and the final line")] = False,
