@@ -322,7 +322,7 @@ def _format_check(cert: dict, name: str, ok: Callable[[str], bool], why: Callabl
         return Check(name, False, "the certificate has no assignment.formats")
     bad = [f"layer {lay} has no certified format" for lay in unassigned]
     for lay, f in fm.items():
-        if f not in FORMATS:
+        if not isinstance(f, str) or f not in FORMATS:
             bad.append(f"layer {lay} runs in unknown format {f!r}")
         elif not ok(f):
             bad.append(f"layer {lay} runs in {f}{why(f)}")
@@ -363,26 +363,40 @@ def check_hardware(cert: dict, name: str, formats: Sequence[str]) -> Check:
     )
 
 
+def _guarded(name: str, fn: Callable[[], Check | list[Check]]) -> list[Check]:
+    """Run one check; a field of an unexpected type (a damaged certificate) fails the check
+    instead of escaping as an internal error."""
+    try:
+        out = fn()
+    except (TypeError, AttributeError, ValueError, KeyError) as e:
+        return [Check(name, False, f"malformed certificate field ({type(e).__name__}: {e})")]
+    return out if isinstance(out, list) else [out]
+
+
 def verify_certificate(cert: dict, facts: ModelFacts, cond: Conditions) -> Verification:
     """Evaluate every check that needs no re-analysis (pure: no files, no model)."""
     cond.validate()
-    v = Verification()
-    v.checks.append(check_body_hash(cert))
-    v.checks.append(check_consistency(cert))
-    v.checks.append(check_signature_condition(cert, cond))
-    v.checks.extend(check_model(cert, facts))
+    todo: list[tuple[str, Callable[[], Check | list[Check]]]] = [
+        ("body-hash", lambda: check_body_hash(cert)),
+        ("consistency", lambda: check_consistency(cert)),
+        ("signature", lambda: check_signature_condition(cert, cond)),
+        ("model-source", lambda: check_model(cert, facts)),
+    ]
     if cond.require_verdict is not None:
-        v.checks.append(check_verdict(cert, cond.require_verdict))
+        todo.append(("verdict", lambda: check_verdict(cert, cond.require_verdict)))  # type: ignore[arg-type]
     if cond.max_eps is not None:
-        v.checks.append(check_eps(cert, cond.max_eps))
+        todo.append(("eps", lambda: check_eps(cert, cond.max_eps)))  # type: ignore[arg-type]
     if cond.min_format is not None:
-        v.checks.append(check_min_format(cert, cond.min_format))
+        todo.append(("min-format", lambda: check_min_format(cert, cond.min_format)))  # type: ignore[arg-type]
     if cond.max_format is not None:
-        v.checks.append(check_max_format(cert, cond.max_format))
+        todo.append(("max-format", lambda: check_max_format(cert, cond.max_format)))  # type: ignore[arg-type]
     if cond.allow_formats is not None:
-        v.checks.append(check_allow_formats(cert, cond.allow_formats))
+        todo.append(("allow-formats", lambda: check_allow_formats(cert, cond.allow_formats)))  # type: ignore[arg-type]
     if cond.hardware is not None and cond.hardware_formats is not None:
-        v.checks.append(check_hardware(cert, cond.hardware, cond.hardware_formats))
+        todo.append(("hardware", lambda: check_hardware(cert, cond.hardware, cond.hardware_formats)))  # type: ignore[arg-type]
+    v = Verification()
+    for name, fn in todo:
+        v.checks.extend(_guarded(name, fn))
     return v
 
 
@@ -399,10 +413,10 @@ def replay_options(cert: dict, weights: str | Path | None):
             hnf_c=float(_get(cert, "hnf.c")),  # type: ignore[arg-type]
             domain=_cert_domains(cert),
             weights=str(weights) if weights is not None else None,
-            hardware=cert["spec"].get("hardware"),
+            hardware=cert["spec"].get("hardware"),  # type: ignore[union-attr]
             solver="z3" if method.startswith("z3") else "greedy",
         )
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise KeyError(f"the certificate's spec cannot be read for a replay ({e})") from None
     return opts
 

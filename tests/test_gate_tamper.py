@@ -217,3 +217,34 @@ def test_every_single_byte_change_is_caught():
             assert res.failed, (i, mask)
         outcomes["same" if same else "failed"] += 1
     assert outcomes["failed"] > 1000 and outcomes["bad"] > 1000
+
+
+def test_fields_of_the_wrong_type_fail_checks_instead_of_crashing():
+    """A value replaced by one of another type (valid JSON, hash recomputed, so only the checks
+    that read it can object): verify never raises and never passes."""
+    base = json.loads(base_certificate())
+    facts = gate.ModelFacts(base["model"]["source_sha256"], base["model"]["weights_sha256"])
+    cond = gate.Conditions(max_eps=1.0, min_format="bf16", max_format="fp64", allow_formats=("fp32", "fp64"),
+                           hardware="hw", hardware_formats=("fp64", "fp32"), require_signature=True)
+    assert gate.verify_certificate(base, facts, cond).passed
+    paths = [(k,) for k in base if k not in ("timestamp",)]
+    for sect in ("spec", "model", "assignment", "signature"):
+        paths += [(sect, k) for k in base[sect]]
+    paths += [("layers", 0, k) for k in base["layers"][0]]
+    n = 0
+    for path in paths:
+        for junk in (None, 7, "x", [], {}, [["fp32"]], {"a": {}}):
+            cert = json.loads(json.dumps(base))
+            cur = cert
+            for k in path[:-1]:
+                cur = cur[k]
+            if cur[path[-1]] == junk:
+                continue
+            cur[path[-1]] = junk
+            if path[0] not in ("signature", "body_sha256"):
+                cert["body_sha256"] = C.body_hash(cert)
+            v = gate.verify_certificate(cert, facts, cond)
+            n += 1
+            # layers[].refused/ops/... are results no condition reads: only the signature objects.
+            assert not v.passed and v.failed, (path, junk)
+    assert n > 300
