@@ -194,7 +194,9 @@ class _Run:
         tot = m + e
         flat = tot.reshape(self.F, -1)
         vmax = flat.amax(1) if flat.shape[1] else torch.zeros(self.F, dtype=F64)
-        has_inf = bool(exact_infinite(iv).any()) if iv.numel() else False
+        ex = exact_infinite(iv)
+        has_inf = ex is not None and bool(ex.any())
+        cloned = False
         for c, f in enumerate(self.node_fmts[info.name]):
             st = f.storage
             v = max(float(vmax[c]), internal)
@@ -206,6 +208,8 @@ class _Run:
                 if self.overflow[c] is None:
                     self.overflow[c] = ov
                 self.overflows[c].append(ov)
+                if not cloned:  # never write into a tensor another node may share
+                    e, cloned = e.clone(), True
                 e[c] = INF
         return e
 
@@ -217,7 +221,7 @@ class _Run:
 
 
 def _clean(e: torch.Tensor) -> torch.Tensor:
-    return torch.where(torch.isnan(e), torch.full_like(e, INF), e)
+    return torch.nan_to_num(e, nan=INF, posinf=INF)
 
 
 def run_errors(
@@ -256,8 +260,10 @@ def run_errors(
             continue
         res = info.result
         out = info.out
-        if info.unsupported is not None or res is None:
+        if info.unsupported is not None:
             e = _inf_like(out, F)
+        elif res is None:
+            e = None  # folded from known inputs: exact
         elif res.error is None:
             # No error model: exact only if every input is exact.
             ctx = _Ctx(run, info)
@@ -332,8 +338,8 @@ def _post(run: _Run, info: NodeInfo, iv: Interval | None, e: torch.Tensor, res, 
     e = _clean(e)
     if iv.is_float:
         ex = exact_infinite(iv)
-        if bool(ex.any()):
+        if ex is not None and bool(ex.any()):
             e = torch.where(ex.unsqueeze(0), torch.zeros_like(e), e)
         if check:
-            e = run.check_overflow(info, iv, e.clone(), float(res.internal_max))
+            e = run.check_overflow(info, iv, e, float(res.internal_max))
     return e

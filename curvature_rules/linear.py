@@ -56,7 +56,8 @@ def bilinear_interval(op: Bilinear, A: Interval, B: Interval, k: int, dtype: tor
     if A.is_point and B.is_point and not dtype.is_floating_point:
         return Interval.point(op(A.value, B.value))
     Ac, Bc = A.mid, B.mid
-    aAc, aBc = Ac.abs(), Bc.abs()
+    aAc = A.mag if A.is_point else Ac.abs()
+    aBc = B.mag if B.is_point else Bc.abs()
     g = gamma(k, U64)
     cc = op(Ac, Bc)
     if B.is_point:
