@@ -492,6 +492,27 @@ def replay(cert: dict, model: str | Path, weights: str | Path | None = None, pro
         return Check("replay", False, str(e.args[0]))
     try:
         report = run_certify(model, opts, progress=progress)
+        body = report.certificate
+        section = _replay_scm(cert, report, opts.eps)
+        if section is not None:
+            body["scm"] = section
     except CertifyError as e:
         return Check("replay", False, f"the analysis does not run on this model: {e.message}")
-    return compare_replay(cert, report.certificate)
+    return compare_replay(cert, body)
+
+
+def _replay_scm(cert: dict, report, eps: float) -> dict | None:
+    """The ``scm`` section as ``certify run`` adds it (NB: keep in step with cli._run). A head
+    declared with ``--rational N,D`` is re-declared from the certificate; one declared by the
+    model file's ``rational_head()`` is found there again."""
+    from certifier import scm as S
+
+    rational = None
+    scm = cert.get("scm")
+    rh = scm.get("rational_head") if isinstance(scm, dict) else None
+    if isinstance(rh, dict) and rh.get("declared_by") == "--rational":
+        try:
+            rational = (int(rh["numerator"]["output"]), int(rh["denominator"]["output"]))
+        except (KeyError, TypeError, ValueError):
+            rational = None
+    return S.scm_section(report.bounds, report.uniform, eps, rational)

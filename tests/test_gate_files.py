@@ -11,6 +11,7 @@ import pytest
 
 import certifier.certificate as C
 import certifier.pipeline as P
+import certifier.scm as S
 from certifier.errors import CertificateError, OutputError
 from tests.gate_support import base_certificate, invoke, workspace
 
@@ -69,7 +70,8 @@ def test_load_certificate_rejects_damaged_files(tmp_path):
 def fast_run(monkeypatch):
     """`certify run` without the analysis: run_certify returns the base certificate's body."""
     body = C.body_of(json.loads(base_certificate()))
-    monkeypatch.setattr(P, "run_certify", lambda *a, **k: types.SimpleNamespace(certificate=json.loads(json.dumps(body))))
+    monkeypatch.setattr(P, "run_certify", lambda *a, **k: types.SimpleNamespace(certificate=json.loads(json.dumps(body)), bounds=None, uniform=None))
+    monkeypatch.setattr(S, "scm_section", lambda *a, **k: None)  # mlp has no rational head
     return body
 
 

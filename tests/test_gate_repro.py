@@ -4,11 +4,12 @@ processes (with different hash seeds and thread counts); `--replay` re-runs the 
 from __future__ import annotations
 
 import json
+import shutil
 
 from certifier import certificate as C
 from certifier import gate
 from certifier.pipeline import Options, run_certify
-from tests.gate_support import EPS, base_certificate, certify_in_subprocess, failed_names, invoke, workspace
+from tests.gate_support import EPS, ROOT, base_certificate, certify_in_subprocess, failed_names, invoke, workspace
 
 
 def test_same_body_hash_across_runs_in_one_process(tmp_path):
@@ -51,3 +52,16 @@ def test_compare_replay_names_the_differing_keys():
     assert "different body in environment, layers:" in chk.detail
     assert "layers[3].format" in chk.detail and "environment.torch" in chk.detail
     assert gate.compare_replay(cert, json.loads(base_certificate())).passed
+
+
+def test_replay_reproduces_the_scm_section_of_a_rational_head(tmp_path):
+    """`certify run` adds the SCM section after the analysis; a replay must add it the same way,
+    re-declaring a head given by --rational (here swapped against the file's rational_head())."""
+    shutil.copy(ROOT / "examples" / "rational_head.py", tmp_path / "rh.py")
+    out = tmp_path / "rh.json"
+    r = invoke("run", tmp_path / "rh.py", "--eps", "0.05", "--rational", "1,0", "--out", out, "--quiet")
+    assert r.exit_code == 0, r.output
+    rh = json.loads(out.read_text())["scm"]["rational_head"]
+    assert rh["declared_by"] == "--rational" and rh["numerator"]["output"] == 1
+    r = invoke("verify", out, "--model", tmp_path / "rh.py", "--replay")
+    assert r.exit_code == 0, r.output

@@ -140,8 +140,10 @@ def test_sign_with_bad_keys_writes_nothing(tmp_path, monkeypatch):
     import types
 
     import certifier.pipeline as P
+    import certifier.scm as S
 
-    monkeypatch.setattr(P, "run_certify", lambda *a, **k: types.SimpleNamespace(certificate=json.loads(json.dumps(body))))
+    monkeypatch.setattr(P, "run_certify", lambda *a, **k: types.SimpleNamespace(certificate=json.loads(json.dumps(body)), bounds=None, uniform=None))
+    monkeypatch.setattr(S, "scm_section", lambda *a, **k: None)  # mlp has no rational head
     ec_key = ec.generate_private_key(ec.SECP256R1())
     (tmp_path / "ec.pem").write_bytes(ec_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
     (tmp_path / "junk.pem").write_text("not a key")
