@@ -30,7 +30,7 @@ app = typer.Typer(
     "certify MODEL.py --eps 1e-3 --out cert.json runs the main job; the commands below do the rest.",
 )
 
-COMMANDS = {"run", "hardware", "prove", "verify", "keygen"}
+COMMANDS = {"run", "hardware", "prove", "verify", "keygen", "apply"}
 
 
 @app.callback()
@@ -336,7 +336,7 @@ def _load_plugins() -> None:
     import importlib
     import importlib.util
 
-    for name in ("certifier.cli_prove", "certifier.cli_gate"):
+    for name in ("certifier.cli_prove", "certifier.cli_gate", "certifier.cli_amp"):
         if importlib.util.find_spec(name) is not None:
             importlib.import_module(name)
 
