@@ -155,12 +155,15 @@ class _Run:
             )
         cons = ba.consumers()
         self.remaining = {n: len(c) for n, c in cons.items()}
+        self.inf_flags: dict[str, bool] = {}
         self.keep = set(ba.outputs)
 
     def src_format(self, prod: NodeInfo):
         """The format a producer's value is held in: per configuration for call nodes,
         the tensor's dtype for parameters and constants, None (exact) for domain inputs."""
-        if prod.kind in ("param", "buffer", "constant"):
+        if prod.kind in ("param", "buffer", "constant") or (prod.kind != "input" and prod.is_point):
+            # NB: an exactly known value (a parameter, or a view/permute of one) is held in its
+            # own dtype until a node reads it; that node charges the cast to its format.
             iv = prod.primary
             return dtype_format(iv.dtype) if iv is not None else None
         if prod.kind == "input":
@@ -169,7 +172,7 @@ class _Run:
 
     def always_cast(self, prod: NodeInfo, consumer: NodeInfo) -> bool:
         """In the local-only model every float input from another layer is charged a cast."""
-        return self.local_only and prod.kind not in ("param", "buffer", "constant") and prod.layer != consumer.layer
+        return self.local_only and prod.kind not in ("param", "buffer", "constant") and not prod.is_point and prod.layer != consumer.layer
 
     def get_err(self, pname: str, consumer: NodeInfo):
         prod = self.ba.nodes[pname]
@@ -218,6 +221,27 @@ class _Run:
                 e[c] = INF
         return e
 
+    def all_inputs_unbounded(self, info: NodeInfo) -> bool:
+        """True when some float input carries an error and, in every configuration, each
+        erroneous float input is infinite everywhere."""
+        if self.local_only:
+            return False
+        seen = False
+        for p in info.producers.values():
+            e = self.errs.get(p)
+            if isinstance(e, tuple):
+                e = e[0]
+            if not isinstance(e, torch.Tensor) or not self.ba.nodes[p].is_float:
+                continue
+            flag = self.inf_flags.get(p)
+            if flag is None:
+                flag = bool(torch.isinf(e).all()) if e.numel() else False
+                self.inf_flags[p] = flag
+            if not flag:
+                return False
+            seen = True
+        return seen
+
     def release(self, info: NodeInfo) -> None:
         for p in info.producers.values():
             self.remaining[p] -= 1
@@ -265,6 +289,12 @@ def run_errors(
             continue
         res = info.result
         out = info.out
+        if info.is_point and info.unsupported is None:
+            # Exactly known values (views of parameters, folded constants) carry no error of
+            # their own; whoever reads them charges the cast (see _Ctx.err / cast_point).
+            run.errs[name] = None
+            run.release(info)
+            continue
         if info.unsupported is not None:
             e = _inf_like(out, F)
         elif res is None:
@@ -274,6 +304,10 @@ def run_errors(
             ctx = _Ctx(run, info)
             anyerr = any(ctx.err(a) is not None for a in info.producers)
             e = _inf_like(out, F) if anyerr else None
+        elif run.all_inputs_unbounded(info):
+            # Every configuration already has an unbounded error in every erroneous input:
+            # the output's error is unbounded too (sound; skips the work).
+            e = _inf_like(out, F)
         else:
             ctx = _Ctx(run, info)
             e = res.error.propagate(ctx)

@@ -147,6 +147,11 @@ class LayerNormError:
     def propagate(self, ctx: ErrorContext):
         F, nd = ctx.F, len(self.out.shape)
         n = self.n
+        if self.unbounded_reason is not None:
+            # var + eps can reach eps, so the rounded variance (error >= 0) can make rsqrt
+            # arbitrarily large relative to its exact value: no finite bound (see docstring).
+            inf = torch.full((F, *self.out.shape), float("inf"), dtype=torch.float64)
+            return (inf, None, None)
         rows = self.x.lo.reshape(-1, n)
         rows_hi = self.x.hi.reshape(-1, n)
         e = ctx.err("input")
