@@ -52,7 +52,11 @@ def variance_lower_bound(lo: torch.Tensor, hi: torch.Tensor, iters: int = 64) ->
     convexity gives ``f(c*) >= f(a) + f'(a) (b - a)`` because ``f'(a) <= 0``.
     """
     n = lo.shape[-1]
-    finite = torch.isfinite(lo).all(-1) & torch.isfinite(hi).all(-1)
+    # Rows whose intervals share a common point can be constant: the minimum is 0.
+    overlap = lo.amax(-1) <= hi.amin(-1)
+    if bool(overlap.all()):
+        return torch.zeros(lo.shape[:-1], dtype=lo.dtype)
+    finite = torch.isfinite(lo).all(-1) & torch.isfinite(hi).all(-1) & ~overlap
     lo_ = torch.where(torch.isfinite(lo), lo, torch.zeros_like(lo))
     hi_ = torch.where(torch.isfinite(hi), hi, torch.zeros_like(hi))
 
@@ -130,9 +134,24 @@ class LayerNormError:
     b: Interval | None
     stats: _RowStats
 
+    @property
+    def unbounded_reason(self) -> str | None:
+        vmin = float((self.stats.smin**2).min()) - self.eps
+        if vmin <= self.eps:
+            return (
+                f"the row variance is not bounded away from 0 over the domain (lower bound {max(vmin, 0):.3g}, "
+                f"LayerNorm eps {self.eps:g}): rounding the variance can change 1/sqrt(var + eps) without bound"
+            )
+        return None
+
     def propagate(self, ctx: ErrorContext):
         F, nd = ctx.F, len(self.out.shape)
         n = self.n
+        if self.unbounded_reason is not None:
+            # var + eps can reach eps, so the rounded variance (error >= 0) can make rsqrt
+            # arbitrarily large relative to its exact value: no finite bound (see docstring).
+            inf = torch.full((F, *self.out.shape), float("inf"), dtype=torch.float64)
+            return (inf, None, None)
         rows = self.x.lo.reshape(-1, n)
         rows_hi = self.x.hi.reshape(-1, n)
         e = ctx.err("input")
@@ -233,8 +252,8 @@ def layer_norm_rule(inp: RuleInput) -> RuleResult:
     mean = Interval(mlo, mhi, inp.out_dtypes[1])
     rstd = Interval(*widen((1 / smax).reshape(stat_shape), (1 / smin).reshape(stat_shape)), inp.out_dtypes[2])
     gmax = finite_max(fmag(w)) if w is not None else 1.0
-    Zs = st.zabs.reshape(-1)
-    s_row = smin.reshape(-1)
+    Zs = st.zabs  # (rows, n)
+    s_row = smin  # (rows, 1)
     L = gmax * finite_max((2 + Zs) / s_row) * (1 + 2.0**-40) if Zs.numel() else 0.0
     kappa = gmax * finite_max((4 + 5 * Zs) / (2 * s_row * s_row)) * (1 + 2.0**-40) if Zs.numel() else 0.0
     return RuleResult(
