@@ -245,7 +245,10 @@ def analyze_bounds(
                 else:
                     lo = torch.full(spec.shape, spec.lo, dtype=F64)
                     hi = torch.full(spec.shape, spec.hi, dtype=F64)
-                iv = Interval(lo, hi, spec.dtype)
+                if boxes is not None and not spec.dtype.is_floating_point and bool((lo == hi).all()):
+                    iv = Interval.point(lo.to(spec.dtype))  # integer ids at a point: exact
+                else:
+                    iv = Interval(lo, hi, spec.dtype)
             else:
                 iv = _unknown_like(node)
                 unsupported.append({"node": node.name, "op": "placeholder", "module": "", "reason": "unsupported input kind"})
