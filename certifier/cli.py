@@ -216,6 +216,8 @@ def _run(model, eps, out, json_out, domain, weights, formats, hardware, hnf_c, s
         raise SpecError("--validate and --adv-steps must be >= 0")
     if solver not in ("greedy", "z3"):
         raise SpecError(f"--solver must be greedy or z3, got {solver!r}")
+    if proof_dir is not None and solver != "z3":
+        raise SpecError("--proof-dir needs --solver z3 (the greedy method asks no SMT queries)")
     doms = [parse_domain(d) for d in domain] if domain else None
     fmts = [f.strip() for f in formats.split(",") if f.strip()]
     if hardware:
@@ -243,6 +245,10 @@ def _run(model, eps, out, json_out, domain, weights, formats, hardware, hnf_c, s
         scm_doc = S.zeroproofml_export(cert) if scm_out is not None else None
     finally:
         progress.close()
+    if report.smt:
+        from smt.prove import attach_proofs
+
+        attach_proofs(cert, [q for r in report.smt for q in r.queries], out, proof_dir, Path(model).stem)
     cert = C.finalize(cert)
     if sign is not None:
         from certifier.signing import sign_certificate

@@ -52,6 +52,7 @@ class Report:
     certificate: dict
     times: dict[str, float] = field(default_factory=dict)
     options: Options = field(default_factory=Options)
+    smt: list = field(default_factory=list)  # smt.allocate.OptResult per solver call (--solver z3)
 
     @property
     def verdict(self) -> str:
@@ -107,15 +108,21 @@ def run_certify(model_path: str | Path, opts: Options, progress: Progress | None
     times["local_errors"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     p("assign", 0, 1)
+    smt_results: list = []
     if opts.solver == "z3":
-        from smt.allocate import z3_assignment
+        from smt.allocate import Z3Allocator
+        from smt.prove import optimality_json
 
-        assignment = certify_assignment(ba, opts.eps, plans, solver=z3_assignment, method="z3-optimal")
+        allocator = Z3Allocator()
+        assignment = certify_assignment(ba, opts.eps, plans, solver=allocator, method="z3-optimal")
+        smt_results = allocator.results
     else:
         assignment = certify_assignment(ba, opts.eps, plans)
     times["assign"] = time.perf_counter() - t0
     cert = build_certificate(loaded, ba, uniform, plans, assignment, opts, formats)
-    return Report(loaded, cap, ba, uniform, local, plans, assignment, cert, times, opts)
+    if smt_results:
+        cert["assignment"]["optimality"] = optimality_json(assignment, smt_results[-1])
+    return Report(loaded, cap, ba, uniform, local, plans, assignment, cert, times, opts, smt_results)
 
 
 # ---------------------------------------------------------------------------- certificate

@@ -7,6 +7,7 @@ error), and it costs ``sum_l cost_l(f_l)``. Encoded as an SMT problem in exact a
 (QF_LIA, see :class:`Encoding`):
 
 * one 0/1 integer ``|f:<layer>:<format>|`` per layer and candidate format of the profile;
+* ``def:binary``: every choice variable is 0 or 1;
 * ``choose:<layer>``: exactly one of them;
 * ``overflow:<layer>:<f>`` / ``hnf:<layer>:<f>`` / ``unbounded:<layer>:<f>``: the refused
   choices, each a named (tracked) assertion so that an unsat core names them;
@@ -135,10 +136,14 @@ class Encoding:
                     cost_terms.append(f"(* {w} {sym(c.var)})")
         lines.append(named(f"(= err {add(err_terms, '0')})", "def:err"))
         lines.append(named(f"(= cost {add(cost_terms, '0')})", "def:cost"))
+        bounds = []
+        for layer in self.layers:
+            for c in self.choices[layer]:
+                bounds += [f"(<= 0 {sym(c.var)})", f"(<= {sym(c.var)} 1)"]
+        lines.append(named(conj(bounds), "def:binary"))
         for layer in self.layers:
             vs = [sym(c.var) for c in self.choices[layer]]
-            parts = [f"(<= 0 {v})" for v in vs] + [f"(<= {v} 1)" for v in vs] + [f"(= {add(vs, '0')} 1)"]
-            lines.append(named(conj(parts), f"choose:{layer}"))
+            lines.append(named(f"(= {add(vs, '0')} 1)", f"choose:{layer}"))
         for layer in self.layers:
             for c in self.choices[layer]:
                 if c.refusal is not None:
@@ -224,6 +229,21 @@ class OptResult:
             "budget": self.budget,
             "explanation": list(self.explanation),
         }
+
+
+def _minimize_core(enc: Encoding, core: list[str], timeout_ms: int, seconds: float = 10.0) -> list[str]:
+    """Deletion-based minimization: drop each constraint whose removal keeps the rest unsat
+    (a minimal core when it finishes within ``seconds``; definitions are always kept)."""
+    t_end = time.perf_counter() + seconds
+    cur = list(core)
+    for c in list(core):
+        if time.perf_counter() > t_end:
+            break
+        trial = [x for x in cur if x != c]
+        r, _ = _solve(_plain(enc.script("core", "", keep=set(trial))), enc, min(timeout_ms, 5_000))
+        if r == "unsat":
+            cur = trial
+    return cur
 
 
 def _explain(enc: Encoding, core: list[str]) -> tuple[list[str], list[str]]:
@@ -458,6 +478,7 @@ def optimal_assignment(plans: dict[str, LayerPlan], budget: float, timeout_ms: i
         elif r == "unsat":
             solve_s = time.perf_counter() - t0
             res, core = z3_check(base, timeout_ms)
+            core = _minimize_core(enc, [c for c in core if not c.startswith("def:")], timeout_ms)
             layers, expl = _explain(enc, core)
             q = SmtQuery("infeasibility", base, res, solve_s, "no admissible assignment fits the error budget (linear model)")
             core_text = enc.script("unsat-core", "these constraints alone are already inconsistent", keep=set(core))
