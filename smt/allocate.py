@@ -297,7 +297,7 @@ def _groups(enc: Encoding) -> list[list[tuple[int, int, str]]]:
     return out
 
 
-def _hull_edges(groups: list[list[tuple[int, int, str]]], order: list[int]) -> list[tuple[float, int, int, int]]:
+def _hull_edges(groups: list[list[tuple[int, int, str]]], order: list[int]) -> list[tuple[float, int, int, int, int]]:
     """Edges of each group's lower convex hull in the (err, cost) plane, steepest cost
     decrease per unit of error first: the LP relaxation of the multiple-choice knapsack is
     solved by taking them greedily (Sinha & Zoltners, Oper. Res. 27(3), 1979)."""
@@ -315,7 +315,7 @@ def _hull_edges(groups: list[list[tuple[int, int, str]]], order: list[int]) -> l
             h.append(t)
         for j in range(1, len(h)):
             da, dw = h[j][0] - h[j - 1][0], h[j - 1][1] - h[j][1]
-            edges.append((dw / da if da else math.inf, pos[i], da, dw))
+            edges.append((dw / da if da else math.inf, pos[i], da, dw, j))
     edges.sort(key=lambda e: -e[0])
     return edges
 
@@ -352,7 +352,7 @@ def exact_search(groups: list[list[tuple[int, int, str]]], cap: int, time_limit:
         if r < 0:
             return math.inf
         w = float(min_cost0[k])
-        for _, d, da, dw in edges:
+        for _, d, da, dw, _j in edges:
             if d < k:
                 continue
             if da <= r:
@@ -379,9 +379,9 @@ def exact_search(groups: list[list[tuple[int, int, str]]], cap: int, time_limit:
             h.append(j)
         hulls[i] = h
     r = cap - min_err[0]
-    for _, d, da, dw in edges:
+    for _, d, da, dw, j in edges:
         i = order[d]
-        if da <= r and level[i] + 1 < len(hulls[i]):
+        if da <= r and level[i] == j - 1:
             r -= da
             level[i] += 1
             inc_pick[i] = hulls[i][level[i]]
@@ -433,11 +433,12 @@ def exact_search(groups: list[list[tuple[int, int, str]]], cap: int, time_limit:
 
 
 def _plain(text: str) -> str:
-    """The script without ``(! ... :named ...)`` annotations (same formulas; z3 solves these
-    much faster because named assertions become assumptions)."""
+    """The script with each ``(! ... :named n)`` annotation turned into a comment ``; n``
+    before its assertion: the same formulas, which z3 solves much faster (named assertions
+    become assumptions)."""
     import re
 
-    return re.sub(r"\(assert \(! (.*) :named \|[^|]*\|\)\)", r"(assert \1)", text)
+    return re.sub(r"\(assert \(! (.*) :named \|([^|]*)\|\)\)", r"; \2\n(assert \1)", text)
 
 
 def optimal_assignment(plans: dict[str, LayerPlan], budget: float, timeout_ms: int = 60_000, search_seconds: float = 10.0) -> OptResult:
