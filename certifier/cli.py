@@ -245,7 +245,7 @@ def _run(model, eps, out, json_out, domain, weights, formats, hardware, hnf_c, s
         scm_doc = S.zeroproofml_export(cert) if scm_out is not None else None
     finally:
         progress.close()
-    if report.smt:
+    if getattr(report, "smt", None):
         from smt.prove import attach_proofs
 
         attach_proofs(cert, [q for r in report.smt for q in r.queries], out, proof_dir, Path(model).stem)

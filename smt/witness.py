@@ -246,7 +246,10 @@ def find_overflow(s: Search) -> Witness | None:
     outs = set(s.ba.outputs)
     cands = []
     for n in _float_nodes(s.ba):
-        m = float(fmag(s.ba.nodes[n].primary).max())
+        iv = s.ba.nodes[n].primary
+        if iv.is_point or bool((iv.lo == iv.hi).all()):
+            continue  # NB: a constant (a mask, a table) does not depend on the input: an algorithm may use another
+        m = float(fmag(iv).max())
         if m > float(M):
             cands.append((n not in outs, -m, n))
     cands.sort()
