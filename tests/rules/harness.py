@@ -1,0 +1,718 @@
+"""Rule soundness by sampling (DESIGN 7): the harness every tests/rules/test_<family>.py uses.
+
+Given an op (a small ``nn.Module`` or a function of tensors), the boxes of its inputs and any
+constant tensors (weights), :func:`check_rule`
+
+1. exports the one-op model exactly as the product does (``certifier.capture.capture``:
+   ``torch.export`` + ``run_decompositions``; optionally without decompositions, to reach the
+   rules of ops that only appear in undecomposed graphs), runs ``certifier.walker.analyze_bounds``
+   and finds the node(s) of the target ATen op;
+2. for every target node, treats the node in isolation under the rule's own contract: its
+   float tensor arguments range over the intervals the rule was given (the producers'
+   intervals), its constant arguments are fixed, and the op itself is evaluated in float64
+   (the "exact" value). Points are drawn in those boxes: all-lo and all-hi corners, random
+   corner patterns, points next to the op's critical points (the kink of relu, the peaks of
+   GELU's derivatives, ...) and uniform points. For each point it checks
+
+   (a) **range**: every output (all outputs of a multi-output op) lies in the node's interval;
+   (b) **Lipschitz**, per float argument ``a`` with a non-constant producer (a missing entry
+       in ``RuleResult.lipschitz`` is read as 0, as the walker reads it): pairs ``x, y`` that
+       differ only in ``a`` (far pairs: uniform and mirrored points; near pairs: steps of
+       1e-2 and 1e-6 of the box width along the sign of the worst Jacobian row), requiring
+       ``max|f(x) - f(y)| <= L max|x_a - y_a| (1 + 1e-9) + tiny`` where ``tiny`` covers the
+       float64 evaluation of f only; and the derivative form ``||J_a(x)||_inf <= L``
+       (the limit of the near pairs, from autograd);
+   (c) **curvature** (C^2 ops): ``1/2 max_i |D^2 f_i(x)[h, h]| <= kappa`` for sign vectors
+       ``h`` (``||h||_inf = 1``, joint over every float argument), with ``D^2 f[h, h]``
+       computed exactly by float64 forward-mode autograd (a jvp of a jvp);
+
+3. (d) **rounding error**: runs the whole module cast to each format (``module.to(dtype)``,
+   float inputs cast too; the CPU kernels accumulate in fp32) and in float64 on sampled model
+   inputs, and checks ``|computed - exact| <= certifier.rounding.run_errors(...).output_err``
+   elementwise for every float output.
+
+Every comparison allows only for the float64 rounding of the reference computation itself
+(a few ulps of the values compared), never for a looser rule.
+
+Per-element boxes (a tensor ``lo``/``hi``) are realised by feeding ``lo + (hi - lo) * t`` with
+``t`` in [0, 1] to the op (a mul and an add by constants, whose own rules are tight up to the
+2^-48 widening); the target node then sees the elementwise box.
+
+Deliberately wrong rules are injected with :func:`wrong_rule`, which wraps the registered
+rule of an op and transforms its result (``halve_lipschitz``, ``shrink_range``, ...): the
+harness must then raise ``AssertionError`` (tests/rules/test_harness.py shows it does).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import hashlib
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from unittest import mock
+
+import torch
+
+from certifier.capture import Captured, capture
+from certifier.interval import Interval
+from certifier.loader import InputSpec, LoadedModel
+from certifier.rounding import run_errors
+from certifier.walker import BoundsAnalysis, NodeInfo, _bind, analyze_bounds
+from curvature_rules import RuleInput, RuleResult, registry
+
+F64 = torch.float64
+EPS64 = 2.0**-52
+REL_TOL = 1e-9  # relative slack on L and kappa (the rules round their bounds up far more)
+FORMAT_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+
+
+# ---------------------------------------------------------------------------- inputs
+@dataclass(frozen=True)
+class Box:
+    """The domain of one model input: a float box (scalar or per-element bounds) or an
+    inclusive integer id range (``dtype`` integer) or a boolean input (``dtype`` bool)."""
+
+    shape: tuple[int, ...]
+    lo: float | torch.Tensor
+    hi: float | torch.Tensor
+    dtype: torch.dtype = torch.float32
+
+    @property
+    def per_element(self) -> bool:
+        return isinstance(self.lo, torch.Tensor) or isinstance(self.hi, torch.Tensor)
+
+    @property
+    def is_float(self) -> bool:
+        return self.dtype.is_floating_point
+
+    def lo_t(self) -> torch.Tensor:
+        return torch.as_tensor(self.lo, dtype=F64).expand(self.shape).clone()
+
+    def hi_t(self) -> torch.Tensor:
+        return torch.as_tensor(self.hi, dtype=F64).expand(self.shape).clone()
+
+    def key(self) -> tuple:
+        vals = (float(self.lo), float(self.hi)) if not self.per_element else (_digest(self.lo_t()), _digest(self.hi_t()))
+        return (self.shape, str(self.dtype), self.per_element, vals if self.per_element else None)
+
+
+def box(shape: Sequence[int], lo: float | torch.Tensor, hi: float | torch.Tensor, dtype: torch.dtype = torch.float32) -> Box:
+    return Box(tuple(int(s) for s in shape), lo, hi, dtype)
+
+
+def ids(shape: Sequence[int], lo: int, hi: int, dtype: torch.dtype = torch.int64) -> Box:
+    """Integer ids in the inclusive range [lo, hi]."""
+    return Box(tuple(int(s) for s in shape), float(lo), float(hi), dtype)
+
+
+def _digest(t: torch.Tensor) -> str:
+    return hashlib.sha1(t.detach().to(F64).contiguous().numpy().tobytes()).hexdigest()
+
+
+class OpModule(torch.nn.Module):
+    """``fn(*inputs, **consts)`` as a module; constants become buffers so that
+    ``module.to(dtype)`` casts them like the weights of a real model."""
+
+    def __init__(self, fn: Callable, consts: Mapping[str, torch.Tensor] | None = None) -> None:
+        super().__init__()
+        self.fn = fn
+        self.const_names = list((consts or {}).keys())
+        for k, v in (consts or {}).items():
+            self.register_buffer(k, v.clone())
+
+    def forward(self, *xs):
+        return self.fn(*xs, **{k: getattr(self, k) for k in self.const_names})
+
+
+class _PerElement(torch.nn.Module):
+    """Feeds ``lo + w * t`` (t in [0, 1]) to the inner module for per-element boxes."""
+
+    def __init__(self, inner: torch.nn.Module, boxes: Sequence[Box]) -> None:
+        super().__init__()
+        self.inner = inner
+        self.flags = [b.per_element and b.is_float for b in boxes]
+        for i, b in enumerate(boxes):
+            if self.flags[i]:
+                lo32 = b.lo_t().to(b.dtype)
+                w32 = (b.hi_t() - lo32.to(F64)).to(b.dtype)
+                self.register_buffer(f"lo{i}", lo32)
+                self.register_buffer(f"w{i}", w32)
+
+    def forward(self, *ts):
+        xs = [t * getattr(self, f"w{i}") + getattr(self, f"lo{i}") if f else t for i, (t, f) in enumerate(zip(ts, self.flags))]
+        return self.inner(*xs)
+
+
+# ---------------------------------------------------------------------------- capture cache
+_CACHE: dict[tuple, tuple[object, torch.nn.Module, Captured]] = {}
+
+
+def _capture(loaded: LoadedModel, decompose: bool) -> Captured:
+    if decompose:
+        return capture(loaded)
+    with mock.patch.object(torch.export.ExportedProgram, "run_decompositions", lambda self, *a, **k: self):
+        return capture(loaded)
+
+
+def build(
+    op: Callable | torch.nn.Module,
+    boxes: Sequence[Box],
+    consts: Mapping[str, torch.Tensor] | None,
+    decompose: bool,
+) -> tuple[torch.nn.Module, Captured, LoadedModel]:
+    """The (cached) exported model for ``op`` on inputs of these shapes, and a LoadedModel
+    carrying the boxes."""
+    ckey = tuple(sorted((k, _digest(v), str(v.dtype), tuple(v.shape)) for k, v in (consts or {}).items()))
+    key = (id(op), tuple(b.key() if b.per_element else (b.shape, str(b.dtype)) for b in boxes), ckey, decompose)
+    specs = []
+    examples = []
+    for b in boxes:
+        if b.per_element and b.is_float:
+            specs.append(InputSpec(b.shape, b.dtype, 0.0, 1.0))
+            examples.append(torch.full(b.shape, 0.5, dtype=b.dtype))
+        else:
+            specs.append(InputSpec(b.shape, b.dtype, float(b.lo), float(b.hi)))
+            examples.append(torch.full(b.shape, float(b.lo), dtype=F64).to(b.dtype))
+    hit = _CACHE.get(key)
+    if hit is not None:
+        module, cap = hit[1], hit[2]
+    else:
+        inner = op if isinstance(op, torch.nn.Module) else OpModule(op, consts)
+        if isinstance(op, torch.nn.Module) and consts:
+            raise ValueError("pass constants as the module's own parameters or buffers")
+        module = _PerElement(inner, boxes) if any(b.per_element and b.is_float for b in boxes) else inner
+        module = module.eval()
+        loaded0 = LoadedModel(path=Path("rule_case.py"), name="rule_case", module=module, example_inputs=tuple(examples), inputs=specs, source_sha256="")
+        cap = _capture(loaded0, decompose)
+        _CACHE[key] = (op, module, cap)
+    loaded = LoadedModel(path=Path("rule_case.py"), name="rule_case", module=module, example_inputs=tuple(examples), inputs=specs, source_sha256="")
+    return module, cap, loaded
+
+
+# ---------------------------------------------------------------------------- wrong rules
+@contextlib.contextmanager
+def wrong_rule(op: torch._ops.OpOverload, transform: Callable[[RuleResult], RuleResult]) -> Iterator[None]:
+    """Temporarily replace the rule of ``op`` by ``transform(rule(inp))``."""
+    orig = registry.lookup(op)
+    assert orig is not None, f"no rule for {op}"
+
+    def bad(inp: RuleInput) -> RuleResult:
+        return transform(orig(inp))
+
+    with mock.patch.dict(registry._RULES, {op: bad}):
+        yield
+
+
+def halve_lipschitz(res: RuleResult) -> RuleResult:
+    return dataclasses.replace(res, lipschitz={k: v / 2 for k, v in res.lipschitz.items()})
+
+
+def halve_curvature(res: RuleResult) -> RuleResult:
+    return dataclasses.replace(res, curvature=res.curvature / 2)
+
+
+def shrink_range(res: RuleResult, frac: float = 0.1) -> RuleResult:
+    """Move both ends of the primary interval inward by ``frac`` of its width."""
+    iv = res.primary
+    assert iv is not None
+    w = iv.hi - iv.lo
+    new = Interval(iv.lo + frac * w, iv.hi - frac * w, iv.dtype)
+    out = (new, *res.out[1:]) if isinstance(res.out, tuple) else new
+    return dataclasses.replace(res, out=out)
+
+
+def scale_error(res: RuleResult, factor: float = 0.01) -> RuleResult:
+    """Scale the rule's rounding-error bound by ``factor``."""
+    inner = res.error
+    assert inner is not None
+
+    class Scaled:
+        def propagate(self, ctx):
+            e = inner.propagate(ctx)
+            if isinstance(e, tuple):
+                return tuple(None if t is None else t * factor for t in e)
+            return None if e is None else e * factor
+
+    return dataclasses.replace(res, error=Scaled())
+
+
+# ---------------------------------------------------------------------------- node evaluation
+@dataclass
+class _Arg:
+    """One tensor argument occurrence of the target node."""
+
+    name: str  # schema name ("self", "tensors.0", ...)
+    iv: Interval
+    sampled: bool  # float box with a non-constant producer (varies); else fixed
+    value: torch.Tensor | None = None  # fixed value (float64 for floats)
+
+
+@dataclass
+class NodeCase:
+    """A target node viewed as a function of its argument boxes."""
+
+    info: NodeInfo
+    rule_input_args: dict[str, object]
+    kwonly: frozenset[str]
+    args: dict[str, _Arg]
+    op: torch._ops.OpOverload
+
+    @property
+    def float_args(self) -> list[str]:
+        return [n for n, a in self.args.items() if a.sampled and a.iv.is_float]
+
+    def call(self, vals: Mapping[str, torch.Tensor]) -> object:
+        """Evaluate the op in float64 with the given values for the sampled arguments."""
+        pos: list[object] = []
+        kw: dict[str, object] = {}
+        for name, v in self.rule_input_args.items():
+            if isinstance(v, Interval):
+                v = self._val(name, vals)
+            elif isinstance(v, list) and any(isinstance(x, Interval) for x in v):
+                v = [self._val(f"{name}.{i}", vals) if isinstance(x, Interval) else x for i, x in enumerate(v)]
+            elif name == "dtype" and isinstance(v, torch.dtype) and v.is_floating_point:
+                v = F64  # the exact value of a float cast is the value itself
+            (kw.__setitem__(name, v) if name in self.kwonly else pos.append(v))
+        return self.op(*pos, **kw)
+
+    def _val(self, name: str, vals: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        a = self.args[name]
+        return vals[name] if a.sampled else a.value  # type: ignore[return-value]
+
+
+def _node_case(ba: BoundsAnalysis, info: NodeInfo) -> NodeCase:
+    env = {n: i.out for n, i in ba.nodes.items()}
+    args, producers, kwonly = _bind(info.node, env)
+    out: dict[str, _Arg] = {}
+
+    def add(name: str, iv: Interval) -> None:
+        prod = producers.get(name)
+        sampled = prod is not None and not iv.is_point
+        val = None
+        if not sampled:
+            if iv.is_point:
+                val = iv.value.to(F64) if iv.is_float else iv.value
+            else:  # a box without a producer cannot happen; keep it fixed at lo
+                val = iv.lo
+        out[name] = _Arg(name, iv, sampled, val)
+
+    for name, v in args.items():
+        if isinstance(v, Interval):
+            add(name, v)
+        elif isinstance(v, list):
+            for i, x in enumerate(v):
+                if isinstance(x, Interval):
+                    add(f"{name}.{i}", x)
+    return NodeCase(info, args, kwonly, out, info.node.target)  # type: ignore[arg-type]
+
+
+def _flat(out: object) -> list[torch.Tensor | None]:
+    if isinstance(out, (tuple, list)):
+        return [t if isinstance(t, torch.Tensor) else None for t in out]
+    return [out if isinstance(out, torch.Tensor) else None]
+
+
+def _primary(out: object) -> torch.Tensor:
+    t = _flat(out)[0]
+    assert t is not None
+    return t
+
+
+# ---------------------------------------------------------------------------- sampling
+@dataclass
+class Sampler:
+    gen: torch.Generator
+    critical: Mapping[str, Sequence[float]] | Sequence[float]
+
+    def crit_for(self, name: str) -> Sequence[float]:
+        if isinstance(self.critical, Mapping):
+            return self.critical.get(name, ())
+        return self.critical
+
+    def point(self, iv: Interval, k: int, name: str) -> torch.Tensor:
+        """The k-th sample in the box ``iv`` (float, int or bool)."""
+        lo, hi = iv.lo, iv.hi
+        shape = lo.shape
+        if iv.dtype == torch.bool:
+            bits = torch.randint(0, 2, shape, generator=self.gen).to(F64)
+            return torch.where(bits > 0, hi, lo).to(torch.bool)
+        if not iv.is_float:
+            r = torch.rand(shape, generator=self.gen, dtype=F64)
+            v = torch.floor(lo + (hi - lo + 1) * r).clamp(max=hi)
+            if k == 0:
+                v = lo.clone()
+            elif k == 1:
+                v = hi.clone()
+            return v.to(iv.dtype)
+        assert torch.isfinite(lo).all() and torch.isfinite(hi).all(), f"argument {name} has an unbounded box"
+        crit = [c for c in self.crit_for(name)]
+        if k == 0:
+            return lo.clone()
+        if k == 1:
+            return hi.clone()
+        if k in (2, 3):
+            bits = torch.randint(0, 2, shape, generator=self.gen).to(F64)
+            return torch.where(bits > 0, hi, lo)
+        if k == 4 and lo.numel() > 1:  # alternating corners
+            alt = (torch.arange(lo.numel()) % 2).reshape(shape).to(F64)
+            return torch.where(alt > 0, hi, lo)
+        u = torch.rand(shape, generator=self.gen, dtype=F64)
+        x = lo + (hi - lo) * u
+        if crit and k % 3 == 0:
+            # Every element near a critical point (clipped to the box), at several scales.
+            c = torch.tensor(crit, dtype=F64)[torch.randint(0, len(crit), shape, generator=self.gen)]
+            scale = 10.0 ** torch.randint(-9, 0, shape, generator=self.gen).to(F64)
+            d = (torch.rand(shape, generator=self.gen, dtype=F64) * 2 - 1) * scale
+            x = torch.minimum(torch.maximum(c + d, lo), hi)
+        elif crit and k % 3 == 1:
+            # Some elements at a critical point, the rest uniform.
+            c = torch.tensor(crit, dtype=F64)[torch.randint(0, len(crit), shape, generator=self.gen)]
+            mask = torch.rand(shape, generator=self.gen) < 0.5
+            x = torch.where(mask, torch.minimum(torch.maximum(c, lo), hi), x)
+        return x
+
+
+def _seed(*parts: object) -> int:
+    return int(hashlib.sha1(repr(parts).encode()).hexdigest()[:8], 16)
+
+
+# ---------------------------------------------------------------------------- checks
+@dataclass
+class Report:
+    """What the harness measured (max over samples), for tightness reporting."""
+
+    nodes: list[str] = field(default_factory=list)
+    lipschitz_ratio: dict[str, float] = field(default_factory=dict)  # observed / claimed
+    curvature_ratio: dict[str, float] = field(default_factory=dict)
+    error_ratio: dict[str, float] = field(default_factory=dict)  # per format: observed / bound
+    range_checked: int = 0
+    error_skipped: dict[str, str] = field(default_factory=dict)
+    bounds: dict[str, float] = field(default_factory=dict)
+
+
+def _tiny(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Float64 evaluation noise allowed when comparing values near a and b."""
+    return 64 * EPS64 * (a.abs() + b.abs()) + 1e-300
+
+
+def _check_range(case: NodeCase, out: object, where: str) -> None:
+    res = case.info.result
+    assert res is not None
+    ivs = res.out if isinstance(res.out, tuple) else (res.out,)
+    vals = _flat(out)
+    for j, (iv, v) in enumerate(zip(ivs, vals)):
+        if iv is None or v is None or not isinstance(iv, Interval):
+            continue
+        if v.numel() == 0 and iv.numel() == 0:
+            continue
+        assert tuple(v.shape) == tuple(iv.shape), f"{case.info.name} output {j}: shape {tuple(v.shape)} vs interval {iv.shape}"
+        x = v.to(F64)
+        assert not torch.isnan(x).any(), f"{case.info.name} output {j}: NaN at {where}"
+        tol = 8 * EPS64 * x.abs()
+        lo_bad = x < iv.lo - tol
+        hi_bad = x > iv.hi + tol
+        if bool((lo_bad | hi_bad).any()):
+            i = int(torch.nonzero((lo_bad | hi_bad).reshape(-1))[0])
+            raise AssertionError(
+                f"range: {case.info.name} ({case.op}) output {j} element {i} = {float(x.reshape(-1)[i])!r} "
+                f"outside [{float(iv.lo.reshape(-1)[i])!r}, {float(iv.hi.reshape(-1)[i])!r}] at {where}"
+            )
+
+
+def _jac_rows(case: NodeCase, vals: dict[str, torch.Tensor], name: str) -> torch.Tensor | None:
+    """|J| row sums of the primary output w.r.t. argument ``name`` at ``vals`` (autograd)."""
+    x0 = vals[name]
+    if x0.numel() == 0:
+        return None
+
+    def f(x):
+        v = dict(vals)
+        v[name] = x
+        return _primary(case.call(v)).reshape(-1)
+
+    try:
+        J = torch.autograd.functional.jacobian(f, x0, vectorize=False)
+    except RuntimeError:
+        return None
+    J = J.reshape(J.shape[0], -1)
+    return J.abs().sum(1)
+
+
+def _lip_pairs(case: NodeCase, smp: Sampler, vals: dict[str, torch.Tensor], name: str, k: int) -> list[torch.Tensor]:
+    """Second points for Lipschitz pairs that differ from ``vals`` only in ``name``."""
+    iv = case.args[name].iv
+    lo, hi = iv.lo, iv.hi
+    x = vals[name]
+    w = hi - lo
+    ys = [smp.point(iv, 5 + k, name), lo + hi - x]
+    # Near pairs along the sign of the worst Jacobian row (falls back to random signs).
+    d = torch.where(torch.rand(x.shape, generator=smp.gen) < 0.5, -1.0, 1.0).to(F64)
+    try:
+        xr = x.clone().requires_grad_(True)
+        v = dict(vals)
+        v[name] = xr
+        y = _primary(case.call(v)).reshape(-1)
+        if y.numel() and y.requires_grad:
+            J = torch.autograd.functional.jacobian(lambda t: _primary(case.call({**vals, name: t})).reshape(-1), x, vectorize=False)
+            J = J.reshape(J.shape[0], -1)
+            i = int(torch.argmax(J.abs().sum(1)))
+            s = torch.sign(J[i]).reshape(x.shape)
+            d = torch.where(s == 0, d, s)
+    except RuntimeError:
+        pass
+    for step in (1e-2, 1e-6):
+        ys.append(torch.minimum(torch.maximum(x + d * (step * w), lo), hi))
+    return ys
+
+
+def _check_lipschitz(case: NodeCase, smp: Sampler, points: list[dict[str, torch.Tensor]], rep: Report) -> None:
+    res = case.info.result
+    assert res is not None
+    for name in case.float_args:
+        L = float(res.lipschitz.get(name, 0.0))
+        if math.isinf(L):
+            continue
+        worst = 0.0
+        for k, vals in enumerate(points):
+            fx = _primary(case.call(vals)).to(F64)
+            for y_a in _lip_pairs(case, smp, vals, name, k):
+                dx = float((y_a - vals[name]).abs().max()) if y_a.numel() else 0.0
+                if dx == 0.0:
+                    continue
+                fy = _primary(case.call({**vals, name: y_a})).to(F64)
+                df = (fy - fx).abs()
+                allowed = L * dx * (1 + REL_TOL) + _tiny(fx, fy)
+                if bool((df > allowed).any()):
+                    i = int(torch.argmax(df - allowed))
+                    raise AssertionError(
+                        f"lipschitz: {case.info.name} ({case.op}) w.r.t. {name!r}: |f(x)-f(y)| = {float(df.reshape(-1)[i])!r} "
+                        f"> L*|x-y| = {L!r} * {dx!r} (ratio {float(df.max()) / dx!r})"
+                    )
+                if df.numel():
+                    worst = max(worst, float(df.max()) / dx)
+            rows = _jac_rows(case, vals, name)
+            if rows is not None and rows.numel():
+                jm = float(rows.max())
+                assert jm <= L * (1 + REL_TOL) + 1e-300 + 64 * EPS64 * jm, (
+                    f"lipschitz: {case.info.name} ({case.op}) w.r.t. {name!r}: ||J||_inf = {jm!r} > L = {L!r} at point {k}"
+                )
+                worst = max(worst, jm)
+        rep.lipschitz_ratio[f"{case.info.name}:{name}"] = worst / L if L > 0 else (0.0 if worst == 0 else math.inf)
+
+
+def _d2(case: NodeCase, vals: dict[str, torch.Tensor], h: dict[str, torch.Tensor]) -> torch.Tensor | None:
+    """D^2 f(x)[h, h] of the primary output, by forward-over-forward autograd in float64."""
+    names = list(h)
+
+    def f(*xs):
+        return _primary(case.call({**vals, **dict(zip(names, xs))}))
+
+    def df(*xs):
+        return torch.func.jvp(f, xs, tuple(h[n] for n in names))[1]
+
+    prim = tuple(vals[n] for n in names)
+    tang = tuple(h[n] for n in names)
+    try:
+        return torch.func.jvp(df, prim, tang)[1]
+    except (RuntimeError, NotImplementedError):
+        return _d2_backward(case, vals, h)
+
+
+def _d2_backward(case: NodeCase, vals: dict[str, torch.Tensor], h: dict[str, torch.Tensor]) -> torch.Tensor | None:
+    """Fallback: D^2 f[h, h] = d/ds <grad f_i(x + s h), h> per output element (reverse mode)."""
+    names = list(h)
+    xs = {n: vals[n].clone().requires_grad_(True) for n in names}
+    s = torch.zeros((), dtype=F64, requires_grad=True)
+    out = _primary(case.call({**vals, **{n: xs[n] + s * h[n] for n in names}})).reshape(-1)
+    res = torch.zeros(out.numel(), dtype=F64)
+    for i in range(out.numel()):
+        (g,) = torch.autograd.grad(out[i], s, create_graph=True)
+        if not g.requires_grad:
+            continue
+        (g2,) = torch.autograd.grad(g, s, retain_graph=True, allow_unused=True)
+        res[i] = 0.0 if g2 is None else g2
+    return res
+
+
+def _check_curvature(case: NodeCase, smp: Sampler, points: list[dict[str, torch.Tensor]], n_dirs: int, rep: Report) -> None:
+    res = case.info.result
+    assert res is not None
+    kappa = float(res.curvature)
+    if math.isinf(kappa):
+        return
+    names = case.float_args
+    if not names:
+        return
+    worst = 0.0
+    for k, vals in enumerate(points):
+        for j in range(n_dirs):
+            if j == 0:
+                h = {n: torch.ones_like(vals[n]) for n in names}
+            elif j == 1:
+                h = {n: (1 - 2 * (torch.arange(vals[n].numel()) % 2)).reshape(vals[n].shape).to(F64) for n in names}
+            else:
+                h = {n: torch.where(torch.rand(vals[n].shape, generator=smp.gen) < 0.5, -1.0, 1.0).to(F64) for n in names}
+            d2 = _d2(case, vals, h)
+            if d2 is None or d2.numel() == 0:
+                continue
+            d2 = d2.to(F64)
+            assert not torch.isnan(d2).any(), f"curvature: NaN second derivative of {case.info.name} at point {k}"
+            m = 0.5 * float(d2.abs().max())
+            assert m <= kappa * (1 + REL_TOL) + 1e-12 * (1 + kappa), (
+                f"curvature: {case.info.name} ({case.op}): 1/2 |D^2 f[h,h]| = {m!r} > kappa = {kappa!r} at point {k}"
+            )
+            worst = max(worst, m)
+    rep.curvature_ratio[case.info.name] = worst / kappa if kappa > 0 else (0.0 if worst == 0 else math.inf)
+
+
+def _model_inputs(boxes: Sequence[Box], smp: Sampler, n: int) -> list[tuple[torch.Tensor, ...]]:
+    """Samples of the model inputs: corners, critical points, uniform (float64 / ids)."""
+    out = []
+    for k in range(n):
+        xs = []
+        for i, b in enumerate(boxes):
+            if b.per_element and b.is_float:
+                iv = Interval(torch.zeros(b.shape, dtype=F64), torch.ones(b.shape, dtype=F64), b.dtype)
+                crit = [((c - b.lo_t()) / (b.hi_t() - b.lo_t()).clamp(min=1e-300)) for c in smp.crit_for(f"input{i}")]
+                t = smp.point(iv, k, f"input{i}")
+                if crit and k % 3 == 0 and k > 4:
+                    t = crit[k % len(crit)].clamp(0, 1)
+                xs.append(t)
+            else:
+                iv = Interval(b.lo_t(), b.hi_t(), b.dtype)
+                xs.append(smp.point(iv, k, f"input{i}"))
+        out.append(tuple(xs))
+    return out
+
+
+def _check_errors(
+    module: torch.nn.Module, ba: BoundsAnalysis, boxes: Sequence[Box], smp: Sampler, n: int, formats: Sequence[str], rep: Report
+) -> None:
+    er = run_errors(ba, [{"*": f} for f in formats])
+    ref = copy.deepcopy(module).to(F64).eval()
+    lows = {f: copy.deepcopy(module).to(FORMAT_DTYPES[f]).eval() for f in formats}
+    outs = [o.name if o is not None else None for o in ba.captured.outputs]
+    samples = _model_inputs(boxes, smp, n)
+    finite_any = False
+    for c, f in enumerate(formats):
+        rep.bounds[f] = er.bound[c]
+    for k, xs in enumerate(samples):
+        with torch.no_grad():
+            exact = _flat(ref(*xs))
+        for c, f in enumerate(formats):
+            dt = FORMAT_DTYPES[f]
+            xl = tuple(x.to(dt) if x.dtype.is_floating_point else x for x in xs)
+            try:
+                with torch.no_grad():
+                    low = _flat(lows[f](*xl))
+            except (RuntimeError, NotImplementedError) as e:  # kernel missing in this dtype on CPU
+                rep.error_skipped[f] = f"{type(e).__name__}: {str(e)[:80]}"
+                continue
+            for j, (name, ex, lv) in enumerate(zip(outs, exact, low)):
+                if name is None or ex is None or lv is None or not ex.dtype.is_floating_point:
+                    continue
+                bound = er.output_err.get(name)
+                if bound is None:
+                    iv = ba.nodes[name].primary
+                    # No error tensor: the analysis claims the output is exact.
+                    bound_c = torch.zeros(tuple(ex.shape), dtype=F64)
+                    if iv is not None and not iv.is_float:
+                        continue
+                else:
+                    bound_c = bound[c] if bound.shape[0] > 1 else bound[0]
+                    bound_c = bound_c.expand(tuple(ex.shape))
+                if not bool(torch.isfinite(bound_c).all()):
+                    continue
+                finite_any = True
+                d = (lv.to(F64) - ex).abs()
+                d = torch.where(torch.isnan(d), torch.full_like(d, math.inf), d)
+                allowed = bound_c * (1 + REL_TOL) + 4 * EPS64 * ex.abs() + 1e-300
+                if bool((d > allowed).any()):
+                    i = int(torch.argmax(d - allowed))
+                    raise AssertionError(
+                        f"rounding error ({f}): output {j} ({name}) element {i}: |computed - exact| = {float(d.reshape(-1)[i])!r} "
+                        f"> bound {float(bound_c.reshape(-1)[i])!r} (exact {float(ex.reshape(-1)[i])!r}, "
+                        f"computed {float(lv.reshape(-1)[i])!r}) at sample {k}"
+                    )
+                r = float((d / bound_c.clamp(min=1e-300)).max()) if d.numel() else 0.0
+                rep.error_ratio[f] = max(rep.error_ratio.get(f, 0.0), r)
+    rep.error_skipped.setdefault("_finite", "yes" if finite_any else "no finite bound")
+
+
+def check_rule(
+    op: Callable | torch.nn.Module,
+    boxes: Sequence[Box],
+    target: torch._ops.OpOverload | Sequence[torch._ops.OpOverload],
+    *,
+    consts: Mapping[str, torch.Tensor] | None = None,
+    n: int = 24,
+    n_dirs: int = 4,
+    n_round: int = 12,
+    critical: Mapping[str, Sequence[float]] | Sequence[float] = (),
+    smooth: bool = True,
+    formats: Sequence[str] | None = ("fp16", "bf16", "fp32"),
+    decompose: bool = True,
+    allow_unsupported: bool = False,
+    require_finite: bool = True,
+    seed: object = 0,
+) -> Report:
+    """Run checks (a)-(d) (see the module docstring) for every node of ``target`` in the
+    exported one-op model. Raises AssertionError on the first violation.
+
+    ``smooth``: check the curvature claim (C^2 ops; piecewise-linear ops pass it trivially,
+    autograd's D^2 being 0 between kinks). ``formats=None`` skips the rounding check.
+    ``require_finite``: the target's range and Lipschitz bounds must be finite (so that the
+    test can fail).
+    """
+    targets = [target] if isinstance(target, torch._ops.OpOverload) else list(target)
+    module, cap, loaded = build(op, boxes, consts, decompose)
+    ba = analyze_bounds(loaded, cap)
+    if not allow_unsupported:
+        assert not ba.unsupported, f"unsupported nodes: {ba.unsupported}"
+    nodes = [i for i in ba.nodes.values() if i.kind == "call" and i.node.target in targets]
+    assert nodes, f"no node of {targets} in the graph: {[str(i.node.target) for i in ba.nodes.values() if i.kind == 'call']}"
+    rep = Report(nodes=[i.name for i in nodes])
+    smp = Sampler(torch.Generator().manual_seed(_seed(seed, [b.key() for b in boxes], [str(t) for t in targets])), critical)
+    for info in nodes:
+        assert info.unsupported is None, f"{info.name}: {info.unsupported}"
+        res = info.result
+        assert res is not None
+        case = _node_case(ba, info)
+        if require_finite:
+            prim = res.primary
+            assert prim is None or prim.is_point or prim.is_bounded(), f"{info.name}: unbounded range {prim}"
+            for a in case.float_args:
+                assert math.isfinite(res.lipschitz.get(a, 0.0)), f"{info.name}: infinite L for {a}"
+        points = []
+        for k in range(n):
+            vals = {name: smp.point(a.iv, k, name) for name, a in case.args.items() if a.sampled}
+            points.append(vals)
+        for k, vals in enumerate(points):
+            _check_range(case, case.call(vals), f"point {k}")
+            rep.range_checked += 1
+        _check_lipschitz(case, smp, points, rep)
+        if smooth:
+            _check_curvature(case, smp, points, n_dirs, rep)
+    if formats:
+        _check_errors(module, ba, boxes, smp, n_round, list(formats), rep)
+    return rep
+
+
+__all__ = [
+    "Box",
+    "OpModule",
+    "Report",
+    "box",
+    "build",
+    "check_rule",
+    "halve_curvature",
+    "halve_lipschitz",
+    "ids",
+    "scale_error",
+    "shrink_range",
+    "wrong_rule",
+]
