@@ -20,6 +20,11 @@ Rounding model: f is evaluated in the accumulation format with ``ulps`` units of
 relative to |f(x^)| (formats.FUNCTION_ULPS), then stored. GELU's ``0.5 x (1 + erf(x/sqrt 2))``
 cancels for negative x, so its evaluation error is bounded relative to |x| as well.
 relu, abs and neg are exact in every format.
+
+softplus follows PyTorch's definition, which returns x itself where ``beta x > threshold``:
+the smooth branch is ``log1p(e^-threshold)/beta`` above x at the switch, so f jumps down
+there. On a box that stays on one side L = 1 and kappa = beta/8; across the switch the range
+includes the jump and L = kappa = inf (no Lipschitz constant exists).
 """
 
 from __future__ import annotations
@@ -388,14 +393,34 @@ def silu_rule(inp: RuleInput) -> RuleResult:
 
 @register_rule([aten.softplus.default])
 def softplus_rule(inp: RuleInput) -> RuleResult:
-    """log(1 + e^(beta x))/beta (linear above the threshold): L = sigmoid(beta hi), kappa = beta/8."""
+    """log(1 + e^(beta x))/beta, or x where beta x > threshold: L = 1, kappa = beta/8 on boxes
+    on one side of the threshold; the threshold is a jump (L = kappa = inf across it)."""
     x = inp.tensor("self")
     beta = float(inp.get("beta", 1.0))  # type: ignore[arg-type]
     thr = float(inp.get("threshold", 20.0))  # type: ignore[arg-type]
-    f = lambda t: torch.where(beta * t > thr, t, torch.nn.functional.softplus(t, beta, thr))  # noqa: E731
-    out = increasing_map(x, f)
-    dsup = lambda lo, hi: torch.ones_like(lo)  # noqa: E731
-    return one_input_result(inp, out, dsup, beta / 8 + 1e-12, FUNCTION_ULPS["log"] + FUNCTION_ULPS["exp"] + 2)
+    if beta <= 0:
+        raise NotImplementedError("softplus with beta <= 0")
+    # NB: PyTorch switches to x where beta x > threshold; the smooth branch at the switch
+    # point t0 = threshold/beta is t0 + log1p(e^-threshold)/beta > t0, so f jumps *down* by
+    # log1p(e^-threshold)/beta there (0.0033 for beta = 2, threshold = 5): f is not monotone,
+    # not continuous and has no Lipschitz constant across t0.
+    t0 = thr / beta
+    sp = lambda t: torch.nn.functional.softplus(t.clamp(max=t0), beta, math.inf)  # noqa: E731  smooth branch
+    lo_s, hi_s = x.lo * beta <= thr, x.hi * beta > thr  # box reaches the smooth / linear side
+    flo = torch.where(lo_s, sp(x.lo), x.lo)
+    lo = torch.where(lo_s & hi_s, torch.minimum(flo, torch.full_like(flo, t0)), flo)
+    fhi = torch.where(hi_s, x.hi, sp(x.hi))
+    hi = torch.where(lo_s & hi_s, torch.maximum(fhi, sp(torch.minimum(x.hi, torch.full_like(x.hi, t0)))), fhi)
+    lo, hi = widen(lo, hi)
+    out = Interval(lo, hi, x.dtype)
+
+    def dsup(a, b):
+        jump = (a * beta <= thr) & (b * beta > thr)
+        return torch.where(jump, torch.full_like(a, INF), torch.ones_like(a))
+
+    straddles = bool((lo_s & hi_s).any()) if x.numel() else False
+    kappa = INF if straddles else beta / 8 + 1e-12
+    return one_input_result(inp, out, dsup, kappa, FUNCTION_ULPS["log"] + FUNCTION_ULPS["exp"] + 2)
 
 
 @register_rule([aten.sin.default, aten.cos.default])

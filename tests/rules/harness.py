@@ -391,7 +391,9 @@ class Report:
     error_ratio: dict[str, float] = field(default_factory=dict)  # per format: observed / bound
     range_checked: int = 0
     error_skipped: dict[str, str] = field(default_factory=dict)
-    bounds: dict[str, float] = field(default_factory=dict)
+    bounds: dict[str, float] = field(default_factory=dict)  # certified max error per format
+    lipschitz: dict[str, float] = field(default_factory=dict)  # claimed, "node:arg"
+    curvature: dict[str, float] = field(default_factory=dict)  # claimed, per node
 
 
 def _tiny(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -423,49 +425,52 @@ def _check_range(case: NodeCase, out: object, where: str) -> None:
             )
 
 
-def _jac_rows(case: NodeCase, vals: dict[str, torch.Tensor], name: str) -> torch.Tensor | None:
-    """|J| row sums of the primary output w.r.t. argument ``name`` at ``vals`` (autograd)."""
+def _jacobian(case: NodeCase, vals: dict[str, torch.Tensor], name: str) -> torch.Tensor | None:
+    """Jacobian (outputs x inputs, flattened) of the primary output w.r.t. ``name`` (autograd)."""
     x0 = vals[name]
     if x0.numel() == 0:
         return None
 
     def f(x):
-        v = dict(vals)
-        v[name] = x
-        return _primary(case.call(v)).reshape(-1)
+        return _primary(case.call({**vals, name: x})).reshape(-1)
 
-    try:
-        J = torch.autograd.functional.jacobian(f, x0, vectorize=False)
-    except RuntimeError:
-        return None
-    J = J.reshape(J.shape[0], -1)
-    return J.abs().sum(1)
+    for vec in (True, False):
+        try:
+            J = torch.autograd.functional.jacobian(f, x0, vectorize=vec)
+            return J.reshape(J.shape[0], -1)
+        except (RuntimeError, NotImplementedError):
+            continue
+    return None
 
 
-def _lip_pairs(case: NodeCase, smp: Sampler, vals: dict[str, torch.Tensor], name: str, k: int) -> list[torch.Tensor]:
-    """Second points for Lipschitz pairs that differ from ``vals`` only in ``name``."""
+def _lip_pairs(case: NodeCase, smp: Sampler, vals: dict[str, torch.Tensor], name: str, k: int, J: torch.Tensor | None) -> list[torch.Tensor]:
+    """Second points for Lipschitz pairs that differ from ``vals`` only in ``name``: a uniform
+    point, the mirrored point, and steps of 1e-2 and 1e-6 of the box width along the sign of
+    the worst Jacobian row (random signs where it is 0 or unknown)."""
     iv = case.args[name].iv
     lo, hi = iv.lo, iv.hi
     x = vals[name]
     w = hi - lo
     ys = [smp.point(iv, 5 + k, name), lo + hi - x]
-    # Near pairs along the sign of the worst Jacobian row (falls back to random signs).
     d = torch.where(torch.rand(x.shape, generator=smp.gen) < 0.5, -1.0, 1.0).to(F64)
-    try:
-        xr = x.clone().requires_grad_(True)
-        v = dict(vals)
-        v[name] = xr
-        y = _primary(case.call(v)).reshape(-1)
-        if y.numel() and y.requires_grad:
-            J = torch.autograd.functional.jacobian(lambda t: _primary(case.call({**vals, name: t})).reshape(-1), x, vectorize=False)
-            J = J.reshape(J.shape[0], -1)
-            i = int(torch.argmax(J.abs().sum(1)))
-            s = torch.sign(J[i]).reshape(x.shape)
-            d = torch.where(s == 0, d, s)
-    except RuntimeError:
-        pass
+    if J is not None and J.numel():
+        i = int(torch.argmax(J.abs().sum(1)))
+        s = torch.sign(J[i]).reshape(x.shape)
+        d = torch.where(s == 0, d, s)
     for step in (1e-2, 1e-6):
         ys.append(torch.minimum(torch.maximum(x + d * (step * w), lo), hi))
+    crit = list(smp.crit_for(name))
+    if crit:
+        # Reflection through the nearest critical point: pairs straddling a kink or a jump.
+        c = torch.tensor(crit, dtype=F64)
+        near = c[(x.reshape(-1, 1) - c).abs().argmin(1)].reshape(x.shape)
+        refl = torch.minimum(torch.maximum(2 * near - x, lo), hi)
+        ys.append(refl)
+        # ... and of the one element closest to a critical point alone (a small |x - y|).
+        j = int((x - near).abs().reshape(-1).argmin())
+        one = x.clone().reshape(-1)
+        one[j] = refl.reshape(-1)[j]
+        ys.append(one.reshape(x.shape))
     return ys
 
 
@@ -479,7 +484,8 @@ def _check_lipschitz(case: NodeCase, smp: Sampler, points: list[dict[str, torch.
         worst = 0.0
         for k, vals in enumerate(points):
             fx = _primary(case.call(vals)).to(F64)
-            for y_a in _lip_pairs(case, smp, vals, name, k):
+            J = _jacobian(case, vals, name)
+            for y_a in _lip_pairs(case, smp, vals, name, k, J):
                 dx = float((y_a - vals[name]).abs().max()) if y_a.numel() else 0.0
                 if dx == 0.0:
                     continue
@@ -494,9 +500,8 @@ def _check_lipschitz(case: NodeCase, smp: Sampler, points: list[dict[str, torch.
                     )
                 if df.numel():
                     worst = max(worst, float(df.max()) / dx)
-            rows = _jac_rows(case, vals, name)
-            if rows is not None and rows.numel():
-                jm = float(rows.max())
+            if J is not None and J.numel():
+                jm = float(J.abs().sum(1).max())
                 assert jm <= L * (1 + REL_TOL) + 1e-300 + 64 * EPS64 * jm, (
                     f"lipschitz: {case.info.name} ({case.op}) w.r.t. {name!r}: ||J||_inf = {jm!r} > L = {L!r} at point {k}"
                 )
@@ -682,6 +687,9 @@ def check_rule(
         res = info.result
         assert res is not None
         case = _node_case(ba, info)
+        rep.curvature[info.name] = float(res.curvature)
+        for a in case.float_args:
+            rep.lipschitz[f"{info.name}:{a}"] = float(res.lipschitz.get(a, 0.0))
         if require_finite:
             prim = res.primary
             assert prim is None or prim.is_point or prim.is_bounded(), f"{info.name}: unbounded range {prim}"
