@@ -95,7 +95,9 @@ class BilinearError:
         which is applied in closed form unless both operands are points."""
         if iv.is_point and not other.is_point:
             return None, ctx.cast_point(name)
-        return ctx.err(name), None
+        e = ctx.err(name)
+        # NB: align the batch dims of an operand of lower rank (matmul broadcasting).
+        return (None if e is None else pad_left(e, len(self.out.shape))), None
 
     def propagate(self, ctx: ErrorContext) -> torch.Tensor:
         F, nd = ctx.F, len(self.out.shape)
@@ -170,6 +172,8 @@ def _lipschitz(A: Interval, B: Interval, a_name: str, b_name: str) -> dict[str, 
 
 def _matmul_result(inp: RuleInput, a_name: str, b_name: str, bias_name: str | None) -> RuleResult:
     A, B = inp.tensor(a_name), inp.tensor(b_name)
+    if len(A.shape) < 2 or len(B.shape) < 2:
+        raise NotImplementedError("matmul with a 1-D operand")
     k = A.shape[-1]
     dtype = inp.out_dtypes[0]
     out = bilinear_interval(_mm_op, A, B, k, dtype)

@@ -50,6 +50,7 @@ import copy
 import dataclasses
 import hashlib
 import math
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -151,10 +152,32 @@ class _PerElement(torch.nn.Module):
 _CACHE: dict[tuple, tuple[object, torch.nn.Module, Captured]] = {}
 
 
+_CIA_OPS: set | None = None
+
+
+def _cia_ops_cached() -> set:
+    """torch's list of CompositeImplicitAutograd ops, computed once per process (torch
+    recomputes it, ~0.3 s, in every run_decompositions; it only changes when new operators
+    are registered, which these tests never do)."""
+    global _CIA_OPS
+    if _CIA_OPS is None:
+        from torch._export.utils import _collect_all_valid_cia_ops
+
+        _CIA_OPS = set(_collect_all_valid_cia_ops())
+    return set(_CIA_OPS)
+
+
 def _capture(loaded: LoadedModel, decompose: bool) -> Captured:
-    if decompose:
-        return capture(loaded)
-    with mock.patch.object(torch.export.ExportedProgram, "run_decompositions", lambda self, *a, **k: self):
+    """certifier.capture.capture, optionally without run_decompositions."""
+    import torch.export.decomp_utils as du
+    import torch.export.exported_program as xp
+
+    with contextlib.ExitStack() as st:
+        for mod in (xp, du):
+            if hasattr(mod, "_collect_all_valid_cia_ops"):
+                st.enter_context(mock.patch.object(mod, "_collect_all_valid_cia_ops", _cia_ops_cached))
+        if not decompose:
+            st.enter_context(mock.patch.object(torch.export.ExportedProgram, "run_decompositions", lambda self, *a, **k: self))
         return capture(loaded)
 
 
@@ -401,116 +424,160 @@ def _tiny(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return 64 * EPS64 * (a.abs() + b.abs()) + 1e-300
 
 
-def _check_range(case: NodeCase, out: object, where: str) -> None:
+# ---------------------------------------------------------------------------- batching
+def _stack_tree(items: list[object]) -> object:
+    leaves0, spec = torch.utils._pytree.tree_flatten(items[0])
+    cols = [torch.utils._pytree.tree_flatten(it)[0] for it in items]
+    stacked = [torch.stack([c[i] for c in cols]) if isinstance(leaves0[i], torch.Tensor) else leaves0[i] for i in range(len(leaves0))]
+    return torch.utils._pytree.tree_unflatten(stacked, spec)
+
+
+def _index_tree(tree: object, i: int) -> object:
+    return torch.utils._pytree.tree_map(lambda t: t[i] if isinstance(t, torch.Tensor) else t, tree)
+
+
+class Batcher:
+    """Applies a function to a batch of points: ``torch.vmap`` when the op has batching
+    rules, a loop otherwise (the same values either way, up to float64 rounding)."""
+
+    def __init__(self) -> None:
+        self.vmap_ok: dict[str, bool] = {}
+
+    def __call__(self, tag: str, fn: Callable, *batched: object) -> object:
+        if self.vmap_ok.get(tag, True):
+            try:
+                out = torch.vmap(fn)(*batched)
+                self.vmap_ok[tag] = True
+                return out
+            except Exception:  # noqa: BLE001 - no batching rule (or vmap-incompatible op): loop
+                if self.vmap_ok.get(tag):
+                    raise
+                self.vmap_ok[tag] = False
+        n = torch.utils._pytree.tree_flatten(batched[0])[0][0].shape[0]
+        return _stack_tree([fn(*[_index_tree(b, i) for b in batched]) for i in range(n)])
+
+
+def _cat(points: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    return {k: torch.stack([p[k] for p in points]) for k in points[0]} if points else {}
+
+
+def _check_range(case: NodeCase, outs: object, where: str) -> None:
+    """Every output of every point in the batch lies in the node's intervals."""
     res = case.info.result
     assert res is not None
     ivs = res.out if isinstance(res.out, tuple) else (res.out,)
-    vals = _flat(out)
+    vals = _flat(outs)
     for j, (iv, v) in enumerate(zip(ivs, vals)):
         if iv is None or v is None or not isinstance(iv, Interval):
             continue
-        if v.numel() == 0 and iv.numel() == 0:
+        if iv.numel() == 0:
             continue
-        assert tuple(v.shape) == tuple(iv.shape), f"{case.info.name} output {j}: shape {tuple(v.shape)} vs interval {iv.shape}"
+        assert tuple(v.shape[1:]) == tuple(iv.shape), f"{case.info.name} output {j}: shape {tuple(v.shape[1:])} vs interval {iv.shape}"
         x = v.to(F64)
         assert not torch.isnan(x).any(), f"{case.info.name} output {j}: NaN at {where}"
         tol = 8 * EPS64 * x.abs()
-        lo_bad = x < iv.lo - tol
-        hi_bad = x > iv.hi + tol
-        if bool((lo_bad | hi_bad).any()):
-            i = int(torch.nonzero((lo_bad | hi_bad).reshape(-1))[0])
+        bad = (x < iv.lo - tol) | (x > iv.hi + tol)
+        if bool(bad.any()):
+            k, *idx = [int(t) for t in torch.nonzero(bad)[0]]
+            i = tuple(idx)
             raise AssertionError(
-                f"range: {case.info.name} ({case.op}) output {j} element {i} = {float(x.reshape(-1)[i])!r} "
-                f"outside [{float(iv.lo.reshape(-1)[i])!r}, {float(iv.hi.reshape(-1)[i])!r}] at {where}"
+                f"range: {case.info.name} ({case.op}) output {j} element {i} = {float(x[(k, *i)])!r} "
+                f"outside [{float(iv.lo[i])!r}, {float(iv.hi[i])!r}] at {where} {k}"
             )
 
 
-def _jacobian(case: NodeCase, vals: dict[str, torch.Tensor], name: str) -> torch.Tensor | None:
-    """Jacobian (outputs x inputs, flattened) of the primary output w.r.t. ``name`` (autograd)."""
-    x0 = vals[name]
-    if x0.numel() == 0:
+def _jacobians(case: NodeCase, bt: Batcher, X: dict[str, torch.Tensor], name: str) -> torch.Tensor | None:
+    """Per point, the Jacobian (outputs x inputs, flattened) of the primary output w.r.t.
+    ``name`` (reverse-mode autograd in float64); None where autograd does not apply."""
+    if X[name][0].numel() == 0:
         return None
 
-    def f(x):
-        return _primary(case.call({**vals, name: x})).reshape(-1)
+    def jac(vals):
+        return torch.func.jacrev(lambda x: _primary(case.call({**vals, name: x})).reshape(-1))(vals[name])
 
-    for vec in (True, False):
-        try:
-            J = torch.autograd.functional.jacobian(f, x0, vectorize=vec)
-            return J.reshape(J.shape[0], -1)
-        except (RuntimeError, NotImplementedError):
-            continue
-    return None
+    try:
+        J = bt(f"jac:{name}", jac, X)
+    except (RuntimeError, NotImplementedError, TypeError):
+        return None
+    return J.reshape(J.shape[0], J.shape[1], -1)
 
 
-def _lip_pairs(case: NodeCase, smp: Sampler, vals: dict[str, torch.Tensor], name: str, k: int, J: torch.Tensor | None) -> list[torch.Tensor]:
-    """Second points for Lipschitz pairs that differ from ``vals`` only in ``name``: a uniform
-    point, the mirrored point, and steps of 1e-2 and 1e-6 of the box width along the sign of
-    the worst Jacobian row (random signs where it is 0 or unknown)."""
+def _lip_pairs(case: NodeCase, smp: Sampler, X: dict[str, torch.Tensor], name: str, J: torch.Tensor | None) -> list[torch.Tensor]:
+    """Second points (batched like ``X[name]``) for Lipschitz pairs that differ from X only
+    in ``name``: uniform points, mirrored points, steps of 1e-2 and 1e-6 of the box width
+    along the sign of the worst Jacobian row (random signs where it is 0 or unknown), and,
+    with critical points, reflections through the nearest one (of all elements, and of the
+    single element closest to it: pairs straddling a kink or a jump at a tiny distance)."""
     iv = case.args[name].iv
     lo, hi = iv.lo, iv.hi
-    x = vals[name]
+    x = X[name]
+    N = x.shape[0]
     w = hi - lo
-    ys = [smp.point(iv, 5 + k, name), lo + hi - x]
+    ys = [torch.stack([smp.point(iv, 5 + k, name) for k in range(N)]), lo + hi - x]
     d = torch.where(torch.rand(x.shape, generator=smp.gen) < 0.5, -1.0, 1.0).to(F64)
     if J is not None and J.numel():
-        i = int(torch.argmax(J.abs().sum(1)))
-        s = torch.sign(J[i]).reshape(x.shape)
+        i = J.abs().sum(2).argmax(1)  # worst row per point
+        s = torch.sign(J[torch.arange(N), i]).reshape(x.shape)
         d = torch.where(s == 0, d, s)
     for step in (1e-2, 1e-6):
         ys.append(torch.minimum(torch.maximum(x + d * (step * w), lo), hi))
     crit = list(smp.crit_for(name))
-    if crit:
-        # Reflection through the nearest critical point: pairs straddling a kink or a jump.
+    if crit and x[0].numel():
         c = torch.tensor(crit, dtype=F64)
-        near = c[(x.reshape(-1, 1) - c).abs().argmin(1)].reshape(x.shape)
-        refl = torch.minimum(torch.maximum(2 * near - x, lo), hi)
+        flat = x.reshape(N, -1)
+        near = c[(flat.unsqueeze(-1) - c).abs().argmin(-1)]
+        refl = torch.minimum(torch.maximum(2 * near.reshape(x.shape) - x, lo), hi)
         ys.append(refl)
-        # ... and of the one element closest to a critical point alone (a small |x - y|).
-        j = int((x - near).abs().reshape(-1).argmin())
-        one = x.clone().reshape(-1)
-        one[j] = refl.reshape(-1)[j]
+        j = (flat - near).abs().argmin(1)
+        one = flat.clone()
+        one[torch.arange(N), j] = refl.reshape(N, -1)[torch.arange(N), j]
         ys.append(one.reshape(x.shape))
     return ys
 
 
-def _check_lipschitz(case: NodeCase, smp: Sampler, points: list[dict[str, torch.Tensor]], rep: Report) -> None:
+def _check_lipschitz(case: NodeCase, smp: Sampler, bt: Batcher, X: dict[str, torch.Tensor], fx_all: object, rep: Report) -> None:
     res = case.info.result
     assert res is not None
+    fx = _primary(fx_all).to(F64)
+    N = fx.shape[0]
     for name in case.float_args:
         L = float(res.lipschitz.get(name, 0.0))
         if math.isinf(L):
             continue
         worst = 0.0
-        for k, vals in enumerate(points):
-            fx = _primary(case.call(vals)).to(F64)
-            J = _jacobian(case, vals, name)
-            for y_a in _lip_pairs(case, smp, vals, name, k, J):
-                dx = float((y_a - vals[name]).abs().max()) if y_a.numel() else 0.0
-                if dx == 0.0:
-                    continue
-                fy = _primary(case.call({**vals, name: y_a})).to(F64)
-                df = (fy - fx).abs()
-                allowed = L * dx * (1 + REL_TOL) + _tiny(fx, fy)
-                if bool((df > allowed).any()):
-                    i = int(torch.argmax(df - allowed))
-                    raise AssertionError(
-                        f"lipschitz: {case.info.name} ({case.op}) w.r.t. {name!r}: |f(x)-f(y)| = {float(df.reshape(-1)[i])!r} "
-                        f"> L*|x-y| = {L!r} * {dx!r} (ratio {float(df.max()) / dx!r})"
-                    )
-                if df.numel():
-                    worst = max(worst, float(df.max()) / dx)
-            if J is not None and J.numel():
-                jm = float(J.abs().sum(1).max())
-                assert jm <= L * (1 + REL_TOL) + 1e-300 + 64 * EPS64 * jm, (
-                    f"lipschitz: {case.info.name} ({case.op}) w.r.t. {name!r}: ||J||_inf = {jm!r} > L = {L!r} at point {k}"
-                )
-                worst = max(worst, jm)
+        J = _jacobians(case, bt, X, name)
+        ys = _lip_pairs(case, smp, X, name, J)
+        P = len(ys)
+        Y = {k: v.repeat((P,) + (1,) * (v.dim() - 1)) for k, v in X.items()}
+        Y[name] = torch.cat(ys)
+        fy = _primary(bt("call", case.call, Y)).to(F64).reshape((P, N) + tuple(fx.shape[1:]))
+        dx = (Y[name] - X[name].repeat((P,) + (1,) * (X[name].dim() - 1))).abs().reshape(P, N, -1).amax(-1)
+        df = (fy - fx.unsqueeze(0)).abs().reshape(P, N, -1)
+        tiny = _tiny(fx.unsqueeze(0), fy).reshape(P, N, -1)
+        allowed = L * dx.unsqueeze(-1) * (1 + REL_TOL) + tiny
+        bad = (df > allowed) & (dx.unsqueeze(-1) > 0)
+        if bool(bad.any()):
+            p, k, i = [int(t) for t in torch.nonzero(bad)[0]]
+            raise AssertionError(
+                f"lipschitz: {case.info.name} ({case.op}) w.r.t. {name!r}: |f(x)-f(y)| = {float(df[p, k, i])!r} "
+                f"> L*|x-y| = {L!r} * {float(dx[p, k])!r} (ratio {float(df[p, k, i] / dx[p, k])!r}; pair kind {p}, point {k})"
+            )
+        if df.numel():
+            ratio = df.amax(-1) / dx.clamp(min=1e-300)
+            worst = float(torch.where(dx > 0, ratio, torch.zeros_like(ratio)).max())
+        if J is not None and J.numel():
+            jm = J.abs().sum(2).amax(1)
+            k = int(jm.argmax())
+            m = float(jm[k])
+            assert m <= L * (1 + REL_TOL) + 1e-300 + 64 * EPS64 * m, (
+                f"lipschitz: {case.info.name} ({case.op}) w.r.t. {name!r}: ||J||_inf = {m!r} > L = {L!r} at point {k}"
+            )
+            worst = max(worst, m)
         rep.lipschitz_ratio[f"{case.info.name}:{name}"] = worst / L if L > 0 else (0.0 if worst == 0 else math.inf)
 
 
-def _d2(case: NodeCase, vals: dict[str, torch.Tensor], h: dict[str, torch.Tensor]) -> torch.Tensor | None:
-    """D^2 f(x)[h, h] of the primary output, by forward-over-forward autograd in float64."""
+def _d2_ff(case: NodeCase, vals: dict[str, torch.Tensor], h: dict[str, torch.Tensor]) -> torch.Tensor:
+    """D^2 f(x)[h, h] of the primary output by forward-over-forward autograd (float64)."""
     names = list(h)
 
     def f(*xs):
@@ -519,59 +586,60 @@ def _d2(case: NodeCase, vals: dict[str, torch.Tensor], h: dict[str, torch.Tensor
     def df(*xs):
         return torch.func.jvp(f, xs, tuple(h[n] for n in names))[1]
 
-    prim = tuple(vals[n] for n in names)
-    tang = tuple(h[n] for n in names)
-    try:
-        return torch.func.jvp(df, prim, tang)[1]
-    except (RuntimeError, NotImplementedError):
-        return _d2_backward(case, vals, h)
+    return torch.func.jvp(df, tuple(vals[n] for n in names), tuple(h[n] for n in names))[1].reshape(-1)
 
 
-def _d2_backward(case: NodeCase, vals: dict[str, torch.Tensor], h: dict[str, torch.Tensor]) -> torch.Tensor | None:
-    """Fallback: D^2 f[h, h] = d/ds <grad f_i(x + s h), h> per output element (reverse mode)."""
-    names = list(h)
-    xs = {n: vals[n].clone().requires_grad_(True) for n in names}
-    s = torch.zeros((), dtype=F64, requires_grad=True)
-    out = _primary(case.call({**vals, **{n: xs[n] + s * h[n] for n in names}})).reshape(-1)
-    res = torch.zeros(out.numel(), dtype=F64)
-    for i in range(out.numel()):
-        (g,) = torch.autograd.grad(out[i], s, create_graph=True)
-        if not g.requires_grad:
-            continue
-        (g2,) = torch.autograd.grad(g, s, retain_graph=True, allow_unused=True)
-        res[i] = 0.0 if g2 is None else g2
-    return res
+def _d2_rr(case: NodeCase, vals: dict[str, torch.Tensor], h: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The second derivative of s -> f(x + s h) at 0, reverse over reverse (float64)."""
+
+    def g(s):
+        return _primary(case.call({**vals, **{n: vals[n] + s * h[n] for n in h}})).reshape(-1)
+
+    return torch.func.jacrev(torch.func.jacrev(g))(torch.zeros((), dtype=F64))
 
 
-def _check_curvature(case: NodeCase, smp: Sampler, points: list[dict[str, torch.Tensor]], n_dirs: int, rep: Report) -> None:
+def _check_curvature(case: NodeCase, smp: Sampler, bt: Batcher, X: dict[str, torch.Tensor], n_dirs: int, rep: Report) -> None:
     res = case.info.result
     assert res is not None
     kappa = float(res.curvature)
-    if math.isinf(kappa):
-        return
     names = case.float_args
-    if not names:
+    if math.isinf(kappa) or not names:
         return
-    worst = 0.0
-    for k, vals in enumerate(points):
-        for j in range(n_dirs):
+    N = X[names[0]].shape[0]
+    Hs = []
+    for j in range(n_dirs):
+        h = {}
+        for n in names:
+            shape = X[n].shape
             if j == 0:
-                h = {n: torch.ones_like(vals[n]) for n in names}
+                h[n] = torch.ones(shape, dtype=F64)
             elif j == 1:
-                h = {n: (1 - 2 * (torch.arange(vals[n].numel()) % 2)).reshape(vals[n].shape).to(F64) for n in names}
+                h[n] = (1 - 2 * (torch.arange(X[n][0].numel()) % 2)).to(F64).reshape(shape[1:]).expand(shape).clone()
             else:
-                h = {n: torch.where(torch.rand(vals[n].shape, generator=smp.gen) < 0.5, -1.0, 1.0).to(F64) for n in names}
-            d2 = _d2(case, vals, h)
-            if d2 is None or d2.numel() == 0:
-                continue
-            d2 = d2.to(F64)
-            assert not torch.isnan(d2).any(), f"curvature: NaN second derivative of {case.info.name} at point {k}"
-            m = 0.5 * float(d2.abs().max())
-            assert m <= kappa * (1 + REL_TOL) + 1e-12 * (1 + kappa), (
-                f"curvature: {case.info.name} ({case.op}): 1/2 |D^2 f[h,h]| = {m!r} > kappa = {kappa!r} at point {k}"
-            )
-            worst = max(worst, m)
-    rep.curvature_ratio[case.info.name] = worst / kappa if kappa > 0 else (0.0 if worst == 0 else math.inf)
+                h[n] = torch.where(torch.rand(shape, generator=smp.gen) < 0.5, -1.0, 1.0).to(F64)
+        Hs.append(h)
+    XX = {k: v.repeat((n_dirs,) + (1,) * (v.dim() - 1)) for k, v in X.items()}
+    HH = {n: torch.cat([h[n] for h in Hs]) for n in names}
+    sec = None
+    for tag, m in (("d2ff", _d2_ff), ("d2rr", _d2_rr)):
+        try:
+            sec = bt(tag, lambda v, h, m=m: m(case, v, h), XX, HH)
+            break
+        except (RuntimeError, NotImplementedError, TypeError):
+            continue
+    assert sec is not None, f"curvature: autograd cannot differentiate {case.op} twice"
+    sec = sec.to(F64).reshape(n_dirs * N, -1)
+    if sec.shape[1] == 0:
+        return
+    assert not torch.isnan(sec).any(), f"curvature: NaN second derivative of {case.info.name}"
+    half = 0.5 * sec.abs().amax(1)
+    k = int(half.argmax())
+    m = float(half[k])
+    assert m <= kappa * (1 + REL_TOL) + 1e-12 * (1 + kappa), (
+        f"curvature: {case.info.name} ({case.op}): 1/2 |D^2 f[h,h]| = {m!r} > kappa = {kappa!r} "
+        f"at point {k % N}, direction {k // N}"
+    )
+    rep.curvature_ratio[case.info.name] = m / kappa if kappa > 0 else (0.0 if m == 0 else math.inf)
 
 
 def _model_inputs(boxes: Sequence[Box], smp: Sampler, n: int) -> list[tuple[torch.Tensor, ...]]:
@@ -595,12 +663,20 @@ def _model_inputs(boxes: Sequence[Box], smp: Sampler, n: int) -> list[tuple[torc
 
 
 def _check_errors(
-    module: torch.nn.Module, ba: BoundsAnalysis, boxes: Sequence[Box], smp: Sampler, n: int, formats: Sequence[str], rep: Report
+    module: torch.nn.Module,
+    ba: BoundsAnalysis,
+    outs: Sequence[str | None],
+    boxes: Sequence[Box],
+    smp: Sampler,
+    n: int,
+    formats: Sequence[str],
+    rep: Report,
 ) -> None:
+    """(d): ``module`` run in each format vs float64; ``outs`` names the output node of each of
+    its flattened outputs."""
     er = run_errors(ba, [{"*": f} for f in formats])
     ref = copy.deepcopy(module).to(F64).eval()
     lows = {f: copy.deepcopy(module).to(FORMAT_DTYPES[f]).eval() for f in formats}
-    outs = [o.name if o is not None else None for o in ba.captured.outputs]
     samples = _model_inputs(boxes, smp, n)
     finite_any = False
     for c, f in enumerate(formats):
@@ -648,38 +724,57 @@ def _check_errors(
     rep.error_skipped.setdefault("_finite", "yes" if finite_any else "no finite bound")
 
 
+_DEFAULTS = dict(n=24, n_dirs=4, n_round=8, critical=(), smooth=True, formats=("fp16", "bf16", "fp32"), allow_unsupported=False, require_finite=True, seed=0)
+
+
 def check_rule(
     op: Callable | torch.nn.Module,
     boxes: Sequence[Box],
     target: torch._ops.OpOverload | Sequence[torch._ops.OpOverload],
     *,
     consts: Mapping[str, torch.Tensor] | None = None,
-    n: int = 24,
-    n_dirs: int = 4,
-    n_round: int = 12,
-    critical: Mapping[str, Sequence[float]] | Sequence[float] = (),
-    smooth: bool = True,
-    formats: Sequence[str] | None = ("fp16", "bf16", "fp32"),
     decompose: bool = True,
-    allow_unsupported: bool = False,
-    require_finite: bool = True,
-    seed: object = 0,
+    **kw: object,
 ) -> Report:
     """Run checks (a)-(d) (see the module docstring) for every node of ``target`` in the
     exported one-op model. Raises AssertionError on the first violation.
 
-    ``smooth``: check the curvature claim (C^2 ops; piecewise-linear ops pass it trivially,
-    autograd's D^2 being 0 between kinks). ``formats=None`` skips the rounding check.
-    ``require_finite``: the target's range and Lipschitz bounds must be finite (so that the
-    test can fail).
+    Options (``kw``): ``n`` points per box; ``n_dirs`` directions h per point; ``n_round``
+    model inputs for the rounding check; ``critical``: points to sample near (a list, or per
+    argument name); ``smooth``: check the curvature claim (C^2 ops; piecewise-linear ops
+    pass it trivially, autograd's D^2 being 0 between kinks); ``formats`` (None skips the
+    rounding check); ``allow_unsupported``; ``require_finite``: the target's range and
+    Lipschitz bounds must be finite (so that the test can fail); ``seed``.
     """
-    targets = [target] if isinstance(target, torch._ops.OpOverload) else list(target)
     module, cap, loaded = build(op, boxes, consts, decompose)
-    ba = analyze_bounds(loaded, cap)
+    outs = [o.name if o is not None else None for o in cap.outputs]
+    with _one_thread():
+        ba = analyze_bounds(loaded, cap)
+        return _run_checks(ba, None, module, outs, boxes, target, **{**_DEFAULTS, **kw})
+
+
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    # NB: tiny float64 kernels on a 2-core machine are 1000x slower with a thread pool that
+    # spins; the checks are sequential anyway. (Results do not depend on it: every bound
+    # checked holds for any summation order.)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_checks(ba, layer, module, outs, boxes, target, *, n, n_dirs, n_round, critical, smooth, formats, allow_unsupported, require_finite, seed) -> Report:
+    """Checks (a)-(c) on the target nodes (of ``layer`` if given), (d) on ``module``."""
+    targets = [target] if isinstance(target, torch._ops.OpOverload) else list(target)
+    mine = (lambda i: True) if layer is None else (lambda i: i.layer == layer or i.layer.startswith(layer + "."))
     if not allow_unsupported:
-        assert not ba.unsupported, f"unsupported nodes: {ba.unsupported}"
-    nodes = [i for i in ba.nodes.values() if i.kind == "call" and i.node.target in targets]
-    assert nodes, f"no node of {targets} in the graph: {[str(i.node.target) for i in ba.nodes.values() if i.kind == 'call']}"
+        bad = [u for u in ba.unsupported if layer is None or u["module"] == layer or u["module"].startswith(layer + ".")]
+        assert not bad, f"unsupported nodes: {bad}"
+    nodes = [i for i in ba.nodes.values() if i.kind == "call" and i.node.target in targets and mine(i)]
+    assert nodes, f"no node of {targets} in the graph: {[str(i.node.target) for i in ba.nodes.values() if i.kind == 'call' and mine(i)]}"
     rep = Report(nodes=[i.name for i in nodes])
     smp = Sampler(torch.Generator().manual_seed(_seed(seed, [b.key() for b in boxes], [str(t) for t in targets])), critical)
     for info in nodes:
@@ -695,25 +790,128 @@ def check_rule(
             assert prim is None or prim.is_point or prim.is_bounded(), f"{info.name}: unbounded range {prim}"
             for a in case.float_args:
                 assert math.isfinite(res.lipschitz.get(a, 0.0)), f"{info.name}: infinite L for {a}"
-        points = []
-        for k in range(n):
-            vals = {name: smp.point(a.iv, k, name) for name, a in case.args.items() if a.sampled}
-            points.append(vals)
-        for k, vals in enumerate(points):
-            _check_range(case, case.call(vals), f"point {k}")
-            rep.range_checked += 1
-        _check_lipschitz(case, smp, points, rep)
-        if smooth:
-            _check_curvature(case, smp, points, n_dirs, rep)
+        bt = Batcher()
+        points = [{name: smp.point(a.iv, k, name) for name, a in case.args.items() if a.sampled} for k in range(n)]
+        X = _cat(points)
+        if not X:  # nothing varies: one evaluation
+            outs_v = _stack_tree([case.call({})])
+        else:
+            outs_v = bt("call", case.call, X)
+        _check_range(case, outs_v, "point")
+        rep.range_checked += n if X else 1
+        if X:
+            _check_lipschitz(case, smp, bt, X, outs_v, rep)
+            if smooth:
+                _check_curvature(case, smp, bt, X, n_dirs, rep)
     if formats:
-        _check_errors(module, ba, boxes, smp, n_round, list(formats), rep)
+        _check_errors(module, ba, outs, boxes, smp, n_round, list(formats), rep)
     return rep
+
+
+# ---------------------------------------------------------------------------- suites
+class _Combined(torch.nn.Module):
+    def __init__(self, cases: Sequence[torch.nn.Module], n_inputs: Sequence[int]) -> None:
+        super().__init__()
+        self.n_inputs = list(n_inputs)
+        for i, m in enumerate(cases):
+            self.add_module(f"case{i}", m)
+
+    def forward(self, *xs):
+        outs: list[object] = []
+        k = 0
+        for i, n in enumerate(self.n_inputs):
+            r = getattr(self, f"case{i}")(*xs[k : k + n])
+            k += n
+            outs.extend(r if isinstance(r, (tuple, list)) else [r])
+        return tuple(outs)
+
+
+class Suite:
+    """Many one-op cases exported as *one* model (one submodule per case, fed by its own
+    inputs), so that torch.export + run_decompositions (~0.5 s of fixed cost each) runs once
+    per test file instead of once per op. Each case is then analysed and checked on its
+    own: its inputs get the boxes of the check, the other cases' inputs their template
+    boxes, and only the nodes of its submodule are checked.
+
+    Register every case at import time (``suite.case(...)``), check in tests (``.check``).
+    """
+
+    def __init__(self, decompose: bool = True) -> None:
+        self.decompose = decompose
+        self.modules: list[torch.nn.Module] = []
+        self.templates: list[list[Box]] = []
+        self._built: tuple[Captured, list[list[str | None]]] | None = None
+
+    def case(self, op: Callable | torch.nn.Module, template: Sequence[Box], consts: Mapping[str, torch.Tensor] | None = None) -> "SuiteCase":
+        """Register ``op`` on inputs shaped like ``template`` (whose boxes are also the
+        defaults seen while another case is checked)."""
+        assert self._built is None, "register every case before the first check"
+        if isinstance(op, torch.nn.Module):
+            assert not consts, "pass constants as the module's own parameters or buffers"
+            m = op
+        else:
+            m = OpModule(op, consts)
+        assert not any(b.per_element for b in template), "per-element boxes: use check_rule"
+        self.modules.append(m.eval())
+        self.templates.append(list(template))
+        return SuiteCase(self, len(self.modules) - 1)
+
+    def _build(self) -> tuple[Captured, list[list[str | None]]]:
+        if self._built is None:
+            model = _Combined(self.modules, [len(t) for t in self.templates]).eval()
+            boxes = [b for t in self.templates for b in t]
+            specs = [InputSpec(b.shape, b.dtype, float(b.lo), float(b.hi)) for b in boxes]
+            ex = tuple(torch.full(b.shape, float(b.lo), dtype=F64).to(b.dtype) for b in boxes)
+            loaded = LoadedModel(path=Path("rule_suite.py"), name="rule_suite", module=model, example_inputs=ex, inputs=specs, source_sha256="")
+            cap = _capture(loaded, self.decompose)
+            # Output nodes per case (the combined model returns the cases' outputs in order).
+            with torch.no_grad():
+                counts = [len(_flat(m(*ex_i))) for m, ex_i in zip(self.modules, self._split(ex))]
+            names = [o.name if o is not None else None for o in cap.outputs]
+            per, k = [], 0
+            for c in counts:
+                per.append(names[k : k + c])
+                k += c
+            assert k == len(names), "output count mismatch"
+            self._built = (cap, per)
+            self._model, self._boxes = model, boxes
+        return self._built
+
+    def _split(self, xs: Sequence) -> list[list]:
+        out, k = [], 0
+        for t in self.templates:
+            out.append(list(xs[k : k + len(t)]))
+            k += len(t)
+        return out
+
+
+@dataclass(frozen=True)
+class SuiteCase:
+    suite: Suite
+    index: int
+
+    def check(self, boxes: Sequence[Box] | None, target: torch._ops.OpOverload | Sequence[torch._ops.OpOverload], **kw: object) -> Report:
+        """:func:`check_rule` for this case (``boxes`` None: its template boxes)."""
+        su = self.suite
+        cap, per = su._build()
+        tmpl = su.templates[self.index]
+        boxes = list(tmpl if boxes is None else boxes)
+        assert [(b.shape, b.dtype) for b in boxes] == [(b.shape, b.dtype) for b in tmpl], "boxes must match the case's shapes"
+        assert not any(b.per_element for b in boxes), "per-element boxes: use check_rule"
+        all_boxes = [b for i, t in enumerate(su.templates) for b in (boxes if i == self.index else t)]
+        specs = [InputSpec(b.shape, b.dtype, float(b.lo), float(b.hi)) for b in all_boxes]
+        loaded = LoadedModel(path=Path("rule_suite.py"), name="rule_suite", module=su._model, example_inputs=(), inputs=specs, source_sha256="")
+        with _one_thread():
+            ba = analyze_bounds(loaded, cap)
+            layer = f"case{self.index}"
+            return _run_checks(ba, layer, su.modules[self.index], per[self.index], boxes, target, **{**_DEFAULTS, **kw})
 
 
 __all__ = [
     "Box",
     "OpModule",
     "Report",
+    "Suite",
     "box",
     "build",
     "check_rule",

@@ -6,7 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.rules.harness import box, check_rule
+from tests.rules.harness import Suite, box, check_rule
+
+SUITES = {True: Suite(decompose=True), False: Suite(decompose=False)}
 
 aten = torch.ops.aten
 S = (3, 4)
@@ -30,13 +32,16 @@ BINARY = [
 ]
 
 
+BIN_CASES = {c[0]: SUITES[c[4]].case(c[1], [box(S, *c[3][0][0]), box(S, *c[3][0][1])]) for c in BINARY}
+
+
 @pytest.mark.parametrize(
-    "fn,op,bx,by,dec",
-    [pytest.param(c[1], c[2], b[0], b[1], c[4], id=f"{c[0]}{b[0]}{b[1]}") for c in BINARY for b in c[3]],
+    "name,op,bx,by",
+    [pytest.param(c[0], c[2], b[0], b[1], id=f"{c[0]}{b[0]}{b[1]}") for c in BINARY for b in c[3]],
 )
-def test_binary_two_boxes(fn, op, bx, by, dec):
+def test_binary_two_boxes(name, op, bx, by):
     smooth = op not in (aten.maximum.default, aten.minimum.default)
-    check_rule(fn, [box(S, *bx), box(S, *by)], op, decompose=dec, smooth=smooth, critical={"self": [0.0], "other": [0.0]})
+    BIN_CASES[name].check([box(S, *bx), box(S, *by)], op, smooth=smooth, critical={"self": [0.0], "other": [0.0]})
 
 
 BROADCAST = [
@@ -46,16 +51,22 @@ BROADCAST = [
 ]
 
 
-@pytest.mark.parametrize("fn,op", [pytest.param(c[1], c[2], id=c[0]) for c in BROADCAST])
+BC_CASES = {c[0]: SUITES[True].case(c[1], [box(S, 0.5, 2), box((4,), -4, -1)]) for c in BROADCAST}
+
+
+@pytest.mark.parametrize("name,op", [pytest.param(c[0], c[2], id=c[0]) for c in BROADCAST])
 @pytest.mark.parametrize("bx,by", [((0.5, 2), (-4, -1)), ((-3, -0.1), (-1, 2))])
-def test_binary_broadcast(fn, op, bx, by):
+def test_binary_broadcast(name, op, bx, by):
     """(3, 4) op (4,): every output depends on one element of each operand."""
-    check_rule(fn, [box(S, *bx), box((4,), *by)], op, n=12)
+    BC_CASES[name].check([box(S, *bx), box((4,), *by)], op, n=12)
+
+
+SQUARE = SUITES[True].case(_f(lambda x: x * x), [box(S, -3.0, 2.0)])
 
 
 def test_mul_same_operand():
     """x * x: both arguments come from one producer; each claim holds separately."""
-    check_rule(_f(lambda x: x * x), [box(S, -3.0, 2.0)], aten.mul.Tensor, critical=[0.0])
+    SQUARE.check(None, aten.mul.Tensor, critical=[0.0])
 
 
 # Constant operand (a buffer) and Python scalars.
@@ -68,10 +79,13 @@ CONST = [
 ]
 
 
-@pytest.mark.parametrize("fn,op,dec", [pytest.param(c[1], c[2], c[3], id=c[0]) for c in CONST])
+CONST_CASES = {c[0]: SUITES[c[3]].case(c[1], [box(S, 0.5, 3.0)], consts={"w": W}) for c in CONST}
+
+
+@pytest.mark.parametrize("name,op", [pytest.param(c[0], c[2], id=c[0]) for c in CONST])
 @pytest.mark.parametrize("lo,hi", [(0.5, 3.0), (-4.0, -0.25)])
-def test_binary_constant_operand(fn, op, dec, lo, hi):
-    check_rule(fn, [box(S, lo, hi)], op, consts={"w": W}, decompose=dec)
+def test_binary_constant_operand(name, op, lo, hi):
+    CONST_CASES[name].check([box(S, lo, hi)], op)
 
 
 SCALAR = [
@@ -88,25 +102,29 @@ SCALAR = [
 ]
 
 
-@pytest.mark.parametrize("fn,op,dec", [pytest.param(c[1], c[2], c[3], id=c[0]) for c in SCALAR])
+SCALAR_CASES = {c[0]: SUITES[c[3]].case(c[1], [box(S, 0.5, 3.0)]) for c in SCALAR}
+
+
+@pytest.mark.parametrize("name,op", [pytest.param(c[0], c[2], id=c[0]) for c in SCALAR])
 @pytest.mark.parametrize("lo,hi", [(0.5, 3.0), (-4.0, -0.25), (-0.1, -0.0999)])
-def test_binary_scalar_operand(fn, op, dec, lo, hi):
-    check_rule(fn, [box(S, lo, hi)], op, decompose=dec)
+def test_binary_scalar_operand(name, op, lo, hi):
+    SCALAR_CASES[name].check([box(S, lo, hi)], op)
 
 
 POW = [2.0, 3.0, 4.0, 0.5, -1.5, 2.5, 1.0]
 
 
-@pytest.mark.parametrize("p", POW)
-@pytest.mark.parametrize("lo,hi", [(-3.0, 2.0), (0.25, 4.0), (-2.0, -0.5), (10.0, 20.0)])
-def test_pow_scalar(p, lo, hi):
-    if p != int(p) and lo <= 0:
-        pytest.skip("real exponent on a box reaching 0 or below: the rule declines (tested below)")
-    fn = _POW[p]
-    check_rule(fn, [box(S, lo, hi)], aten.pow.Tensor_Scalar, critical=[0.0])
-
-
 _POW = {p: _f(lambda x, p=p: x**p) for p in POW}
+POW_CASES = {p: SUITES[True].case(_POW[p], [box(S, 0.25, 4.0)]) for p in POW}
+
+
+@pytest.mark.parametrize(
+    "p,lo,hi",
+    # A real exponent on a box reaching 0 or below: the rule declines (tested below).
+    [(p, lo, hi) for p in POW for lo, hi in [(-3.0, 2.0), (0.25, 4.0), (-2.0, -0.5), (10.0, 20.0)] if p == int(p) or lo > 0],
+)
+def test_pow_scalar(p, lo, hi):
+    POW_CASES[p].check([box(S, lo, hi)], aten.pow.Tensor_Scalar, critical=[0.0])
 
 
 def test_pow_real_exponent_on_negative_box_fails_closed():

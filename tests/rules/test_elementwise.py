@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.rules.harness import box, check_rule
+from tests.rules.harness import Suite, box, check_rule
 
 aten = torch.ops.aten
 S = (3, 4)
@@ -58,12 +58,16 @@ CASES = [
 ]
 
 
+SUITES = {True: Suite(decompose=True), False: Suite(decompose=False)}
+REGISTERED = {c[0]: SUITES[c[6]].case(c[1], [box(S, *c[3][0])]) for c in CASES}
+
+
 @pytest.mark.parametrize(
-    "fn,op,lo,hi,crit,smooth,dec",
-    [pytest.param(c[1], c[2], b[0], b[1], c[4], c[5], c[6], id=f"{c[0]}[{b[0]},{b[1]}]") for c in CASES for b in c[3]],
+    "name,op,lo,hi,crit,smooth",
+    [pytest.param(c[0], c[2], b[0], b[1], c[4], c[5], id=f"{c[0]}[{b[0]},{b[1]}]") for c in CASES for b in c[3]],
 )
-def test_elementwise_rule(fn, op, lo, hi, crit, smooth, dec):
-    check_rule(fn, [box(S, lo, hi)], op, critical=crit, smooth=smooth, decompose=dec)
+def test_elementwise_rule(name, op, lo, hi, crit, smooth):
+    REGISTERED[name].check([box(S, lo, hi)], op, critical=crit, smooth=smooth)
 
 
 def test_log_box_reaching_zero_is_unbounded_but_sound():
