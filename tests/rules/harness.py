@@ -283,6 +283,7 @@ class NodeCase:
     kwonly: frozenset[str]
     args: dict[str, _Arg]
     op: torch._ops.OpOverload
+    fn: Callable | None = None  # a more accurate float64 reference for the op (same signature)
 
     @property
     def float_args(self) -> list[str]:
@@ -300,14 +301,14 @@ class NodeCase:
             elif name == "dtype" and isinstance(v, torch.dtype) and v.is_floating_point:
                 v = F64  # the exact value of a float cast is the value itself
             (kw.__setitem__(name, v) if name in self.kwonly else pos.append(v))
-        return self.op(*pos, **kw)
+        return (self.fn or self.op)(*pos, **kw)
 
     def _val(self, name: str, vals: Mapping[str, torch.Tensor]) -> torch.Tensor:
         a = self.args[name]
         return vals[name] if a.sampled else a.value  # type: ignore[return-value]
 
 
-def _node_case(ba: BoundsAnalysis, info: NodeInfo) -> NodeCase:
+def _node_case(ba: BoundsAnalysis, info: NodeInfo, reference: Mapping | None = None) -> NodeCase:
     env = {n: i.out for n, i in ba.nodes.items()}
     args, producers, kwonly = _bind(info.node, env)
     out: dict[str, _Arg] = {}
@@ -330,7 +331,7 @@ def _node_case(ba: BoundsAnalysis, info: NodeInfo) -> NodeCase:
             for i, x in enumerate(v):
                 if isinstance(x, Interval):
                     add(f"{name}.{i}", x)
-    return NodeCase(info, args, kwonly, out, info.node.target)  # type: ignore[arg-type]
+    return NodeCase(info, args, kwonly, out, info.node.target, (reference or {}).get(info.node.target))  # type: ignore[arg-type]
 
 
 def _flat(out: object) -> list[torch.Tensor | None]:
@@ -724,7 +725,10 @@ def _check_errors(
     rep.error_skipped.setdefault("_finite", "yes" if finite_any else "no finite bound")
 
 
-_DEFAULTS = dict(n=24, n_dirs=4, n_round=8, critical=(), smooth=True, formats=("fp16", "bf16", "fp32"), allow_unsupported=False, require_finite=True, seed=0)
+_DEFAULTS = dict(
+    n=24, n_dirs=4, n_round=8, critical=(), smooth=True, formats=("fp16", "bf16", "fp32"),
+    allow_unsupported=False, require_finite=True, seed=0, reference=None,
+)
 
 
 def check_rule(
@@ -744,7 +748,9 @@ def check_rule(
     argument name); ``smooth``: check the curvature claim (C^2 ops; piecewise-linear ops
     pass it trivially, autograd's D^2 being 0 between kinks); ``formats`` (None skips the
     rounding check); ``allow_unsupported``; ``require_finite``: the target's range and
-    Lipschitz bounds must be finite (so that the test can fail); ``seed``.
+    Lipschitz bounds must be finite (so that the test can fail); ``seed``; ``reference``:
+    {op: function} evaluating an op more accurately than its float64 kernel (the same
+    mathematical function; e.g. a two-pass LayerNorm whose centring is exact).
     """
     module, cap, loaded = build(op, boxes, consts, decompose)
     outs = [o.name if o is not None else None for o in cap.outputs]
@@ -766,7 +772,7 @@ def _one_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def _run_checks(ba, layer, module, outs, boxes, target, *, n, n_dirs, n_round, critical, smooth, formats, allow_unsupported, require_finite, seed) -> Report:
+def _run_checks(ba, layer, module, outs, boxes, target, *, n, n_dirs, n_round, critical, smooth, formats, allow_unsupported, require_finite, seed, reference) -> Report:
     """Checks (a)-(c) on the target nodes (of ``layer`` if given), (d) on ``module``."""
     targets = [target] if isinstance(target, torch._ops.OpOverload) else list(target)
     mine = (lambda i: True) if layer is None else (lambda i: i.layer == layer or i.layer.startswith(layer + "."))
@@ -781,7 +787,7 @@ def _run_checks(ba, layer, module, outs, boxes, target, *, n, n_dirs, n_round, c
         assert info.unsupported is None, f"{info.name}: {info.unsupported}"
         res = info.result
         assert res is not None
-        case = _node_case(ba, info)
+        case = _node_case(ba, info, reference)
         rep.curvature[info.name] = float(res.curvature)
         for a in case.float_args:
             rep.lipschitz[f"{info.name}:{a}"] = float(res.lipschitz.get(a, 0.0))
