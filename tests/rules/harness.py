@@ -358,7 +358,17 @@ class Sampler:
         return self.critical
 
     def point(self, iv: Interval, k: int, name: str) -> torch.Tensor:
-        """The k-th sample in the box ``iv`` (float, int or bool)."""
+        """The k-th sample in the box ``iv`` (float, int or bool). Degenerate elements
+        (lo == hi, e.g. an exact -inf attention mask) keep their value."""
+        if iv.is_float:
+            fixed = iv.lo == iv.hi
+            if bool(fixed.any()):
+                z = torch.zeros_like(iv.lo)
+                inner = Interval(torch.where(fixed, z, iv.lo), torch.where(fixed, z, iv.hi), iv.dtype)
+                return torch.where(fixed, iv.lo, self._point(inner, k, name))
+        return self._point(iv, k, name)
+
+    def _point(self, iv: Interval, k: int, name: str) -> torch.Tensor:
         lo, hi = iv.lo, iv.hi
         shape = lo.shape
         if iv.dtype == torch.bool:
@@ -533,7 +543,8 @@ def _lip_pairs(case: NodeCase, smp: Sampler, X: dict[str, torch.Tensor], name: s
         one = flat.clone()
         one[torch.arange(N), j] = refl.reshape(N, -1)[torch.arange(N), j]
         ys.append(one.reshape(x.shape))
-    return ys
+    fixed = lo == hi
+    return [torch.where(fixed, x, y) for y in ys]
 
 
 def _check_lipschitz(case: NodeCase, smp: Sampler, bt: Batcher, X: dict[str, torch.Tensor], fx_all: object, rep: Report) -> None:
@@ -552,7 +563,9 @@ def _check_lipschitz(case: NodeCase, smp: Sampler, bt: Batcher, X: dict[str, tor
         Y = {k: v.repeat((P,) + (1,) * (v.dim() - 1)) for k, v in X.items()}
         Y[name] = torch.cat(ys)
         fy = _primary(bt("call", case.call, Y)).to(F64).reshape((P, N) + tuple(fx.shape[1:]))
-        dx = (Y[name] - X[name].repeat((P,) + (1,) * (X[name].dim() - 1))).abs().reshape(P, N, -1).amax(-1)
+        diff = (Y[name] - X[name].repeat((P,) + (1,) * (X[name].dim() - 1))).abs()
+        diff = torch.where(torch.isnan(diff), torch.zeros_like(diff), diff)  # fixed infinite elements
+        dx = diff.reshape(P, N, -1).amax(-1)
         df = (fy - fx.unsqueeze(0)).abs().reshape(P, N, -1)
         tiny = _tiny(fx.unsqueeze(0), fy).reshape(P, N, -1)
         allowed = L * dx.unsqueeze(-1) * (1 + REL_TOL) + tiny
@@ -619,6 +632,10 @@ def _check_curvature(case: NodeCase, smp: Sampler, bt: Batcher, X: dict[str, tor
             else:
                 h[n] = torch.where(torch.rand(shape, generator=smp.gen) < 0.5, -1.0, 1.0).to(F64)
         Hs.append(h)
+    for h in Hs:
+        for n in names:
+            iv = case.args[n].iv
+            h[n] = torch.where(iv.lo == iv.hi, torch.zeros_like(h[n]), h[n])
     XX = {k: v.repeat((n_dirs,) + (1,) * (v.dim() - 1)) for k, v in X.items()}
     HH = {n: torch.cat([h[n] for h in Hs]) for n in names}
     sec = None
