@@ -4,16 +4,40 @@ Ops: arange, full, scalar_tensor, zeros, ones, full_like, zeros_like, ones_like,
 new_ones, new_full. The output is a point interval (exact); ``*_like``/``new_*`` ops only read
 the shape and dtype of their tensor argument, never its values, so they are exact even when
 that argument is an input-dependent box. ``empty*`` returns uninitialised memory: unknown.
+
+Rounding: a float constant is stored in the node's format, ``u |v| + eta/2`` (the value does
+not depend on the errors of a ``*_like`` argument); integer constants are exact.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from certifier.interval import Interval
-from curvature_rules.registry import RuleInput, RuleResult, register_rule
+from curvature_rules._common import fmag
+from curvature_rules.registry import ErrorContext, RuleInput, RuleResult, register_rule
 
 aten = torch.ops.aten
+
+
+@dataclass(frozen=True)
+class ConstantError:
+    """A float constant is held in the node's storage format: ``u |v| + eta/2`` (NB: 0.1 is
+    0.0999756 in fp16 and -1e4 is -9984 in bf16; a value beyond the format's range is an
+    overflow, caught by the admissibility check on the output)."""
+
+    value: Interval
+
+    def propagate(self, ctx: ErrorContext) -> torch.Tensor:
+        nd = len(self.value.shape)
+        return ctx.store(fmag(self.value).unsqueeze(0).expand((ctx.F, *self.value.shape)), nd)
+
+
+def _constant(v: torch.Tensor) -> RuleResult:
+    out = Interval.point(v)
+    return RuleResult(out=out, error=ConstantError(out) if v.dtype.is_floating_point else None)
 
 
 @register_rule(
@@ -28,8 +52,8 @@ aten = torch.ops.aten
     ]
 )
 def constant_rule(inp: RuleInput) -> RuleResult:
-    """A constant: evaluated once, exactly."""
-    return RuleResult(out=Interval.point(inp.call_with()))
+    """A constant: evaluated once, exactly; stored in the node's format."""
+    return _constant(inp.call_with())
 
 
 @register_rule(
@@ -46,7 +70,7 @@ def like_rule(inp: RuleInput) -> RuleResult:
     """A constant shaped like its argument (the argument's values are not read)."""
     x = inp.tensor("self")
     dummy = torch.zeros(x.shape, dtype=x.dtype)
-    return RuleResult(out=Interval.point(inp.call_with(self=dummy)))
+    return _constant(inp.call_with(self=dummy))
 
 
 @register_rule([aten.empty_like.default, aten.empty.memory_format, aten.empty_strided.default])

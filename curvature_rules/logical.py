@@ -79,8 +79,8 @@ class CompareError:
         z = torch.zeros((ctx.F,) + (1,) * nd, dtype=F64)
         ex = z if ex is None else pad_left(ex, nd)
         ey = z if ey is None else pad_left(ey, nd)
-        if self.y_scalar:
-            ey = ey + ctx.b(ctx.u_acc, nd) * fmag(self.y)
+        if self.y_scalar:  # NB: rounded to the storage format by type promotion
+            ey = ey + ctx.b(ctx.u, nd) * fmag(self.y) + ctx.b(ctx.he, nd)
         if self.x.dtype.is_floating_point is False:
             ex = torch.where(ex > 0, torch.full_like(ex, INF), ex)
         sure, pos = _decide(self.kind, self.x.lo - ex, self.x.hi + ex, self.y.lo - ey, self.y.hi + ey)
@@ -230,6 +230,12 @@ class WhereError:
             return torch.zeros((F,) + (1,) * nd, dtype=F64) if e is None else pad_left(e, nd)
 
         ec, ea, eb = get(cn), get(an), get(bn)
+        # NB: a Python scalar branch is rounded to the storage format (masked_fill(-1e4) holds
+        # -9984 in bf16).
+        if an is None and self.a.is_point:
+            ea = ea + ctx.b(ctx.u, nd) * fmag(self.a) + ctx.b(ctx.he, nd)
+        if bn is None and self.b.is_point:
+            eb = eb + ctx.b(ctx.u, nd) * fmag(self.b) + ctx.b(ctx.he, nd)
         sure_t = self.cond.lo != 0
         sure_f = self.cond.hi == 0
         base = torch.where(sure_t, ea, torch.where(sure_f, eb, torch.maximum(ea, eb)))

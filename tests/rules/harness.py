@@ -298,14 +298,24 @@ class NodeCase:
                 v = self._val(name, vals)
             elif isinstance(v, list) and any(isinstance(x, Interval) for x in v):
                 v = [self._val(f"{name}.{i}", vals) if isinstance(x, Interval) else x for i, x in enumerate(v)]
-            elif name == "dtype" and isinstance(v, torch.dtype) and v.is_floating_point:
+            elif name == "dtype" and isinstance(v, torch.dtype) and v.is_floating_point and self.op in _CASTS:
                 v = F64  # the exact value of a float cast is the value itself
             (kw.__setitem__(name, v) if name in self.kwonly else pos.append(v))
         return (self.fn or self.op)(*pos, **kw)
 
     def _val(self, name: str, vals: Mapping[str, torch.Tensor]) -> torch.Tensor:
         a = self.args[name]
-        return vals[name] if a.sampled else a.value  # type: ignore[return-value]
+        v = vals[name] if a.sampled else a.value
+        if self.op in _CREATION and isinstance(v, torch.Tensor):
+            v = v.to(a.iv.dtype)  # a *_like op takes its dtype from the argument
+        return v  # type: ignore[return-value]
+
+
+#: Casts: their exact value is the input value (the rounding belongs to the error model).
+_CASTS = {torch.ops.aten._to_copy.default, torch.ops.aten.to.dtype}
+#: Creation ops hold the constant as written in the graph's dtype (the value the rule claims);
+#: its rounding relative to the fp64 reference is the rule's error model (checked by (d)).
+_CREATION = {op for op, mod in registry.registered_ops().items() if mod == "curvature_rules.creation"}
 
 
 def _node_case(ba: BoundsAnalysis, info: NodeInfo, reference: Mapping | None = None) -> NodeCase:
@@ -803,15 +813,18 @@ def _run_checks(ba, layer, module, outs, boxes, target, *, n, n_dirs, n_round, c
     for info in nodes:
         assert info.unsupported is None, f"{info.name}: {info.unsupported}"
         res = info.result
-        assert res is not None
+        if res is None:  # folded by the walker (integer/boolean result of known inputs)
+            assert info.out is not None, f"{info.name}: no result"
+            info = dataclasses.replace(info, result=RuleResult(out=info.out))
+            res = info.result
         case = _node_case(ba, info, reference)
+        prim = res.primary
         rep.curvature[info.name] = float(res.curvature)
         for a in case.float_args:
             rep.lipschitz[f"{info.name}:{a}"] = float(res.lipschitz.get(a, 0.0))
         if require_finite:
-            prim = res.primary
             assert prim is None or prim.is_point or prim.is_bounded(), f"{info.name}: unbounded range {prim}"
-            for a in case.float_args:
+            for a in case.float_args if prim is not None and prim.is_float else ():
                 assert math.isfinite(res.lipschitz.get(a, 0.0)), f"{info.name}: infinite L for {a}"
         bt = Batcher()
         points = [{name: smp.point(a.iv, k, name) for name, a in case.args.items() if a.sampled} for k in range(n)]
@@ -822,7 +835,7 @@ def _run_checks(ba, layer, module, outs, boxes, target, *, n, n_dirs, n_round, c
             outs_v = bt("call", case.call, X)
         _check_range(case, outs_v, "point")
         rep.range_checked += n if X else 1
-        if X:
+        if X and prim is not None and prim.is_float:  # (booleans and ids have no L or kappa)
             _check_lipschitz(case, smp, bt, X, outs_v, rep)
             if smooth:
                 _check_curvature(case, smp, bt, X, n_dirs, rep)
