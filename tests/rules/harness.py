@@ -739,7 +739,8 @@ def _check_errors(
                 finite_any = True
                 d = (lv.to(F64) - ex).abs()
                 d = torch.where(torch.isnan(d), torch.full_like(d, math.inf), d)
-                allowed = bound_c * (1 + REL_TOL) + 4 * EPS64 * ex.abs() + 1e-300
+                # (a non-finite reference value is never "close": it needs an infinite bound)
+                allowed = bound_c * (1 + REL_TOL) + torch.where(torch.isfinite(ex), 4 * EPS64 * ex.abs(), 0.0) + 1e-300
                 if bool((d > allowed).any()):
                     i = int(torch.argmax(d - allowed))
                     raise AssertionError(
