@@ -34,6 +34,13 @@ constant tensors (weights), :func:`check_rule`
 Every comparison allows only for the float64 rounding of the reference computation itself
 (a few ulps of the values compared), never for a looser rule.
 
+Speed (the whole suite must stay around a minute on two cores): the checks on one node are
+batched with ``torch.vmap`` (a loop where an op has no batching rule), autograd runs in float64
+(forward-over-forward or reverse-over-reverse for D^2), and :class:`Suite` exports all the
+one-op cases of a test file as *one* model (one submodule per case), because torch.export +
+run_decompositions costs ~0.5 s per call whatever the graph. Each case is then analysed with
+its own boxes and only its own nodes are checked.
+
 Per-element boxes (a tensor ``lo``/``hi``) are realised by feeding ``lo + (hi - lo) * t`` with
 ``t`` in [0, 1] to the op (a mul and an add by constants, whose own rules are tight up to the
 2^-48 widening); the target node then sees the elementwise box.
