@@ -45,3 +45,14 @@ MEAN_SUB = SUITES[True].case(lambda x: x - x.mean(-1, keepdim=True), [box((3, 8)
 def test_centering(lo, hi):
     """x - mean(x): the reduction feeding a subtraction (cancellation for a large mean)."""
     MEAN_SUB.check([box((3, 8), lo, hi)], [aten.mean.dim, aten.sub.Tensor], n=12)
+
+
+def test_var_has_no_rule_and_fails_closed():
+    """x.var() (aten.var.correction) has no rule: it is reported unsupported, never bounded."""
+    from certifier.walker import analyze_bounds
+    from tests.rules.harness import build
+
+    _, cap, loaded = build(lambda x: x.var(-1), [box((3, 4), -1.0, 1.0)], None, True)
+    ba = analyze_bounds(loaded, cap)
+    assert [u["op"] for u in ba.unsupported] == ["aten.var.correction"]
+    assert not ba.nodes[ba.outputs[0]].primary.is_bounded()
