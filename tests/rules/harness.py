@@ -874,8 +874,8 @@ class Suite:
     """Many one-op cases exported as *one* model (one submodule per case, fed by its own
     inputs), so that torch.export + run_decompositions (~0.5 s of fixed cost each) runs once
     per test file instead of once per op. Each case is then analysed and checked on its
-    own: its inputs get the boxes of the check, the other cases' inputs their template
-    boxes, and only the nodes of its submodule are checked.
+    own: on the subgraph of its outputs and their ancestors (:meth:`case_capture`), with
+    the boxes of the check.
 
     Register every case at import time (``suite.case(...)``), check in tests (``.check``).
     """
@@ -919,7 +919,42 @@ class Suite:
             assert k == len(names), "output count mismatch"
             self._built = (cap, per)
             self._model, self._boxes = model, boxes
+            self._case_caps: dict[int, Captured] = {}
         return self._built
+
+    def case_capture(self, i: int) -> Captured:
+        """The exported graph restricted to case ``i`` (its outputs and all their ancestors),
+        with its own inputs numbered from 0: each check analyses only its own nodes."""
+        cap, per = self._build()
+        if i in self._case_caps:
+            return self._case_caps[i]
+        by_name = {n.name: n for n in cap.graph.nodes}
+        outs = [by_name[o] for o in per[i] if o is not None]
+        keep: set[torch.fx.Node] = set()
+        stack = list(outs)
+        while stack:
+            n = stack.pop()
+            if n in keep:
+                continue
+            keep.add(n)
+            stack.extend(n.all_input_nodes)
+        g = torch.fx.Graph()
+        env: dict[torch.fx.Node, torch.fx.Node] = {}
+        for n in cap.graph.nodes:
+            if n in keep:
+                env[n] = g.node_copy(n, lambda a: env[a])
+                assert env[n].name == n.name
+        g.output(tuple(env[o] for o in outs))
+        offset = sum(len(t) for t in self.templates[:i])
+        ph = {}
+        for n in g.nodes:
+            if n.op == "placeholder":
+                kind, payload = cap.placeholders[n.name]
+                ph[n.name] = (kind, int(payload) - offset) if kind == "input" else (kind, payload)  # type: ignore[arg-type]
+        outputs = [env[by_name[o]] if o is not None else None for o in per[i]]
+        sub = Captured(cap.program, g, ph, outputs, cap.module_of, cap.module_type, cap.times)
+        self._case_caps[i] = sub
+        return sub
 
     def _split(self, xs: Sequence) -> list[list]:
         out, k = [], 0
@@ -942,11 +977,11 @@ class SuiteCase:
         boxes = list(tmpl if boxes is None else boxes)
         assert [(b.shape, b.dtype) for b in boxes] == [(b.shape, b.dtype) for b in tmpl], "boxes must match the case's shapes"
         assert not any(b.per_element for b in boxes), "per-element boxes: use check_rule"
-        all_boxes = [b for i, t in enumerate(su.templates) for b in (boxes if i == self.index else t)]
-        specs = [InputSpec(b.shape, b.dtype, float(b.lo), float(b.hi)) for b in all_boxes]
-        loaded = LoadedModel(path=Path("rule_suite.py"), name="rule_suite", module=su._model, example_inputs=(), inputs=specs, source_sha256="")
+        specs = [InputSpec(b.shape, b.dtype, float(b.lo), float(b.hi)) for b in boxes]
+        sub = su.case_capture(self.index)
+        loaded = LoadedModel(path=Path("rule_suite.py"), name="rule_suite", module=su.modules[self.index], example_inputs=(), inputs=specs, source_sha256="")
         with _one_thread():
-            ba = analyze_bounds(loaded, cap)
+            ba = analyze_bounds(loaded, sub)
             layer = f"case{self.index}"
             return _run_checks(ba, layer, su.modules[self.index], per[self.index], boxes, target, **{**_DEFAULTS, **kw})
 

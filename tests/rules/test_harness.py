@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from tests.rules.harness import (
+    Suite,
     box,
     check_rule,
     halve_curvature,
@@ -84,3 +85,19 @@ def test_per_element_boxes_reach_the_node():
     lo = torch.tensor([[0.0, 1.0, 2.0]])
     rep = check_rule(_exp, [box((1, 3), lo, lo + 0.5)], aten.exp.default)
     assert rep.range_checked > 0
+
+
+SUITE = Suite()
+SUITE_TANH = SUITE.case(lambda x: torch.tanh(x), [box((2, 3), -3.0, 3.0)])
+SUITE_SOFTMAX = SUITE.case(lambda x: x.softmax(-1), [box((2, 3), -3.0, 3.0)])
+
+
+def test_wrong_rules_are_detected_in_suites():
+    """The same through a Suite (one export for many cases)."""
+    SUITE_TANH.check(None, aten.tanh.default, critical=[0.658])
+    with wrong_rule(aten.tanh.default, halve_curvature):
+        with pytest.raises(AssertionError, match="curvature"):
+            SUITE_TANH.check(None, aten.tanh.default, critical=[0.658], formats=None)
+    with wrong_rule(aten._softmax.default, lambda r: scale_error(r, 0.05)):
+        with pytest.raises(AssertionError, match="rounding error"):
+            SUITE_SOFTMAX.check(None, aten._softmax.default)
