@@ -9,7 +9,8 @@ Average pooling is linear with non-negative weights summing to at most 1: the bo
 ``[pool(lo), pool(hi)]`` (widened), L = 1, curvature 0. Rounding: a window sum of k terms
 (gamma_{k-1}) and one division in the accumulation format, then the store. Exception: the
 CPU kernel of ``_adaptive_avg_pool3d`` accumulates fp16/bf16 in that format (1.9 ulp
-observed), so its sum and division are charged in the storage format.
+observed), so its sum and division are charged in the storage format, and its window sums
+must fit the format (reported as an intermediate, ``internal_max``).
 """
 
 from __future__ import annotations
@@ -118,4 +119,6 @@ def avg_pool_rule(inp: RuleInput) -> RuleResult:
     # (1.9 ulp observed), against the fp32-accumulation model.
     acc_storage = inp.op is aten._adaptive_avg_pool3d.default
     err = AvgPoolError(fn, nsp, x, out, k, acc_storage)
-    return RuleResult(out=out, lipschitz={"self": 1.0}, curvature=0.0, error=err, accum_length=k)
+    # ... so its partial window sums (at most k * mean|x| of the window) must fit that format.
+    internal = float(fn(x.mag).max()) * k * (1 + (k + 4) * 2.0**-52) if acc_storage and x.numel() else 0.0
+    return RuleResult(out=out, lipschitz={"self": 1.0}, curvature=0.0, error=err, internal_max=internal, accum_length=k)

@@ -45,3 +45,10 @@ def test_adaptive_avg_pool3d_low_precision_accumulation_regression(lo, hi):
     (3.0 > 2.35). The rule assumed fp32 accumulation; it now charges the storage format."""
     rep = REG["adaptive_avg_pool3d"].check([box((1, 1, 3, 3, 5), lo, hi)], aten._adaptive_avg_pool3d.default, n=4, n_round=16, smooth=True)
     assert rep.error_ratio["bf16"] <= 1.0
+
+
+def test_adaptive_avg_pool3d_window_sum_overflow_regression():
+    """Regression: with fp16 accumulation, the window sums of inputs in [-6e4, 6e4] overflow
+    (computed -inf, bound 1.5e3). The window sum bound is now checked against the format."""
+    rep = REG["adaptive_avg_pool3d"].check([box((1, 1, 3, 3, 5), -6e4, 6e4)], aten._adaptive_avg_pool3d.default, n=4, n_round=4)
+    assert rep.bounds["fp16"] == float("inf") and rep.bounds["fp32"] < float("inf")
