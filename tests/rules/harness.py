@@ -761,7 +761,7 @@ def _check_errors(
 
 
 _DEFAULTS = dict(
-    n=24, n_dirs=4, n_round=8, critical=(), smooth=True, formats=("fp16", "bf16", "fp32"),
+    n=24, n_dirs=4, n_round=12, critical=(), smooth=True, formats=("fp16", "bf16", "fp32"),
     allow_unsupported=False, require_finite=True, seed=0, reference=None,
 )
 
