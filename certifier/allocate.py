@@ -72,6 +72,8 @@ def hnf_bits(layer: LayerSummary, eps: float, c: float) -> float:
     if not (math.isfinite(k) and math.isfinite(D) and math.isfinite(G)):
         return INF
     v = c * k * D * D * G / eps
+    if not math.isfinite(v):
+        return INF
     return max(0.0, math.ceil(math.log2(v))) if v > 0 else 0.0
 
 

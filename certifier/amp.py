@@ -142,6 +142,7 @@ def export_config(cert: dict, formats: Mapping[str, str], shares: Mapping[str, f
         "certified": cert["assignment"]["certified"],
         "default": "fp32",
         "modules": mods,
+        "exports": {"autocast_exclude": autocast_exclusions({"modules": mods})},
     }
 
 
@@ -160,3 +161,97 @@ def load_config(path: str | Path) -> dict:
         if fmt not in FORMATS:
             raise InputError(f"{p}: module {path!r} has dtype {fmt!r}, not one of {', '.join(FORMATS)}")
     return cfg
+
+
+# ------------------------------------------------------------------ exports to other tools
+_LOW = {"bf16", "fp16", "fp8_e4m3", "fp8_e5m2", "tf32"}
+
+
+def autocast_exclusions(config: Mapping[str, object]) -> list[str]:
+    """Modules that must run outside ``torch.autocast``: those certified only in fp32 or fp64.
+
+    Wrap each listed module's forward in ``torch.autocast(device_type, enabled=False)`` (and
+    cast its inputs to float32); everything else may run under autocast. The mapping is exact
+    for modules whose certified format is fp32/fp64; autocast's own choice of low-precision
+    dtype for the other modules is *not* certified by this list alone (use apply_precision).
+    """
+    mods = config.get("modules", {})
+    return sorted(p for p, v in mods.items() if (v["dtype"] if isinstance(v, Mapping) else v) in ("fp32", "fp64"))  # type: ignore[union-attr]
+
+
+def onnx_module_path(node_name: str, metadata: Mapping[str, str] | None = None) -> str | None:
+    """The PyTorch module path an ONNX node came from.
+
+    torch.onnx's TorchScript exporter names nodes ``/encoder/layer.0/attention/self/query/MatMul``
+    (the module path with "/" separators, then the op); the dynamo exporter records the scope in
+    the ``pkg.torch.onnx.name_scopes`` metadata (a list whose last entry is the innermost module).
+    """
+    if metadata:
+        scopes = metadata.get("pkg.torch.onnx.name_scopes")
+        if scopes:
+            try:
+                items = json.loads(scopes.replace("'", '"'))
+                if items:
+                    return str(items[-1])
+            except (json.JSONDecodeError, TypeError):
+                pass
+    if node_name.startswith("/"):
+        parts = node_name.strip("/").split("/")
+        return ".".join(parts[:-1])
+    return None
+
+
+def ort_block_lists(config: Mapping[str, object], nodes: list[tuple[str, dict[str, str]]]) -> dict:
+    """``node_block_list`` for onnxruntime's float16 converter: the ONNX nodes of modules
+    certified only in fp32/fp64 (they must stay float32). ``nodes`` are (name, metadata) pairs
+    from the exported ONNX graph; nodes whose module cannot be determined are listed under
+    ``unmapped`` (and should be blocked too, to stay on the safe side)."""
+    keep = set(autocast_exclusions(config))
+    mods = set(config.get("modules", {}))  # type: ignore[arg-type]
+    block, unmapped = [], []
+    for name, meta in nodes:
+        path = onnx_module_path(name, meta)
+        if path is None:
+            unmapped.append(name)
+            continue
+        # The innermost configured module that contains the node decides.
+        p = path
+        while p not in mods and p:
+            p = p.rsplit(".", 1)[0] if "." in p else ""
+        if p in keep or (p not in mods):
+            block.append(name)
+    return {"op_block_list": [], "node_block_list": sorted(block), "unmapped": sorted(unmapped)}
+
+
+def onnx_nodes(path: str | Path) -> list[tuple[str, dict[str, str]]]:
+    """(name, metadata) of every node of an ONNX file (needs the optional ``onnx`` package)."""
+    try:
+        import onnx
+    except ImportError:
+        raise InputError("reading an ONNX file needs the onnx package", "pip install onnx") from None
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # noqa: BLE001
+        raise InputError(f"cannot read ONNX file {path}: {e}") from None
+    return [(n.name, {p.key: p.value for p in n.metadata_props}) for n in model.graph.node]
+
+
+def check_config(config: Mapping[str, object], model: torch.nn.Module, cert: Mapping[str, object] | None) -> list[str]:
+    """Problems that make a config unusable for this model (and certificate)."""
+    problems = []
+    named = dict(model.named_modules())
+    for path, v in config.get("modules", {}).items():  # type: ignore[union-attr]
+        p = "" if path == ROOT_LAYER else path
+        if p not in named:
+            problems.append(f"unknown module path {path!r}")
+        fmt = v.get("dtype") if isinstance(v, Mapping) else v
+        if fmt not in FORMATS:
+            problems.append(f"module {path!r}: unknown dtype {fmt!r}")
+        elif fmt not in _RUN_DTYPE:
+            problems.append(f"module {path!r}: {fmt} cannot be executed by PyTorch kernels")
+    if cert is not None:
+        want = config.get("certificate_sha256")
+        have = cert.get("body_sha256")
+        if want != have:
+            problems.append(f"certificate hash mismatch: the config was made from {str(want)[:16]}..., the certificate is {str(have)[:16]}...")
+    return problems

@@ -8,6 +8,10 @@ flattens outputs to a list of tensors.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -55,12 +59,33 @@ def _hint(msg: str) -> str:
     return "make forward() traceable by torch.export: static shapes, tensor outputs, no data-dependent Python control flow"
 
 
+@contextlib.contextmanager
+def _quiet_torch():
+    """Silence torch's loggers and stray prints while exporting (unless CERTIFY_DEBUG is set):
+    a failed export otherwise dumps graphs and tracebacks on stderr."""
+    if os.environ.get("CERTIFY_DEBUG"):
+        yield
+        return
+    loggers = [logging.getLogger(n) for n in ("torch", "torch.fx", "torch._dynamo", "torch.export", "torch._export", "torch.fx.experimental.symbolic_shapes")]
+    old = [(lg, lg.level, lg.propagate) for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL + 1)
+    buf = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(buf), contextlib.redirect_stdout(buf):
+            yield
+    finally:
+        for lg, lvl, prop in old:
+            lg.setLevel(lvl)
+            lg.propagate = prop
+
+
 def capture(loaded: LoadedModel) -> Captured:
     """Export and decompose the model; raise :class:`ExportError` with a reason and a fix."""
     times: dict[str, float] = {}
     t0 = time.perf_counter()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), _quiet_torch():
             ep = torch.export.export(loaded.module, loaded.example_inputs, strict=False)
     except Exception as e:  # noqa: BLE001 - torch.export raises many types
         msg = str(e).strip().splitlines()
@@ -69,7 +94,8 @@ def capture(loaded: LoadedModel) -> Captured:
     times["export"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     try:
-        ep = ep.run_decompositions()
+        with _quiet_torch():
+            ep = ep.run_decompositions()
     except Exception as e:  # noqa: BLE001
         raise ExportError(f"decomposing the exported graph failed: {type(e).__name__}: {str(e)[:300]}") from None
     times["decompose"] = time.perf_counter() - t0

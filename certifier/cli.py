@@ -30,7 +30,7 @@ app = typer.Typer(
     "certify MODEL.py --eps 1e-3 --out cert.json runs the main job; the commands below do the rest.",
 )
 
-COMMANDS = {"run", "hardware", "prove", "verify", "keygen"}
+COMMANDS = {"run", "hardware", "prove", "verify", "keygen", "apply"}
 
 
 @app.callback()
@@ -195,14 +195,16 @@ def run_cmd(
     sign: Annotated[Optional[Path], typer.Option(help="sign the certificate with this Ed25519 private key (PEM)")] = None,
     proof_dir: Annotated[Optional[Path], typer.Option(help="write SMT-LIB2 proofs here (with --solver z3)")] = None,
     quiet: Annotated[bool, typer.Option(help="no tables, no progress: just the verdict line")] = False,
+    rational: Annotated[Optional[str], typer.Option(help="N,D: declare a rational head (output indices of numerator and denominator); overrides rational_head() in the model file")] = None,
+    scm_out: Annotated[Optional[Path], typer.Option("--scm-out", help="write the SCM thresholds of the rational head as JSON (ZeroProofML keys tau_infer, tau_train, use_gap)")] = None,
 ) -> None:
     _guard(
         _run, model, eps, out, json_out, domain, weights, formats, hardware, hnf_c, solver, validate, adv_steps, seed,
-        amp_config, sign, proof_dir, quiet,
+        amp_config, sign, proof_dir, quiet, rational, scm_out,
     )
 
 
-def _run(model, eps, out, json_out, domain, weights, formats, hardware, hnf_c, solver, validate, adv_steps, seed, amp_config, sign, proof_dir, quiet):
+def _run(model, eps, out, json_out, domain, weights, formats, hardware, hnf_c, solver, validate, adv_steps, seed, amp_config, sign, proof_dir, quiet, rational=None, scm_out=None):
     from certifier import certificate as C
     from certifier.loader import parse_domain
     from certifier.pipeline import Options, check_eps, run_certify
@@ -223,6 +225,9 @@ def _run(model, eps, out, json_out, domain, weights, formats, hardware, hnf_c, s
         fmts = [f for f in prof.formats]
     if sign is not None and not sign.exists():
         raise SpecError(f"signing key not found: {sign}")
+    from certifier import scm as S
+
+    rational_idx = S.parse_rational(rational) if rational is not None else None
     opts = Options(eps=eps, formats=fmts, hnf_c=hnf_c, domain=doms, weights=str(weights) if weights else None, hardware=hardware, solver=solver)
     progress = _Progress(enabled=not quiet and not json_out)
     try:
@@ -232,6 +237,10 @@ def _run(model, eps, out, json_out, domain, weights, formats, hardware, hnf_c, s
             from certifier.checks import validate_assignment
 
             cert["validation"] = validate_assignment(report, validate, adv_steps, seed, progress=progress)
+        section = S.scm_section(report.bounds, report.uniform, eps, rational_idx)
+        if section is not None:
+            cert["scm"] = section
+        scm_doc = S.zeroproofml_export(cert) if scm_out is not None else None
     finally:
         progress.close()
     cert = C.finalize(cert)
@@ -242,6 +251,8 @@ def _run(model, eps, out, json_out, domain, weights, formats, hardware, hnf_c, s
     text = C.dumps(cert)
     if out is not None:
         C.write_atomic(out, text)
+    if scm_doc is not None:
+        C.write_atomic(scm_out, C.dumps(scm_doc))
     if amp_config is not None:
         from certifier.amp import export_config
 
@@ -256,6 +267,8 @@ def _run(model, eps, out, json_out, domain, weights, formats, hardware, hnf_c, s
         out_console.print(render_uniform(cert))
         if "validation" in cert:
             render_validation(cert["validation"])
+        if "scm" in cert:
+            render_scm(cert["scm"])
         render_summary(cert)
         if out is not None:
             out_console.print(f"certificate written to {out}")
@@ -276,12 +289,54 @@ def render_validation(v: dict) -> None:
     out_console.print(t)
 
 
+def render_scm(scm: dict) -> None:
+    """SCM thresholds per format (rational head), then per division; one sentence per threshold."""
+    rh = scm.get("rational_head")
+    if rh and rh.get("refused"):
+        out_console.print(f"SCM thresholds, rational head ({rh['declared_by']}): refused for every format: {rh['refused']}", markup=False)
+    elif rh:
+        n, d = rh["numerator"], rh["denominator"]
+        t = Table(
+            title=f"SCM thresholds, rational head N = output {n['output']}, D = output {d['output']} (eps = {scm['eps']:g}; {rh['declared_by']})",
+            box=_box(), title_justify="left",
+        )
+        for c in ("format", "delta_N", "delta_D", "M_N", "tau_infer", "tau_train", "use_gap", "note"):
+            t.add_column(c, justify="left" if c in ("format", "note", "use_gap") else "right", overflow="fold")
+        for f, e in rh["formats"].items():
+            if e["status"] != "certified":
+                t.add_row(f, *(["-"] * 6), "refused: " + e["reason"])
+                continue
+            t.add_row(
+                f, fmt_num(e["delta_N"]), fmt_num(e["delta_D"]), fmt_num(e["M_N"]), f"{e['tau_infer']:.6g}", f"{e['tau_train']:.6g}",
+                "yes" if e["use_gap"] else "no", "; ".join(e["notes"]),
+            )
+        out_console.print(t)
+    divs = scm.get("divisions") or []
+    if divs:
+        t = Table(title=f"SCM thresholds per division (aten.div, eps = {scm['eps']:g})", box=_box(), title_justify="left")
+        for c in ("division", "format", "delta_N", "delta_D", "tau_infer", "tau_train", "note"):
+            t.add_column(c, justify="left" if c in ("division", "format", "note") else "right", overflow="fold")
+        for dv in divs[:10]:
+            name = f"{dv['node']} ({dv['layer']})"
+            for f, e in dv["formats"].items():
+                if e["status"] != "certified":
+                    t.add_row(name, f, "-", "-", "-", "-", "refused: " + e["reason"])
+                else:
+                    t.add_row(name, f, fmt_num(e["delta_N"]), fmt_num(e["delta_D"]), f"{e['tau_infer']:.6g}", f"{e['tau_train']:.6g}", "; ".join(e["notes"]))
+                name = ""
+        out_console.print(t)
+        if len(divs) > 10:
+            out_console.print(f"  ... {len(divs) - 10} more divisions in the certificate (scm.divisions)", markup=False)
+    for k in ("tau_infer", "tau_train"):
+        out_console.print(f"  {k}: {scm['meaning'][k]}.", markup=False)
+
+
 def _load_plugins() -> None:
     """Commands defined in sibling modules register themselves on ``app`` when imported."""
     import importlib
     import importlib.util
 
-    for name in ("certifier.cli_prove", "certifier.cli_gate"):
+    for name in ("certifier.cli_prove", "certifier.cli_gate", "certifier.cli_amp"):
         if importlib.util.find_spec(name) is not None:
             importlib.import_module(name)
 

@@ -39,3 +39,17 @@ class SpecError(CertifyError):
 
 class CertificateError(CertifyError):
     """A certificate file that is missing, corrupt, truncated or not JSON."""
+
+
+class OutputError(CertifyError):
+    """An output file (certificate, key, config) cannot be written."""
+
+
+class SigningError(CertifyError):
+    """A signing or public key that is missing, unreadable or not Ed25519, or keys that exist."""
+
+
+class VerifyError(CertifyError):
+    """``certify verify`` cannot evaluate its conditions (bad option, missing profile, model
+    that does not load): bad input, exit 2. A *failed* condition is not an error: it is a
+    result (exit 1)."""

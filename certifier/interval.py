@@ -33,7 +33,7 @@ ABS = 2.0**-1000
 class Interval:
     """Elementwise interval over a tensor of fixed shape."""
 
-    __slots__ = ("_lo", "_hi", "dtype", "value", "shape")
+    __slots__ = ("_lo", "_hi", "dtype", "value", "shape", "_mag", "_finite")
 
     def __init__(
         self,
@@ -44,6 +44,8 @@ class Interval:
     ) -> None:
         self.dtype = dtype
         self.value = value
+        self._mag = None
+        self._finite = None
         if value is not None:
             self.shape = tuple(value.shape)
             self._lo = self._hi = None
@@ -53,15 +55,16 @@ class Interval:
             lo = lo.to(F64)
         if hi.dtype != F64:
             hi = hi.to(F64)
-        # NB: NaN bounds are replaced by infinite ones: a NaN can only come from inf - inf
-        # or 0 * inf in a rule, and "unknown" is the sound reading of it.
-        if torch.isnan(lo).any() or torch.isnan(hi).any():
-            lo = torch.where(torch.isnan(lo), torch.full_like(lo, -INF), lo)
-            hi = torch.where(torch.isnan(hi), torch.full_like(hi, INF), hi)
         if lo.shape != hi.shape:
             lo, hi = torch.broadcast_tensors(lo, hi)
-        if bool((lo > hi).any()):
-            raise ValueError("interval with lo > hi")
+        # One fused check: (lo <= hi) is False for NaN bounds and for lo > hi.
+        if lo.numel() and not bool((lo <= hi).all()):
+            # NB: NaN bounds are replaced by infinite ones: a NaN can only come from inf - inf
+            # or 0 * inf in a rule, and "unknown" is the sound reading of it.
+            lo = torch.where(torch.isnan(lo), torch.full_like(lo, -INF), lo)
+            hi = torch.where(torch.isnan(hi), torch.full_like(hi, INF), hi)
+            if bool((lo > hi).any()):
+                raise ValueError("interval with lo > hi")
         self._lo, self._hi = lo, hi
         self.shape = tuple(lo.shape)
 
@@ -109,12 +112,19 @@ class Interval:
     @property
     def mid(self) -> torch.Tensor:
         lo, hi = self.lo, self.hi
+        if self.value is not None:
+            return lo
         m = lo * 0.5 + hi * 0.5
-        return torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+        # inf + (-inf) is NaN and inf + inf is inf: both become a midpoint of 0 (radius inf).
+        if not bool(torch.isfinite(m.sum())):
+            m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+        return m
 
     @property
     def rad(self) -> torch.Tensor:
         """Radius about ``mid``, rounded up (covers the rounding of ``mid``)."""
+        if self.value is not None:
+            return torch.zeros_like(self.lo)
         lo, hi = self.lo, self.hi
         m = self.mid
         r = torch.maximum(hi - m, m - lo)
@@ -122,8 +132,10 @@ class Interval:
 
     @property
     def mag(self) -> torch.Tensor:
-        """Elementwise max |x| over the interval."""
-        return torch.maximum(self.lo.abs(), self.hi.abs())
+        """Elementwise max |x| over the interval (cached)."""
+        if self._mag is None:
+            self._mag = self.lo.abs() if self.value is not None else torch.maximum(self.lo.abs(), self.hi.abs())
+        return self._mag
 
     @property
     def mig(self) -> torch.Tensor:
@@ -149,9 +161,15 @@ class Interval:
         return float(self.mag.max())
 
     def is_bounded(self) -> bool:
-        if self.numel() == 0:
-            return True
-        return bool(torch.isfinite(self.lo).all() and torch.isfinite(self.hi).all())
+        """Every bound is finite (cached)."""
+        if self._finite is None:
+            if self.numel() == 0:
+                self._finite = True
+            else:
+                self._finite = bool(torch.isfinite(self.lo.sum() + self.hi.sum())) or bool(
+                    torch.isfinite(self.lo).all() and torch.isfinite(self.hi).all()
+                )
+        return self._finite
 
     def contains(self, t: torch.Tensor, atol: float = 0.0) -> bool:
         t = t.detach().to(F64)
@@ -165,7 +183,17 @@ class Interval:
         dt = dtype or self.dtype
         if self.value is not None:
             return Interval.point(fn(self.value)) if dtype is None else Interval(None, None, dt, fn(self.value))
-        return Interval(fn(self.lo), fn(self.hi), dt)
+        return Interval.trusted(fn(self.lo), fn(self.hi), dt)
+
+    @staticmethod
+    def trusted(lo: torch.Tensor, hi: torch.Tensor, dtype: torch.dtype) -> "Interval":
+        """An interval whose bounds are already known valid (no NaN, lo <= hi, float64), e.g.
+        an exact rearrangement of a valid interval's bounds. Skips the validation pass."""
+        iv = Interval.__new__(Interval)
+        iv.dtype, iv.value, iv._mag, iv._finite = dtype, None, None, None
+        iv._lo, iv._hi = lo, hi
+        iv.shape = tuple(lo.shape)
+        return iv
 
     def __repr__(self) -> str:  # pragma: no cover - debugging aid
         lo, hi = self.bounds()

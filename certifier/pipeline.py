@@ -163,7 +163,7 @@ def arithmetic_model() -> dict:
         "underflow": "gradual: every rounding adds eta/2 (half the subnormal spacing)",
         "assumptions": [
             "GPU runs must keep low-precision reductions in fp32: torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction = False and allow_bf16_reduced_precision_reduction = False",
-            "addmm may round the product to the storage format before adding the bias (fused or not)",
+            "addmm/baddbmm form beta*C + alpha*A@B in the accumulator and round once (cpublas/oneDNN on CPU, cuBLAS on GPU)",
         ],
     }
 

@@ -56,10 +56,12 @@ class Overflow:
     value: float
     limit: float
     format: str
+    detail: str | None = None
 
     def reason(self) -> str:
         if not math.isfinite(self.value):
-            return f"unbounded: {self.op} output in {self.layer or '(model)'} has no finite bound"
+            why = f" ({self.detail})" if self.detail else ""
+            return f"unbounded: {self.op} output in {self.layer or '(model)'} has no finite bound{why}"
         return f"overflow: {self.op} output up to {self.value:.3g} > {self.limit:.6g} ({self.format})"
 
 
@@ -153,12 +155,15 @@ class _Run:
             )
         cons = ba.consumers()
         self.remaining = {n: len(c) for n, c in cons.items()}
+        self.inf_flags: dict[str, bool] = {}
         self.keep = set(ba.outputs)
 
     def src_format(self, prod: NodeInfo):
         """The format a producer's value is held in: per configuration for call nodes,
         the tensor's dtype for parameters and constants, None (exact) for domain inputs."""
-        if prod.kind in ("param", "buffer", "constant"):
+        if prod.kind in ("param", "buffer", "constant") or (prod.kind != "input" and prod.is_point):
+            # NB: an exactly known value (a parameter, or a view/permute of one) is held in its
+            # own dtype until a node reads it; that node charges the cast to its format.
             iv = prod.primary
             return dtype_format(iv.dtype) if iv is not None else None
         if prod.kind == "input":
@@ -167,7 +172,7 @@ class _Run:
 
     def always_cast(self, prod: NodeInfo, consumer: NodeInfo) -> bool:
         """In the local-only model every float input from another layer is charged a cast."""
-        return self.local_only and prod.kind not in ("param", "buffer", "constant") and prod.layer != consumer.layer
+        return self.local_only and prod.kind not in ("param", "buffer", "constant") and not prod.is_point and prod.layer != consumer.layer
 
     def get_err(self, pname: str, consumer: NodeInfo):
         prod = self.ba.nodes[pname]
@@ -194,7 +199,9 @@ class _Run:
         tot = m + e
         flat = tot.reshape(self.F, -1)
         vmax = flat.amax(1) if flat.shape[1] else torch.zeros(self.F, dtype=F64)
-        has_inf = bool(exact_infinite(iv).any()) if iv.numel() else False
+        ex = exact_infinite(iv)
+        has_inf = ex is not None and bool(ex.any())
+        cloned = False
         for c, f in enumerate(self.node_fmts[info.name]):
             st = f.storage
             v = max(float(vmax[c]), internal)
@@ -202,12 +209,38 @@ class _Run:
             if has_inf and st.name == "fp8_e4m3":
                 bad, v = True, INF
             if bad:
-                ov = Overflow(info.name, info.layer, info.op, v, st.max, st.name)
+                detail = None
+                if not math.isfinite(v) and info.result is not None:
+                    detail = getattr(info.result.error, "unbounded_reason", None)
+                ov = Overflow(info.name, info.layer, info.op, v, st.max, st.name, detail)
                 if self.overflow[c] is None:
                     self.overflow[c] = ov
                 self.overflows[c].append(ov)
+                if not cloned:  # never write into a tensor another node may share
+                    e, cloned = e.clone(), True
                 e[c] = INF
         return e
+
+    def all_inputs_unbounded(self, info: NodeInfo) -> bool:
+        """True when some float input carries an error and, in every configuration, each
+        erroneous float input is infinite everywhere."""
+        if self.local_only:
+            return False
+        seen = False
+        for p in info.producers.values():
+            e = self.errs.get(p)
+            if isinstance(e, tuple):
+                e = e[0]
+            if not isinstance(e, torch.Tensor) or not self.ba.nodes[p].is_float:
+                continue
+            flag = self.inf_flags.get(p)
+            if flag is None:
+                flag = bool(torch.isinf(e).all()) if e.numel() else False
+                self.inf_flags[p] = flag
+            if not flag:
+                return False
+            seen = True
+        return seen
 
     def release(self, info: NodeInfo) -> None:
         for p in info.producers.values():
@@ -217,7 +250,7 @@ class _Run:
 
 
 def _clean(e: torch.Tensor) -> torch.Tensor:
-    return torch.where(torch.isnan(e), torch.full_like(e, INF), e)
+    return torch.nan_to_num(e, nan=INF, posinf=INF)
 
 
 def run_errors(
@@ -256,13 +289,25 @@ def run_errors(
             continue
         res = info.result
         out = info.out
-        if info.unsupported is not None or res is None:
+        if info.is_point and info.unsupported is None:
+            # Exactly known values (views of parameters, folded constants) carry no error of
+            # their own; whoever reads them charges the cast (see _Ctx.err / cast_point).
+            run.errs[name] = None
+            run.release(info)
+            continue
+        if info.unsupported is not None:
             e = _inf_like(out, F)
+        elif res is None:
+            e = None  # folded from known inputs: exact
         elif res.error is None:
             # No error model: exact only if every input is exact.
             ctx = _Ctx(run, info)
             anyerr = any(ctx.err(a) is not None for a in info.producers)
             e = _inf_like(out, F) if anyerr else None
+        elif run.all_inputs_unbounded(info):
+            # Every configuration already has an unbounded error in every erroneous input:
+            # the output's error is unbounded too (sound; skips the work).
+            e = _inf_like(out, F)
         else:
             ctx = _Ctx(run, info)
             e = res.error.propagate(ctx)
@@ -332,8 +377,8 @@ def _post(run: _Run, info: NodeInfo, iv: Interval | None, e: torch.Tensor, res, 
     e = _clean(e)
     if iv.is_float:
         ex = exact_infinite(iv)
-        if bool(ex.any()):
+        if ex is not None and bool(ex.any()):
             e = torch.where(ex.unsqueeze(0), torch.zeros_like(e), e)
         if check:
-            e = run.check_overflow(info, iv, e.clone(), float(res.internal_max))
+            e = run.check_overflow(info, iv, e, float(res.internal_max))
     return e

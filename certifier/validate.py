@@ -12,7 +12,12 @@ the domain (corners included) and under an adversarial search:
    next to the midpoint between two neighbouring values of the format, on the side that
    makes its rounding error take the sign of the output's gradient (this attains the input
    rounding term of the bound for a linear first layer);
-2. *hill climbing*: random perturbations with a shrinking step (random token substitutions for
+2. *quantization-aligned ascent*: the low-precision model's parameters are rounded values, so
+   the model in float64 *with those rounded parameters* differs from the exact one by a
+   deterministic, differentiable amount; sign-gradient ascent on that difference at the worst
+   output element drives float inputs to where parameter rounding errors add up (then step 1
+   aligns the input rounding there too);
+3. *hill climbing*: random perturbations with a shrinking step (random token substitutions for
    id inputs), kept when the error grows.
 """
 
@@ -157,10 +162,68 @@ def observe(
     return Observed(max(best[0], 0.0), best[1], probe.count, random_max, best[0])
 
 
+def _quantized_reference(probe: ErrorProbe) -> torch.nn.Module:
+    """The float64 model with the low-precision model's (rounded) parameters and buffers."""
+    q = copy.deepcopy(probe.ref)
+    low = dict(probe.low.named_parameters())
+    low.update(dict(probe.low.named_buffers()))
+    with torch.no_grad():
+        for name, t in list(q.named_parameters()) + list(q.named_buffers()):
+            if t.dtype.is_floating_point and name in low:
+                t.copy_(low[name].detach().to(F64))
+    return q
+
+
+def _quant_ascent(probe, loaded, start, gen, steps: int, align_dtype):
+    """Sign-gradient ascent on |q(x) - ref(x)| at one output element (float inputs only)."""
+    specs = loaded.inputs
+    if not any(sp.is_float for sp in specs) or steps <= 0:
+        return None
+    q = _quantized_reference(probe)
+    xs = tuple(x.clone() for x in start)
+    with torch.no_grad():
+        d0 = torch.cat([(a - b).reshape(-1) for a, b in zip(flat_outputs(q(*xs)), flat_outputs(probe.ref(*xs)))])
+    if d0.numel() == 0:
+        return None
+    j = int(d0.abs().argmax())
+    sgn = 1.0 if float(d0[j]) >= 0 else -1.0
+    for _ in range(steps):
+        xg = [x.clone().requires_grad_(True) if sp.is_float else x for x, sp in zip(xs, specs)]
+        d = torch.cat([(a - b).reshape(-1) for a, b in zip(flat_outputs(q(*xg)), flat_outputs(probe.ref(*xg)))])
+        grads = torch.autograd.grad(sgn * d[j], [x for x in xg if x.requires_grad], allow_unused=True)
+        it = iter(grads)
+        new = []
+        for x, sp in zip(xg, specs):
+            if sp.is_float:
+                g = next(it)
+                g = torch.zeros_like(x) if g is None else g
+                new.append((x.detach() + 0.25 * (sp.hi - sp.lo) * g.sign()).clamp(sp.lo, sp.hi))
+            else:
+                new.append(x)
+        xs = tuple(new)
+    return xs
+
+
 def _adversarial(probe, loaded, best, steps, gen, in_dtype, on_step, done, total):
     specs = loaded.inputs
     err, xs, oi, oj = best
     scale = 0.1
+    # Phase 2: quantization-aligned ascent from the worst input and from fresh random starts.
+    n_restart = max(0, min(4, steps // 15))
+    starts = [xs] + loaded.sample_inputs(n_restart + 3, gen)[3:]
+    used = 0
+    for st in starts[: n_restart]:
+        try:
+            cand = _quant_ascent(probe, loaded, st, gen, 10, in_dtype)
+        except RuntimeError:
+            cand = None
+        if cand is None:
+            break
+        e2, i2, j2 = probe.error(cand)
+        used += 1
+        if e2 > err:
+            err, xs, oi, oj = e2, cand, i2, j2
+    steps = max(steps - used, 0)
     for s in range(steps):
         cand = None
         if s % 3 == 0 and in_dtype is not None:

@@ -39,8 +39,11 @@ def zeros_err(ctx: ErrorContext, shape: Sequence[int]) -> torch.Tensor:
     return torch.zeros((ctx.F, *shape), dtype=F64)
 
 
-def exact_infinite(iv: Interval) -> torch.Tensor:
-    """Elements whose value is the same infinity for every input (e.g. a -inf attention mask)."""
+def exact_infinite(iv: Interval) -> torch.Tensor | None:
+    """Elements whose value is the same infinity for every input (e.g. a -inf attention mask);
+    None when the interval is bounded (the common case, checked once and cached)."""
+    if iv.is_bounded():
+        return None
     lo, hi = iv.lo, iv.hi
     return (lo == hi) & torch.isinf(lo)
 
@@ -48,8 +51,9 @@ def exact_infinite(iv: Interval) -> torch.Tensor:
 def fmag(iv: Interval) -> torch.Tensor:
     """|x| bound where exactly-infinite elements count as 0 (their rounding error is 0)."""
     m = iv.mag
-    if torch.isinf(m).any():
-        m = torch.where(exact_infinite(iv), torch.zeros_like(m), m)
+    ex = exact_infinite(iv)
+    if ex is not None and bool(ex.any()):
+        m = torch.where(ex, torch.zeros_like(m), m)
     return m
 
 

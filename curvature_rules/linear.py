@@ -15,8 +15,9 @@ Rounding error (the arithmetic model of certifier.formats), with computed operan
 * accumulation in the accumulation format: ``gamma_k(u_acc) |A^| |B^|`` (Higham Thm 3.5;
   any summation order, FMA or not), plus ``k * eta_acc / 2`` for products that underflow;
 * tf32: inputs rounded to 11 bits inside the kernel: ``(2 u_mul + u_mul^2) |A^| |B^|``;
-* addmm: the bias joins the accumulation (gamma_{k+1}) and we also allow the product to be
-  rounded to the storage format before the bias is added (unfused epilogue);
+* addmm: ``beta * C + alpha * A B`` is formed in the accumulator and rounded once (cpublas and
+  oneDNN on CPU, cuBLAS/cuBLASLt on GPU; checked on CPU by tests/test_arith_model.py), so the
+  bias joins the accumulation (gamma_{k+1});
 * storing the output: ``u |C^| + eta/2``.
 Weights cast to a lower format carry ``u_c |W| + eta_c/2``; that term is applied in closed
 form (no per-format copy of the weight is made).
@@ -46,9 +47,29 @@ def _clean(t: torch.Tensor, fill: float = INF) -> torch.Tensor:
 
 
 def upper(op: Bilinear, a: torch.Tensor, b: torch.Tensor, k: int) -> torch.Tensor:
-    """Upper bound of the bilinear ``op(a, b)`` for non-negative ``a``, ``b``."""
+    """Upper bound of the bilinear ``op(a, b)`` for non-negative ``a``, ``b`` (float64)."""
     r = _clean(op(a, b))
     return r * (1.0 + (k + 2) * 2.0**-52) + 2.0**-1000
+
+
+U32 = 2.0**-24
+
+
+def upper32(op: Bilinear, a: torch.Tensor, b: torch.Tensor, k: int) -> torch.Tensor:
+    """Upper bound of ``op(a, b)`` for non-negative ``a``, ``b``, computed in float32.
+
+    NB: rounding each operand to float32 errs by at most u32 relative, or by flushing values
+    below 2**-149 to 0; the float32 accumulation errs by at most gamma_k(u32) relative for
+    non-negative data (Higham Thm 3.5). So ``op32 * (1 + u32)^2 (1 + gamma_k) + k 2**-149 (max a
+    + max b + 1)`` bounds the exact value; anything beyond the float32 range becomes inf (an
+    upper bound). Used by the error pass, where bounds need not be tight to the last bit.
+    """
+    a32, b32 = a.to(torch.float32), b.to(torch.float32)
+    r = op(a32, b32).to(torch.float64)
+    r = torch.nan_to_num(r, nan=INF, posinf=INF)
+    g = k * U32 / (1 - k * U32) if k * U32 < 0.5 else INF
+    tiny = k * 2.0**-149 * (float(a.max()) + float(b.max()) + 1.0) if a.numel() and b.numel() else 0.0
+    return r * ((1 + U32) ** 2 * (1 + g) * (1 + 2.0**-50)) + tiny
 
 
 def bilinear_interval(op: Bilinear, A: Interval, B: Interval, k: int, dtype: torch.dtype) -> Interval:
@@ -56,7 +77,8 @@ def bilinear_interval(op: Bilinear, A: Interval, B: Interval, k: int, dtype: tor
     if A.is_point and B.is_point and not dtype.is_floating_point:
         return Interval.point(op(A.value, B.value))
     Ac, Bc = A.mid, B.mid
-    aAc, aBc = Ac.abs(), Bc.abs()
+    aAc = A.mag if A.is_point else Ac.abs()
+    aBc = B.mag if B.is_point else Bc.abs()
     g = gamma(k, U64)
     cc = op(Ac, Bc)
     if B.is_point:
@@ -109,16 +131,16 @@ class BilinearError:
         P = torch.zeros((F, *self.out.shape), dtype=F64)
         # |dA| |B^| where |B^| <= |B| + dB
         if eA is not None:
-            t = upper(self.op, eA, absB, self.k)
+            t = upper32(self.op, eA, absB, self.k)
             if cB is not None:
                 uB, hB = cB
                 t = t * (1 + b(uB)) + b(hB) * _clean(self.rowsum(eA))
             elif eB is not None:
-                t = t + upper(self.op, eA, eB, self.k)
+                t = t + upper32(self.op, eA, eB, self.k)
             P = P + t
         # |A| |dB| (+ |dA||dB| when A is a cast point)
         if eB is not None:
-            t = upper(self.op, absA, eB, self.k)
+            t = upper32(self.op, absA, eB, self.k)
             if cA is not None:
                 uA, hA = cA
                 t = t * (1 + b(uA)) + b(hA) * _clean(self.colsum(eB))
@@ -147,8 +169,7 @@ class BilinearError:
                     eb = pad_left(eb.reshape((F, *self.bias.shape)), nd)
             if eb is not None:
                 total = total + abs(self.beta) * eb
-            # Unfused epilogue: the product may be stored before the bias is added.
-            total = total + ctx.store(abs(self.alpha) * S * (1 + b(gk)), nd)
+            # The bias joins the accumulation (gamma_{k+1}); the result is rounded once.
             total = total + b(gk) * abs(self.beta) * bmag
             if self.alpha != 1.0 or self.beta != 1.0:
                 total = total + b(u_acc) * 2 * (ymag + total)

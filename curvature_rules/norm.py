@@ -58,7 +58,11 @@ def variance_lower_bound(lo: torch.Tensor, hi: torch.Tensor, iters: int = 64) ->
     convexity gives ``f(c*) >= f(a) + f'(a) (b - a)`` because ``f'(a) <= 0``.
     """
     n = lo.shape[-1]
-    finite = torch.isfinite(lo).all(-1) & torch.isfinite(hi).all(-1)
+    # Rows whose intervals share a common point can be constant: the minimum is 0.
+    overlap = lo.amax(-1) <= hi.amin(-1)
+    if bool(overlap.all()):
+        return torch.zeros(lo.shape[:-1], dtype=lo.dtype)
+    finite = torch.isfinite(lo).all(-1) & torch.isfinite(hi).all(-1) & ~overlap
     lo_ = torch.where(torch.isfinite(lo), lo, torch.zeros_like(lo))
     hi_ = torch.where(torch.isfinite(hi), hi, torch.zeros_like(hi))
 
@@ -137,9 +141,25 @@ class LayerNormError:
     stats: _RowStats
     stat_shape: tuple[int, ...] = ()
 
+    @property
+    def unbounded_reason(self) -> str | None:
+        vmin = float((self.stats.smin**2).min()) - self.eps
+        if vmin <= self.eps:
+            return (
+                f"the row variance is not bounded away from 0 over the domain (lower bound {max(vmin, 0):.3g}, "
+                f"LayerNorm eps {self.eps:g}): rounding the variance can change 1/sqrt(var + eps) without bound"
+            )
+        return None
+
     def propagate(self, ctx: ErrorContext):
         F, nd = ctx.F, len(self.out.shape)
         n = self.n
+        if self.unbounded_reason is not None:
+            # var + eps can reach eps, so the rounded variance (error >= 0) can make rsqrt
+            # arbitrarily large relative to its exact value: no finite bound (see docstring).
+            inf = torch.full((F, *self.out.shape), float("inf"), dtype=torch.float64)
+            stat = tuple(torch.full((F, *self.stat_shape), INF, dtype=F64) for _ in range(2))
+            return (inf, *stat)
         rows = self.x.lo.reshape(-1, n)
         rows_hi = self.x.hi.reshape(-1, n)
         e = ctx.err("input")

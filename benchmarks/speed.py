@@ -1,0 +1,67 @@
+"""Speed benchmark (issues 2 and 3): the end-to-end time of the analysis on a model, next to
+the time of torch.export and of one fp32 forward pass, as ratios.
+
+    python benchmarks/speed.py                 # BERT-base
+    python benchmarks/speed.py --models bert_base gpt2_small resnet50 mlp
+
+Stages: load (import the file, build the model, check one forward), export (torch.export),
+decompose (run_decompositions), bounds (ranges, Lipschitz and curvature for every node),
+errors (rounding-error bounds for the 7 uniform formats), local+assign (per-layer
+coefficients, the assignment and its verification). "bounds e2e" = load + export + decompose
++ bounds (issue 2 target: < 15 s on BERT-base); "certify" = everything without --validate
+(issue 3 target: < 20 s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+import time
+import warnings
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+warnings.filterwarnings("ignore")
+
+import torch  # noqa: E402
+
+from certifier.pipeline import Options, run_certify  # noqa: E402
+
+TARGETS = {"bert_base": (15.0, 20.0)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", nargs="*", default=["bert_base"])
+    ap.add_argument("--eps", type=float, default=1e-2)
+    args = ap.parse_args()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    for name in args.models:
+        t0 = time.perf_counter()
+        rep = run_certify(ROOT / "examples" / f"{name}.py", Options(eps=args.eps))
+        total = time.perf_counter() - t0
+        t = rep.times
+        m = copy.deepcopy(rep.loaded.module).float().eval()
+        xs = rep.loaded.example_inputs
+        with torch.no_grad():
+            m(*xs)
+            f0 = time.perf_counter()
+            m(*xs)
+            fwd = time.perf_counter() - f0
+        e2e = t["load"] + t["export"] + t["decompose"] + t["bounds"]
+        print(f"\n{name}: {len(rep.bounds.nodes)} nodes, {len(rep.bounds.layers)} layers, verdict {rep.verdict}")
+        for k in ("load", "export", "decompose", "bounds", "uniform_errors", "local_errors", "assign"):
+            print(f"  {k:15s} {t.get(k, 0.0):7.2f} s")
+        print(f"  {'bounds e2e':15s} {e2e:7.2f} s   = {e2e / t['export']:.1f}x export, {e2e / fwd:.0f}x one fp32 forward")
+        print(f"  {'certify':15s} {total:7.2f} s   = {total / t['export']:.1f}x export, {total / fwd:.0f}x one fp32 forward")
+        print(f"  {'export':15s} {t['export']:7.2f} s;  one fp32 forward {fwd:.3f} s")
+        if name in TARGETS:
+            a, b = TARGETS[name]
+            print(f"  targets: bounds e2e < {a:g} s: {'met' if e2e < a else 'MISSED'}; certify < {b:g} s: {'met' if total < b else 'MISSED'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

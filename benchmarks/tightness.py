@@ -1,0 +1,71 @@
+"""Tightness benchmark: certified bound / observed error, per example and format (issue 3).
+
+For each example and each of fp32, bf16, fp16 (run uniformly on CPU, parameters and float
+activations cast as with ``model.to(dtype)``), prints the certified uniform bound, the
+largest observed max-abs error against float64 over random domain inputs plus an adversarial
+search, and their ratio. A row with observed > bound is a soundness bug and is flagged.
+
+    python benchmarks/tightness.py                      # MLP, CNN, hostile examples
+    python benchmarks/tightness.py --models bert_base gpt2_small --n 10 --adv 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+import warnings
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+warnings.filterwarnings("ignore")
+
+from certifier.capture import capture  # noqa: E402
+from certifier.formats import FORMATS  # noqa: E402
+from certifier.loader import load_model  # noqa: E402
+from certifier.rounding import run_errors  # noqa: E402
+from certifier.validate import cast_model, observe  # noqa: E402
+from certifier.walker import analyze_bounds  # noqa: E402
+
+DEFAULT = ["mlp", "cnn", "exp_range", "rational_head"]
+TARGET = {"mlp": 100, "cnn": 100, "bert_base": 1000, "gpt2_small": 1000}
+
+
+def fmt(x: float) -> str:
+    return "unbounded" if not math.isfinite(x) else f"{x:.3g}"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", nargs="*", default=DEFAULT)
+    ap.add_argument("--formats", nargs="*", default=["fp32", "bf16", "fp16"])
+    ap.add_argument("--n", type=int, default=100, help="random inputs")
+    ap.add_argument("--adv", type=int, default=60, help="adversarial search steps")
+    args = ap.parse_args()
+    rows = []
+    bad = 0
+    print(f"{'model':14s} {'format':6s} {'bound':>11s} {'observed':>11s} {'ratio':>9s} {'target':>7s}  note")
+    for name in args.models:
+        lm = load_model(ROOT / "examples" / f"{name}.py")
+        ba = analyze_bounds(lm, capture(lm))
+        res = run_errors(ba, [{"*": f} for f in args.formats], keep_nodes=False)
+        for f, b, ov in zip(args.formats, res.bound, res.overflow):
+            t0 = time.perf_counter()
+            ob = observe(lm, cast_model(lm.module, f), FORMATS[f].torch_dtype, args.n, args.adv, seed=0)
+            ratio = b / ob.max_error if ob.max_error > 0 else math.inf
+            note = ov.reason() if ov else ""
+            if ob.max_error > b:
+                note = "SOUNDNESS VIOLATION: observed > bound"
+                bad += 1
+            tgt = TARGET.get(name)
+            if tgt and math.isfinite(ratio) and ratio > tgt:
+                note = (note + "; " if note else "") + "target missed"
+            print(f"{name:14s} {f:6s} {fmt(b):>11s} {ob.max_error:>11.3g} {fmt(ratio):>9s} {str(tgt or '-'):>7s}  {note}  ({time.perf_counter() - t0:.1f}s)")
+            rows.append((name, f, b, ob.max_error, ratio))
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

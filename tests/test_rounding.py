@@ -1,0 +1,66 @@
+"""Rounding-error engine: targeted cases where one error source dominates, so that dropping
+that source would make the bound fall below the observed error."""
+
+from pathlib import Path
+
+import torch
+
+from certifier.capture import capture
+from certifier.loader import InputSpec, LoadedModel
+from certifier.rounding import run_errors
+from certifier.validate import cast_model, flat_outputs
+from certifier.walker import analyze_bounds
+
+
+def _analyse(model, shape, lo, hi):
+    lm = LoadedModel(Path("t.py"), "t", model.eval(), (torch.zeros(shape),), [InputSpec(shape, torch.float32, lo, hi)], "")
+    return lm, analyze_bounds(lm, capture(lm))
+
+
+def test_weight_rounding_is_charged_through_permuted_weights():
+    """Linear(1000 -> 1) with w = 1 + 2**-12 (rounds to 1 in fp16) and bias -1000: at x = 1 the
+    exact output is 1000 * 2**-12 = 0.244 and fp16 computes 0. Only the weight-rounding term
+    of the bound covers that (the accumulation and output terms are ~0.12)."""
+    m = torch.nn.Linear(1000, 1)
+    with torch.no_grad():
+        m.weight.fill_(1 + 2.0**-12)
+        m.bias.fill_(-1000.0)
+    lm, ba = _analyse(m, (1, 1000), 1.0, 1.0)
+    bound = run_errors(ba, [{"*": "fp16"}]).bound[0]
+    x = torch.ones(1, 1000, dtype=torch.float64)
+    low = cast_model(m, "fp16")
+    with torch.no_grad():
+        err = float((low(x.half()).double() - m.double()(x)).abs().max())
+    assert err > 0.2
+    assert err <= bound
+    # Regression: the bound must charge the input cast, the weight cast and the bias cast
+    # (u |W| |x| = u |b| = 0.49 each); a version that dropped the weight term gave 1.10.
+    assert bound >= 3 * 2.0**-11 * 1000
+
+
+def test_input_rounding_is_charged():
+    """y = 3 x on x in [0.1, 0.1]: fp16 rounds 0.1 on the way in (error 2.4e-5, times 3)."""
+
+    class M(torch.nn.Module):
+        def forward(self, x):
+            return x * 3.0
+
+    lm, ba = _analyse(M(), (1, 4), 0.1, 0.1)
+    bound = run_errors(ba, [{"*": "fp16"}]).bound[0]
+    x = torch.full((1, 4), 0.1, dtype=torch.float64)
+    err = float((M()(x.half()).double() - 3 * x).abs().max())
+    assert err > 5e-5 and err <= bound
+
+
+def test_mixed_assignment_casts_between_layers():
+    """fp32 layer feeding an fp16 layer: the activation is rounded on entry to the fp16 layer."""
+    m = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 1))
+    torch.manual_seed(0)
+    lm, ba = _analyse(m, (1, 4), -1.0, 1.0)
+    mixed = run_errors(ba, [{"0": "fp32", "1": "fp16"}, {"0": "fp32", "1": "fp32"}])
+    assert mixed.bound[0] > 10 * mixed.bound[1]
+    from certifier.amp import apply_precision
+    from certifier.validate import observe
+
+    ob = observe(lm, apply_precision(m, {"0": "fp32", "1": "fp16"}), None, 50, 30, align_dtype=torch.float32)
+    assert ob.max_error <= mixed.bound[0]
