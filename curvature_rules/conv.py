@@ -57,7 +57,7 @@ def convolution_rule(inp: RuleInput) -> RuleResult:
     else:
         k = math.prod(w.shape[1:])
     dtype = inp.out_dtypes[0]
-    out = bilinear_interval(conv, x, w, k, dtype)
+    out = bilinear_interval(conv, x, w, k, dtype, macs=k * math.prod(inp.out_shapes[0]))
     bias_iv = bias if isinstance(bias, Interval) else None
     if bias_iv is not None:
         shape = (1, -1) + (1,) * nsp

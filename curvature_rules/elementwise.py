@@ -75,6 +75,7 @@ GELU_D1_MAX = grid_sup(_gelu_d1, 0.8, 1.0, 2.0)[0]  # g'(sqrt 2) ~ 1.1285
 GELU_D1_NEG = grid_sup(lambda x: -_gelu_d1(x), 0.8, -2.0, -1.0)[0]  # -g'(-sqrt 2) ~ 0.1685
 GELU_MIN_X = -0.7517915247
 GELU_MIN = -0.1700  # true minimum -0.16997...
+GELU_D2_GLOBAL = 2.0 / math.sqrt(2 * math.pi) + 1e-12  # |g''| = phi (2 - x^2) peaks at 0
 GELU_D2_TAIL = grid_sup(lambda x: _gelu_d2(x).abs(), 1.0, SQRT2, 12.0)[0]  # ~0.108 at x = 2
 
 
@@ -299,7 +300,7 @@ def tanh_rule(inp: RuleInput) -> RuleResult:
     dsup = lambda lo, hi: _up(1 - torch.tanh(_mig(lo, hi)) ** 2)  # noqa: E731
     g2 = lambda a: 2 * torch.tanh(a).abs() * (1 - torch.tanh(a) ** 2)  # noqa: E731
     kap = lambda lo, hi: _peak_sup(lo, hi, g2, TANH_D2_X, TANH_D2_MAX)  # noqa: E731
-    return one_input_result(inp, out, dsup, _kappa(x, kap), FUNCTION_ULPS["tanh"])
+    return one_input_result(inp, out, dsup, _kappa(x, kap), FUNCTION_ULPS["tanh"], d2max=TANH_D2_MAX)
 
 
 @register_rule([aten.sigmoid.default])
@@ -311,7 +312,7 @@ def sigmoid_rule(inp: RuleInput) -> RuleResult:
     dsup = lambda lo, hi: _up(ds(_mig(lo, hi)))  # noqa: E731
     g2 = lambda a: ds(a) * (1 - 2 * torch.sigmoid(a)).abs()  # noqa: E731
     kap = lambda lo, hi: _peak_sup(lo, hi, g2, SIG_D2_X, SIG_D2_MAX)  # noqa: E731
-    return one_input_result(inp, out, dsup, _kappa(x, kap), FUNCTION_ULPS["sigmoid"] + 2)
+    return one_input_result(inp, out, dsup, _kappa(x, kap), FUNCTION_ULPS["sigmoid"] + 2, d2max=SIG_D2_MAX)
 
 
 @register_rule([aten.erf.default])
@@ -323,7 +324,7 @@ def erf_rule(inp: RuleInput) -> RuleResult:
     dsup = lambda lo, hi: _up(c * torch.exp(-_mig(lo, hi) ** 2))  # noqa: E731
     g2 = lambda a: 2 * c * a.abs() * torch.exp(-a * a)  # noqa: E731
     kap = lambda lo, hi: _peak_sup(lo, hi, g2, ERF_D2_X, ERF_D2_MAX)  # noqa: E731
-    return one_input_result(inp, out, dsup, _kappa(x, kap), FUNCTION_ULPS["erf"])
+    return one_input_result(inp, out, dsup, _kappa(x, kap), FUNCTION_ULPS["erf"], d2max=ERF_D2_MAX)
 
 
 def _gelu_dsup(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
@@ -351,7 +352,8 @@ def gelu_rule(inp: RuleInput) -> RuleResult:
         res = one_input_result(inp, out, lambda lo, hi: torch.full_like(lo, GELU_T_D1_MAX), 0.5 * GELU_T_D2_MAX, FUNCTION_ULPS["gelu"])
     else:
         out = unimodal_min_map(x, lambda t: t * _Phi(t), GELU_MIN_X, GELU_MIN)
-        res = one_input_result(inp, out, _gelu_dsup, _kappa(x, _gelu_kappa), FUNCTION_ULPS["gelu"])
+        # |g''| = phi(x) |2 - x^2| <= 2 phi(0) everywhere.
+        res = one_input_result(inp, out, _gelu_dsup, _kappa(x, _gelu_kappa), FUNCTION_ULPS["gelu"], d2max=GELU_D2_GLOBAL)
     # The evaluation cancels in 1 + erf(x/sqrt 2) for x < 0: bound it relative to |x| too.
     err = res.error
     assert isinstance(err, ElementwiseError)
@@ -388,7 +390,7 @@ def silu_rule(inp: RuleInput) -> RuleResult:
         v = torch.where(torch.isinf(lo) | torch.isinf(hi), torch.maximum(v, torch.ones_like(v)), v)
         return _up(v)
 
-    return one_input_result(inp, out, dsup, 0.25, FUNCTION_ULPS["sigmoid"] + 3)
+    return one_input_result(inp, out, dsup, 0.25, FUNCTION_ULPS["sigmoid"] + 3, d2max=0.5 + 1e-12)
 
 
 @register_rule([aten.softplus.default])
