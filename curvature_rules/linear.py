@@ -55,7 +55,7 @@ def upper(op: Bilinear, a: torch.Tensor, b: torch.Tensor, k: int) -> torch.Tenso
 U32 = 2.0**-24
 
 
-def upper32(op: Bilinear, a: torch.Tensor, b: torch.Tensor, k: int) -> torch.Tensor:
+def upper32(op: Bilinear, a: torch.Tensor, b: torch.Tensor, k: int, b32: torch.Tensor | None = None, bmax: float | None = None) -> torch.Tensor:
     """Upper bound of ``op(a, b)`` for non-negative ``a``, ``b``, computed in float32.
 
     NB: rounding each operand to float32 errs by at most u32 relative, or by flushing values
@@ -64,17 +64,35 @@ def upper32(op: Bilinear, a: torch.Tensor, b: torch.Tensor, k: int) -> torch.Ten
     + max b + 1)`` bounds the exact value; anything beyond the float32 range becomes inf (an
     upper bound). Used by the error pass, where bounds need not be tight to the last bit.
     """
-    a32, b32 = a.to(torch.float32), b.to(torch.float32)
+    a32 = a.to(torch.float32)
+    if b32 is None:
+        b32 = b.to(torch.float32)
+    if b is None:
+        b = b32
     r = op(a32, b32).to(torch.float64)
     r = torch.nan_to_num(r, nan=INF, posinf=INF)
     g = k * U32 / (1 - k * U32) if k * U32 < 0.5 else INF
-    tiny = k * 2.0**-149 * (float(a.max()) + float(b.max()) + 1.0) if a.numel() and b.numel() else 0.0
+    if bmax is None:
+        bmax = float(b.max()) if b.numel() else 0.0
+    tiny = k * 2.0**-149 * (float(a.max()) + bmax + 1.0) if a.numel() and b.numel() else 0.0
     return r * ((1 + U32) ** 2 * (1 + g) * (1 + 2.0**-50)) + tiny
 
 
 #: Products larger than this many multiply-adds compute their center in float32 (with its
 #: rounding error added to the radius); smaller ones stay in float64.
 FP32_CENTER_MACS = 2_000_000
+
+
+def point_stats32(B: Interval) -> tuple[torch.Tensor, float, float]:
+    """(|W| in float32, max |W|, largest column sum of |W| rounded up) for constant weights."""
+
+    def stats(iv: Interval):
+        m = iv.value.abs().to(torch.float32)
+        k = m.shape[-2] if m.dim() >= 2 else 1
+        cs = float(m.sum(-2).max()) * (1 + (k + 2) * U32) if m.numel() else 0.0
+        return (m, float(m.max()) if m.numel() else 0.0, cs)
+
+    return B.cached("stats32", stats)  # type: ignore[return-value]
 
 
 def bilinear_interval(op: Bilinear, A: Interval, B: Interval, k: int, dtype: torch.dtype, macs: int = 0) -> Interval:
@@ -87,10 +105,21 @@ def bilinear_interval(op: Bilinear, A: Interval, B: Interval, k: int, dtype: tor
     """
     if A.is_point and B.is_point and not dtype.is_floating_point:
         return Interval.point(op(A.value, B.value))
+    big = macs > FP32_CENTER_MACS and k * U32 < 0.01 and A.is_bounded() and B.is_bounded()
+    if big and B.is_point and not A.is_point and B.value.dtype == torch.float32:
+        # Constant float32 weights: everything comes from the float32 value (|W| is exact).
+        Ac = A.mid
+        aAc = Ac.abs()
+        g = 2 * U32 + (k * U32 / (1 - k * U32)) * (1 + U32) ** 2
+        st = point_stats32(B)
+        cc = op(Ac.to(torch.float32), B.value).to(torch.float64)
+        rad = upper32(op, A.rad + g * aAc, None, k, b32=st[0], bmax=st[1])  # type: ignore[arg-type]
+        lo, hi = widen(cc - rad, cc + rad)
+        return Interval(lo, hi, dtype)
     Ac, Bc = A.mid, B.mid
     aAc = A.mag if A.is_point else Ac.abs()
     aBc = B.mag if B.is_point else Bc.abs()
-    if macs > FP32_CENTER_MACS and k * U32 < 0.01 and bool(torch.isfinite(Ac).all()) and bool(torch.isfinite(Bc).all()):
+    if big:
         g = 2 * U32 + (k * U32 / (1 - k * U32)) * (1 + U32) ** 2
         cc = op(Ac.to(torch.float32), Bc.to(torch.float32)).to(torch.float64)
         up_ = upper32
@@ -141,14 +170,20 @@ class BilinearError:
     def propagate(self, ctx: ErrorContext) -> torch.Tensor:
         F, nd = ctx.F, len(self.out.shape)
         b = lambda v: ctx.b(v, nd)  # noqa: E731
-        absA, absB = fmag(self.A), fmag(self.B)
-        AB = upper32(self.op, absA, absB, self.k)  # (out shape), shared by all configurations
+        absA = fmag(self.A)
+        if self.B.is_point and self.B.value.dtype == torch.float32 and not self.A.is_point:
+            b32, bmax, _ = point_stats32(self.B)
+            absB = b32
+            AB = upper32(self.op, absA, None, self.k, b32=b32, bmax=bmax)  # type: ignore[arg-type]
+        else:
+            absB = fmag(self.B)
+            AB = upper32(self.op, absA, absB, self.k)  # (out shape), shared by all configurations
         eA, cA = self._operand(ctx, self.a_name, self.A, self.B)
         eB, cB = self._operand(ctx, self.b_name, self.B, self.A)
         P = torch.zeros((F, *self.out.shape), dtype=F64)
         # |dA| |B^| where |B^| <= |B| + dB
         if eA is not None:
-            t = upper32(self.op, eA, absB, self.k)
+            t = upper32(self.op, eA, absB, self.k, b32=absB if absB.dtype == torch.float32 else None)
             if cB is not None:
                 uB, hB = cB
                 t = t * (1 + b(uB)) + b(hB) * _clean(self.rowsum(eA))
@@ -202,7 +237,11 @@ def _mm_op(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def _lipschitz(A: Interval, B: Interval, a_name: str, b_name: str) -> dict[str, float]:
     L: dict[str, float] = {}
     if A.is_float and not A.is_point:
-        L[a_name] = finite_max(fmag(B).sum(-2)) if B.numel() else 0.0  # max column sum of |B|
+        # max column sum of |B|
+        if B.is_point and B.value.dtype == torch.float32:
+            L[a_name] = point_stats32(B)[2]
+        else:
+            L[a_name] = finite_max(fmag(B).sum(-2)) if B.numel() else 0.0
     if B.is_float and not B.is_point:
         L[b_name] = finite_max(fmag(A).sum(-1)) if A.numel() else 0.0  # max row sum of |A|
     return L
