@@ -197,14 +197,15 @@ def run_cmd(
     quiet: Annotated[bool, typer.Option(help="no tables, no progress: just the verdict line")] = False,
     rational: Annotated[Optional[str], typer.Option(help="N,D: declare a rational head (output indices of numerator and denominator); overrides rational_head() in the model file")] = None,
     scm_out: Annotated[Optional[Path], typer.Option("--scm-out", help="write the SCM thresholds of the rational head as JSON (ZeroProofML keys tau_infer, tau_train, use_gap)")] = None,
+    threads: Annotated[int, typer.Option(help="torch CPU threads for the analysis; certificates are bitwise reproducible for a fixed value (recorded in spec.threads)")] = 1,
 ) -> None:
     _guard(
         _run, model, eps, out, json_out, domain, weights, formats, hardware, hnf_c, solver, validate, adv_steps, seed,
-        amp_config, sign, proof_dir, quiet, rational, scm_out,
+        amp_config, sign, proof_dir, quiet, rational, scm_out, threads,
     )
 
 
-def _run(model, eps, out, json_out, domain, weights, formats, hardware, hnf_c, solver, validate, adv_steps, seed, amp_config, sign, proof_dir, quiet, rational=None, scm_out=None):
+def _run(model, eps, out, json_out, domain, weights, formats, hardware, hnf_c, solver, validate, adv_steps, seed, amp_config, sign, proof_dir, quiet, rational=None, scm_out=None, threads=1):
     from certifier import certificate as C
     from certifier.loader import parse_domain
     from certifier.pipeline import Options, check_eps, run_certify
@@ -230,7 +231,9 @@ def _run(model, eps, out, json_out, domain, weights, formats, hardware, hnf_c, s
     from certifier import scm as S
 
     rational_idx = S.parse_rational(rational) if rational is not None else None
-    opts = Options(eps=eps, formats=fmts, hnf_c=hnf_c, domain=doms, weights=str(weights) if weights else None, hardware=hardware, solver=solver)
+    if threads < 1:
+        raise SpecError(f"--threads must be >= 1, got {threads}")
+    opts = Options(eps=eps, formats=fmts, hnf_c=hnf_c, domain=doms, weights=str(weights) if weights else None, hardware=hardware, solver=solver, threads=threads)
     progress = _Progress(enabled=not quiet and not json_out)
     try:
         report = run_certify(model, opts, progress=progress)

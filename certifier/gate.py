@@ -415,6 +415,7 @@ def replay_options(cert: dict, weights: str | Path | None):
             weights=str(weights) if weights is not None else None,
             hardware=cert["spec"].get("hardware"),  # type: ignore[union-attr]
             solver="z3" if method.startswith("z3") else "greedy",
+            threads=int(cert["spec"].get("threads", 1)),  # type: ignore[union-attr]
         )
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise KeyError(f"the certificate's spec cannot be read for a replay ({e})") from None

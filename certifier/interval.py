@@ -33,7 +33,7 @@ ABS = 2.0**-1000
 class Interval:
     """Elementwise interval over a tensor of fixed shape."""
 
-    __slots__ = ("_lo", "_hi", "dtype", "value", "shape", "_mag", "_finite")
+    __slots__ = ("_lo", "_hi", "dtype", "value", "shape", "_mag", "_finite", "_cache")
 
     def __init__(
         self,
@@ -46,6 +46,7 @@ class Interval:
         self.value = value
         self._mag = None
         self._finite = None
+        self._cache: dict | None = None
         if value is not None:
             self.shape = tuple(value.shape)
             self._lo = self._hi = None
@@ -100,6 +101,14 @@ class Interval:
         if self._hi is None:
             _ = self.lo
         return self._hi  # type: ignore[return-value]
+
+    def cached(self, key: str, fn: Callable[["Interval"], object]) -> object:
+        """``fn(self)``, computed once per interval (for derived data of constant weights)."""
+        if self._cache is None:
+            self._cache = {}
+        if key not in self._cache:
+            self._cache[key] = fn(self)
+        return self._cache[key]
 
     @property
     def is_point(self) -> bool:
@@ -190,7 +199,7 @@ class Interval:
         """An interval whose bounds are already known valid (no NaN, lo <= hi, float64), e.g.
         an exact rearrangement of a valid interval's bounds. Skips the validation pass."""
         iv = Interval.__new__(Interval)
-        iv.dtype, iv.value, iv._mag, iv._finite = dtype, None, None, None
+        iv.dtype, iv.value, iv._mag, iv._finite, iv._cache = dtype, None, None, None, None
         iv._lo, iv._hi = lo, hi
         iv.shape = tuple(lo.shape)
         return iv

@@ -38,6 +38,9 @@ class Options:
     weights: str | None = None
     hardware: str | None = None
     solver: str = "greedy"  # greedy | z3
+    #: torch CPU threads used by the analysis. Fixed (not the machine's core count) so that
+    #: certificates are bitwise reproducible: BLAS results depend on the thread count.
+    threads: int = 1
 
 
 @dataclass
@@ -89,6 +92,15 @@ def analyse(loaded: LoadedModel, progress: Progress | None = None) -> tuple[Capt
 
 
 def run_certify(model_path: str | Path, opts: Options, progress: Progress | None = None) -> Report:
+    old = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(opts.threads)))
+    try:
+        return _run_certify(model_path, opts, progress)
+    finally:
+        torch.set_num_threads(old)
+
+
+def _run_certify(model_path: str | Path, opts: Options, progress: Progress | None = None) -> Report:
     check_eps(opts.eps)
     formats = check_formats(opts.formats)
     p = progress or (lambda *a: None)
@@ -240,6 +252,7 @@ def build_certificate(
             "inputs": [s.to_json() for s in loaded.inputs],
             "candidate_formats": list(formats),
             "hardware": opts.hardware,
+            "threads": int(opts.threads),
         },
         "arithmetic": arithmetic_model(),
         "hnf": {

@@ -10,9 +10,13 @@ from certifier.capture import Captured
 F64 = torch.float64
 
 
-def node_values(captured: Captured, inputs: tuple[torch.Tensor, ...], dtype: torch.dtype = F64) -> dict[str, object]:
+def node_values(captured: Captured, inputs: tuple[torch.Tensor, ...], dtype: torch.dtype = F64, visit=None) -> dict[str, object]:
     """Run the exported graph with parameters and float inputs in ``dtype``; return every
-    node's value by name (tuples stay tuples)."""
+    node's value by name (tuples stay tuples).
+
+    With ``visit(name, value)`` given, each value is handed to it as soon as it is computed and
+    nothing is kept (the returned dict is empty): memory stays at the live set of the graph,
+    which is what a ResNet-50 range check needs to fit in a CI machine."""
     env: dict[str, object] = {}
     gm = captured.program.graph_module
 
@@ -24,7 +28,10 @@ def node_values(captured: Captured, inputs: tuple[torch.Tensor, ...], dtype: tor
     class _Interp(torch.fx.Interpreter):
         def run_node(self, n):
             out = super().run_node(n)
-            env[n.name] = out
+            if visit is None:
+                env[n.name] = out
+            else:
+                visit(n.name, out)
             return out
 
     args = []

@@ -95,14 +95,20 @@ class ElementwiseError:
     ulps: float
     exact: bool = False
     arg: str = "self"
-    # Optional: elementwise output bound on the inflated box (defaults to |y| + L*e).
     zero_below: float | None = None  # relu-like: f is constant 0 where hi + e <= zero_below
+    #: A global bound on |f''|, when one exists: then sup|f'| on [lo - e, hi + e] is at most
+    #: sup|f'| on [lo, hi] plus d2max * e (mean value theorem applied to f'), which avoids
+    #: re-evaluating dsup on every configuration's inflated box.
+    d2max: float | None = None
 
     def propagate(self, ctx: ErrorContext) -> torch.Tensor:
         e = ctx.err(self.arg)
         ymag = fmag(self.y)
         if e is None:
             prop = torch.zeros((ctx.F, *self.y.shape), dtype=F64)
+        elif self.d2max is not None:
+            d0 = self.dsup(self.x.lo, self.x.hi).unsqueeze(0)
+            prop = safe_mul(d0 + self.d2max * e, e)
         else:
             lo = self.x.lo.unsqueeze(0) - e
             hi = self.x.hi.unsqueeze(0) + e
@@ -127,6 +133,7 @@ def one_input_result(
     exact: bool = False,
     arg: str = "self",
     zero_below: float | None = None,
+    d2max: float | None = None,
 ) -> RuleResult:
     """Result of an elementwise one-input op, with its Lipschitz bound from ``dsup``."""
     x = inp.tensor(arg)
@@ -137,5 +144,5 @@ def one_input_result(
         out=out,
         lipschitz={arg: L},
         curvature=curvature,
-        error=ElementwiseError(x, out, dsup, ulps, exact=exact, arg=arg, zero_below=zero_below),
+        error=ElementwiseError(x, out, dsup, ulps, exact=exact, arg=arg, zero_below=zero_below, d2max=d2max),
     )

@@ -8,8 +8,12 @@ Curvature (joint, infinity norm): 0 for add/sub and for mul/div by a constant; x
 (D^2 = 2 h_x h_y); x/y: 1/mig(y)^2 + mag(x)/mig(y)^3 (Hessian of x/y); x^n: n(n-1)/2 mag^(n-2).
 
 Rounding: the operation runs in the accumulation format (one rounding, ``u_acc``), then the
-result is stored (``u``, ``eta/2``). A Python scalar operand is converted to the
-accumulation format first (one more ``u_acc |s|``). Error propagation is exact in the input
+result is stored (``u``, ``eta/2``). A Python scalar operand is rounded to the *storage*
+format first, ``u |s| + eta/2`` (NB: PyTorch's type promotion makes ``x + 0.1`` on an fp16
+tensor add fl16(0.1); some kernels keep the scalar in fp32, which this bound also covers).
+A scalar beyond the format's largest finite value overflows (reported as an intermediate
+through ``internal_max``). A non-unit ``alpha`` is rounded to the accumulation format and multiplied there:
+``(2 u_acc + u_acc^2) |alpha| |y^|``. Error propagation is exact in the input
 errors (no first-order truncation): ``|x^y^ - xy| <= |x| e_y + e_x |y| + e_x e_y`` and
 ``|x^/y^ - x/y| <= (e_x + |x/y| e_y) / (mig(y) - e_y)``.
 """
@@ -53,8 +57,8 @@ class BinaryError:
 
     def _e(self, ctx: ErrorContext, name: str | None, iv: Interval, scalar: bool, nd: int):
         if name is None or scalar:
-            if scalar:  # conversion of the scalar to the accumulation format
-                return pad_left(ctx.b(ctx.u_acc, 0) * fmag(iv).unsqueeze(0), nd)
+            if scalar:  # NB: the scalar is rounded to the storage format (type promotion)
+                return pad_left(ctx.b(ctx.u, 0) * fmag(iv).unsqueeze(0) + ctx.b(ctx.he, 0), nd)
             return None
         e = ctx.err(name)
         return None if e is None else pad_left(e, nd)
@@ -88,7 +92,8 @@ class BinaryError:
         ymag = fmag(self.out).unsqueeze(0) + P
         extra = 0.0
         if self.alpha != 1.0 and self.kind == "add":
-            extra = ctx.b(ctx.u_acc, nd) * abs(self.alpha) * (ym + ey)
+            ua = ctx.b(ctx.u_acc, nd)
+            extra = (2 * ua + ua * ua) * abs(self.alpha) * (ym + ey)
         local = ctx.b(ctx.u_acc, nd) * ymag + extra
         if exact:
             return P
@@ -157,7 +162,10 @@ def _binary(inp: RuleInput, kind: str, xname: str, yname: str, alpha: float = 1.
         x_scalar=xs,
         y_scalar=ys,
     )
-    return RuleResult(out=out, lipschitz=L, curvature=kappa, error=err, flops=float(out.numel()))
+    # NB: the scalar itself is held in the storage format (``x + 1e5`` is inf in fp16 even
+    # when the result fits): report it to the overflow check as an intermediate.
+    internal = max([float(v.max_abs()) for v, s in ((x, xs), (y, ys)) if s] or [0.0])
+    return RuleResult(out=out, lipschitz=L, curvature=kappa, error=err, internal_max=internal, flops=float(out.numel()))
 
 
 @register_rule([aten.add.Tensor, aten.add.Scalar])

@@ -38,15 +38,18 @@ def convolution_rule(inp: RuleInput) -> RuleResult:
     nsp = len(w.shape) - 2
 
     def conv(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        # Accept a leading configuration dimension on the input.
+        # Accept a leading configuration dimension on the input, the weight, or both.
+        if b.dim() > nsp + 2:  # error on the weight: one convolution per configuration
+            if a.dim() > nsp + 2:  # ... and on the input (NB: paired by configuration)
+                a = a.expand((b.shape[0],) + a.shape[1:]) if a.shape[0] == 1 else a
+                return torch.stack([conv(ai, bi) for ai, bi in zip(a, b)])
+            return torch.stack([conv(a, bi) for bi in b])
         extra = a.dim() - (nsp + 2)
         if extra > 0:
             lead = a.shape[:extra]
             flat = a.reshape((math.prod(lead) * a.shape[extra],) + a.shape[extra + 1 :])
             r = aten.convolution(flat, b, None, stride, padding, dilation, transposed, output_padding, groups)
             return r.reshape(lead + (a.shape[extra],) + r.shape[1:])
-        if b.dim() > nsp + 2:  # error on the weight: one convolution per configuration
-            return torch.stack([conv(a, bi) for bi in b])
         return aten.convolution(a, b, None, stride, padding, dilation, transposed, output_padding, groups)
 
     if transposed:
@@ -54,7 +57,7 @@ def convolution_rule(inp: RuleInput) -> RuleResult:
     else:
         k = math.prod(w.shape[1:])
     dtype = inp.out_dtypes[0]
-    out = bilinear_interval(conv, x, w, k, dtype)
+    out = bilinear_interval(conv, x, w, k, dtype, macs=k * math.prod(inp.out_shapes[0]))
     bias_iv = bias if isinstance(bias, Interval) else None
     if bias_iv is not None:
         shape = (1, -1) + (1,) * nsp

@@ -20,6 +20,11 @@ Rounding model: f is evaluated in the accumulation format with ``ulps`` units of
 relative to |f(x^)| (formats.FUNCTION_ULPS), then stored. GELU's ``0.5 x (1 + erf(x/sqrt 2))``
 cancels for negative x, so its evaluation error is bounded relative to |x| as well.
 relu, abs and neg are exact in every format.
+
+softplus follows PyTorch's definition, which returns x itself where ``beta x > threshold``:
+the smooth branch is ``log1p(e^-threshold)/beta`` above x at the switch, so f jumps down
+there. On a box that stays on one side L = 1 and kappa = beta/8; across the switch the range
+includes the jump and L = kappa = inf (no Lipschitz constant exists).
 """
 
 from __future__ import annotations
@@ -70,6 +75,7 @@ GELU_D1_MAX = grid_sup(_gelu_d1, 0.8, 1.0, 2.0)[0]  # g'(sqrt 2) ~ 1.1285
 GELU_D1_NEG = grid_sup(lambda x: -_gelu_d1(x), 0.8, -2.0, -1.0)[0]  # -g'(-sqrt 2) ~ 0.1685
 GELU_MIN_X = -0.7517915247
 GELU_MIN = -0.1700  # true minimum -0.16997...
+GELU_D2_GLOBAL = 2.0 / math.sqrt(2 * math.pi) + 1e-12  # |g''| = phi (2 - x^2) peaks at 0
 GELU_D2_TAIL = grid_sup(lambda x: _gelu_d2(x).abs(), 1.0, SQRT2, 12.0)[0]  # ~0.108 at x = 2
 
 
@@ -294,7 +300,7 @@ def tanh_rule(inp: RuleInput) -> RuleResult:
     dsup = lambda lo, hi: _up(1 - torch.tanh(_mig(lo, hi)) ** 2)  # noqa: E731
     g2 = lambda a: 2 * torch.tanh(a).abs() * (1 - torch.tanh(a) ** 2)  # noqa: E731
     kap = lambda lo, hi: _peak_sup(lo, hi, g2, TANH_D2_X, TANH_D2_MAX)  # noqa: E731
-    return one_input_result(inp, out, dsup, _kappa(x, kap), FUNCTION_ULPS["tanh"])
+    return one_input_result(inp, out, dsup, _kappa(x, kap), FUNCTION_ULPS["tanh"], d2max=TANH_D2_MAX)
 
 
 @register_rule([aten.sigmoid.default])
@@ -306,7 +312,7 @@ def sigmoid_rule(inp: RuleInput) -> RuleResult:
     dsup = lambda lo, hi: _up(ds(_mig(lo, hi)))  # noqa: E731
     g2 = lambda a: ds(a) * (1 - 2 * torch.sigmoid(a)).abs()  # noqa: E731
     kap = lambda lo, hi: _peak_sup(lo, hi, g2, SIG_D2_X, SIG_D2_MAX)  # noqa: E731
-    return one_input_result(inp, out, dsup, _kappa(x, kap), FUNCTION_ULPS["sigmoid"] + 2)
+    return one_input_result(inp, out, dsup, _kappa(x, kap), FUNCTION_ULPS["sigmoid"] + 2, d2max=SIG_D2_MAX)
 
 
 @register_rule([aten.erf.default])
@@ -318,7 +324,7 @@ def erf_rule(inp: RuleInput) -> RuleResult:
     dsup = lambda lo, hi: _up(c * torch.exp(-_mig(lo, hi) ** 2))  # noqa: E731
     g2 = lambda a: 2 * c * a.abs() * torch.exp(-a * a)  # noqa: E731
     kap = lambda lo, hi: _peak_sup(lo, hi, g2, ERF_D2_X, ERF_D2_MAX)  # noqa: E731
-    return one_input_result(inp, out, dsup, _kappa(x, kap), FUNCTION_ULPS["erf"])
+    return one_input_result(inp, out, dsup, _kappa(x, kap), FUNCTION_ULPS["erf"], d2max=ERF_D2_MAX)
 
 
 def _gelu_dsup(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
@@ -346,7 +352,8 @@ def gelu_rule(inp: RuleInput) -> RuleResult:
         res = one_input_result(inp, out, lambda lo, hi: torch.full_like(lo, GELU_T_D1_MAX), 0.5 * GELU_T_D2_MAX, FUNCTION_ULPS["gelu"])
     else:
         out = unimodal_min_map(x, lambda t: t * _Phi(t), GELU_MIN_X, GELU_MIN)
-        res = one_input_result(inp, out, _gelu_dsup, _kappa(x, _gelu_kappa), FUNCTION_ULPS["gelu"])
+        # |g''| = phi(x) |2 - x^2| <= 2 phi(0) everywhere.
+        res = one_input_result(inp, out, _gelu_dsup, _kappa(x, _gelu_kappa), FUNCTION_ULPS["gelu"], d2max=GELU_D2_GLOBAL)
     # The evaluation cancels in 1 + erf(x/sqrt 2) for x < 0: bound it relative to |x| too.
     err = res.error
     assert isinstance(err, ElementwiseError)
@@ -383,19 +390,39 @@ def silu_rule(inp: RuleInput) -> RuleResult:
         v = torch.where(torch.isinf(lo) | torch.isinf(hi), torch.maximum(v, torch.ones_like(v)), v)
         return _up(v)
 
-    return one_input_result(inp, out, dsup, 0.25, FUNCTION_ULPS["sigmoid"] + 3)
+    return one_input_result(inp, out, dsup, 0.25, FUNCTION_ULPS["sigmoid"] + 3, d2max=0.5 + 1e-12)
 
 
 @register_rule([aten.softplus.default])
 def softplus_rule(inp: RuleInput) -> RuleResult:
-    """log(1 + e^(beta x))/beta (linear above the threshold): L = sigmoid(beta hi), kappa = beta/8."""
+    """log(1 + e^(beta x))/beta, or x where beta x > threshold: L = 1, kappa = beta/8 on boxes
+    on one side of the threshold; the threshold is a jump (L = kappa = inf across it)."""
     x = inp.tensor("self")
     beta = float(inp.get("beta", 1.0))  # type: ignore[arg-type]
     thr = float(inp.get("threshold", 20.0))  # type: ignore[arg-type]
-    f = lambda t: torch.where(beta * t > thr, t, torch.nn.functional.softplus(t, beta, thr))  # noqa: E731
-    out = increasing_map(x, f)
-    dsup = lambda lo, hi: torch.ones_like(lo)  # noqa: E731
-    return one_input_result(inp, out, dsup, beta / 8 + 1e-12, FUNCTION_ULPS["log"] + FUNCTION_ULPS["exp"] + 2)
+    if beta <= 0:
+        raise NotImplementedError("softplus with beta <= 0")
+    # NB: PyTorch switches to x where beta x > threshold; the smooth branch at the switch
+    # point t0 = threshold/beta is t0 + log1p(e^-threshold)/beta > t0, so f jumps *down* by
+    # log1p(e^-threshold)/beta there (0.0033 for beta = 2, threshold = 5): f is not monotone,
+    # not continuous and has no Lipschitz constant across t0.
+    t0 = thr / beta
+    sp = lambda t: torch.nn.functional.softplus(t.clamp(max=t0), beta, math.inf)  # noqa: E731  smooth branch
+    lo_s, hi_s = x.lo * beta <= thr, x.hi * beta > thr  # box reaches the smooth / linear side
+    flo = torch.where(lo_s, sp(x.lo), x.lo)
+    lo = torch.where(lo_s & hi_s, torch.minimum(flo, torch.full_like(flo, t0)), flo)
+    fhi = torch.where(hi_s, x.hi, sp(x.hi))
+    hi = torch.where(lo_s & hi_s, torch.maximum(fhi, sp(torch.minimum(x.hi, torch.full_like(x.hi, t0)))), fhi)
+    lo, hi = widen(lo, hi)
+    out = Interval(lo, hi, x.dtype)
+
+    def dsup(a, b):
+        jump = (a * beta <= thr) & (b * beta > thr)
+        return torch.where(jump, torch.full_like(a, INF), torch.ones_like(a))
+
+    straddles = bool((lo_s & hi_s).any()) if x.numel() else False
+    kappa = INF if straddles else beta / 8 + 1e-12
+    return one_input_result(inp, out, dsup, kappa, FUNCTION_ULPS["log"] + FUNCTION_ULPS["exp"] + 2)
 
 
 @register_rule([aten.sin.default, aten.cos.default])

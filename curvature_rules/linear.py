@@ -55,7 +55,7 @@ def upper(op: Bilinear, a: torch.Tensor, b: torch.Tensor, k: int) -> torch.Tenso
 U32 = 2.0**-24
 
 
-def upper32(op: Bilinear, a: torch.Tensor, b: torch.Tensor, k: int) -> torch.Tensor:
+def upper32(op: Bilinear, a: torch.Tensor, b: torch.Tensor, k: int, b32: torch.Tensor | None = None, bmax: float | None = None) -> torch.Tensor:
     """Upper bound of ``op(a, b)`` for non-negative ``a``, ``b``, computed in float32.
 
     NB: rounding each operand to float32 errs by at most u32 relative, or by flushing values
@@ -64,30 +64,76 @@ def upper32(op: Bilinear, a: torch.Tensor, b: torch.Tensor, k: int) -> torch.Ten
     + max b + 1)`` bounds the exact value; anything beyond the float32 range becomes inf (an
     upper bound). Used by the error pass, where bounds need not be tight to the last bit.
     """
-    a32, b32 = a.to(torch.float32), b.to(torch.float32)
+    a32 = a.to(torch.float32)
+    if b32 is None:
+        b32 = b.to(torch.float32)
+    if b is None:
+        b = b32
     r = op(a32, b32).to(torch.float64)
     r = torch.nan_to_num(r, nan=INF, posinf=INF)
     g = k * U32 / (1 - k * U32) if k * U32 < 0.5 else INF
-    tiny = k * 2.0**-149 * (float(a.max()) + float(b.max()) + 1.0) if a.numel() and b.numel() else 0.0
+    if bmax is None:
+        bmax = float(b.max()) if b.numel() else 0.0
+    tiny = k * 2.0**-149 * (float(a.max()) + bmax + 1.0) if a.numel() and b.numel() else 0.0
     return r * ((1 + U32) ** 2 * (1 + g) * (1 + 2.0**-50)) + tiny
 
 
-def bilinear_interval(op: Bilinear, A: Interval, B: Interval, k: int, dtype: torch.dtype) -> Interval:
-    """Sound interval of ``op(A, B)`` for a bilinear ``op`` with non-negative monotonicity."""
+#: Products larger than this many multiply-adds compute their center in float32 (with its
+#: rounding error added to the radius); smaller ones stay in float64.
+FP32_CENTER_MACS = 2_000_000
+
+
+def point_stats32(B: Interval) -> tuple[torch.Tensor, float, float]:
+    """(|W| in float32, max |W|, largest column sum of |W| rounded up) for constant weights."""
+
+    def stats(iv: Interval):
+        m = iv.value.abs().to(torch.float32)
+        k = m.shape[-2] if m.dim() >= 2 else 1
+        cs = float(m.sum(-2).max()) * (1 + (k + 2) * U32) if m.numel() else 0.0
+        return (m, float(m.max()) if m.numel() else 0.0, cs)
+
+    return B.cached("stats32", stats)  # type: ignore[return-value]
+
+
+def bilinear_interval(op: Bilinear, A: Interval, B: Interval, k: int, dtype: torch.dtype, macs: int = 0) -> Interval:
+    """Sound interval of ``op(A, B)`` for a bilinear ``op`` with non-negative monotonicity.
+
+    With a float32 center (large products): rounding Ac and Bc to float32 errs by at most
+    u32 relative each, and the float32 product by gamma_k(u32) relative to |Ac32||Bc32| (Higham
+    Thm 3.5), so ``|fl32(Ac Bc) - Ac Bc| <= (2 u32 + gamma_k(u32)(1 + u32)^2) |Ac| |Bc|``; that
+    term joins the radius, whose non-negative products are bounded by :func:`upper32`.
+    """
     if A.is_point and B.is_point and not dtype.is_floating_point:
         return Interval.point(op(A.value, B.value))
+    big = macs > FP32_CENTER_MACS and k * U32 < 0.01 and A.is_bounded() and B.is_bounded()
+    if big and B.is_point and not A.is_point and B.value.dtype == torch.float32:
+        # Constant float32 weights: everything comes from the float32 value (|W| is exact).
+        Ac = A.mid
+        aAc = Ac.abs()
+        g = 2 * U32 + (k * U32 / (1 - k * U32)) * (1 + U32) ** 2
+        st = point_stats32(B)
+        cc = op(Ac.to(torch.float32), B.value).to(torch.float64)
+        rad = upper32(op, A.rad + g * aAc, None, k, b32=st[0], bmax=st[1])  # type: ignore[arg-type]
+        lo, hi = widen(cc - rad, cc + rad)
+        return Interval(lo, hi, dtype)
     Ac, Bc = A.mid, B.mid
     aAc = A.mag if A.is_point else Ac.abs()
     aBc = B.mag if B.is_point else Bc.abs()
-    g = gamma(k, U64)
-    cc = op(Ac, Bc)
+    if big:
+        g = 2 * U32 + (k * U32 / (1 - k * U32)) * (1 + U32) ** 2
+        cc = op(Ac.to(torch.float32), Bc.to(torch.float32)).to(torch.float64)
+        up_ = upper32
+    else:
+        g = gamma(k, U64)
+        cc = op(Ac, Bc)
+        up_ = upper
     if B.is_point:
-        rad = upper(op, A.rad + g * aAc, aBc, k)
+        rad = up_(op, A.rad + g * aAc, aBc, k)
     elif A.is_point:
-        rad = upper(op, aAc, B.rad + g * aBc, k)
+        rad = up_(op, aAc, B.rad + g * aBc, k)
     else:
         Ar, Br = A.rad, B.rad
-        rad = upper(op, aAc, Br + g * aBc, k) + upper(op, Ar, aBc + Br, k)
+        rad = up_(op, aAc, Br + g * aBc, k) + up_(op, Ar, aBc + Br, k)
     lo, hi = widen(cc - rad, cc + rad)
     return Interval(lo, hi, dtype)
 
@@ -117,19 +163,27 @@ class BilinearError:
         which is applied in closed form unless both operands are points."""
         if iv.is_point and not other.is_point:
             return None, ctx.cast_point(name)
-        return ctx.err(name), None
+        e = ctx.err(name)
+        # NB: align the batch dims of an operand of lower rank (matmul broadcasting).
+        return (None if e is None else pad_left(e, len(self.out.shape))), None
 
     def propagate(self, ctx: ErrorContext) -> torch.Tensor:
         F, nd = ctx.F, len(self.out.shape)
         b = lambda v: ctx.b(v, nd)  # noqa: E731
-        absA, absB = fmag(self.A), fmag(self.B)
-        AB = upper(self.op, absA, absB, self.k)  # (out shape), shared by all configurations
+        absA = fmag(self.A)
+        if self.B.is_point and self.B.value.dtype == torch.float32 and not self.A.is_point:
+            b32, bmax, _ = point_stats32(self.B)
+            absB = b32
+            AB = upper32(self.op, absA, None, self.k, b32=b32, bmax=bmax)  # type: ignore[arg-type]
+        else:
+            absB = fmag(self.B)
+            AB = upper32(self.op, absA, absB, self.k)  # (out shape), shared by all configurations
         eA, cA = self._operand(ctx, self.a_name, self.A, self.B)
         eB, cB = self._operand(ctx, self.b_name, self.B, self.A)
         P = torch.zeros((F, *self.out.shape), dtype=F64)
         # |dA| |B^| where |B^| <= |B| + dB
         if eA is not None:
-            t = upper32(self.op, eA, absB, self.k)
+            t = upper32(self.op, eA, absB, self.k, b32=absB if absB.dtype == torch.float32 else None)
             if cB is not None:
                 uB, hB = cB
                 t = t * (1 + b(uB)) + b(hB) * _clean(self.rowsum(eA))
@@ -183,7 +237,11 @@ def _mm_op(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def _lipschitz(A: Interval, B: Interval, a_name: str, b_name: str) -> dict[str, float]:
     L: dict[str, float] = {}
     if A.is_float and not A.is_point:
-        L[a_name] = finite_max(fmag(B).sum(-2)) if B.numel() else 0.0  # max column sum of |B|
+        # max column sum of |B|
+        if B.is_point and B.value.dtype == torch.float32:
+            L[a_name] = point_stats32(B)[2]
+        else:
+            L[a_name] = finite_max(fmag(B).sum(-2)) if B.numel() else 0.0
     if B.is_float and not B.is_point:
         L[b_name] = finite_max(fmag(A).sum(-1)) if A.numel() else 0.0  # max row sum of |A|
     return L
@@ -191,9 +249,12 @@ def _lipschitz(A: Interval, B: Interval, a_name: str, b_name: str) -> dict[str, 
 
 def _matmul_result(inp: RuleInput, a_name: str, b_name: str, bias_name: str | None) -> RuleResult:
     A, B = inp.tensor(a_name), inp.tensor(b_name)
+    if len(A.shape) < 2 or len(B.shape) < 2:
+        raise NotImplementedError("matmul with a 1-D operand")
     k = A.shape[-1]
     dtype = inp.out_dtypes[0]
-    out = bilinear_interval(_mm_op, A, B, k, dtype)
+    m_ = A.numel() // max(k, 1)
+    out = bilinear_interval(_mm_op, A, B, k, dtype, macs=m_ * k * B.shape[-1])
     alpha = float(inp.get("alpha", 1.0))  # type: ignore[arg-type]
     beta = float(inp.get("beta", 1.0))  # type: ignore[arg-type]
     bias = inp.tensor(bias_name) if bias_name else None

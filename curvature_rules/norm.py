@@ -11,10 +11,16 @@ beta``.
 * Lipschitz (infinity norm). ``dz_i = (h_i - mean h)/s - z_i (z.h)/(n s)``, and
   ``|z.h|/n <= rms(z) rms(h) <= max|h|`` because ``mean z^2 <= 1``, so
   ``|dz_i| <= (2 + |z_i|) max|h| / s``: ``L = max |gamma| (2 + Z) / s_min`` (DESIGN: grows like
-  ``1/sqrt(var_min + eps)``; the source's ``1/eps`` with no variance term is wrong).
+  ``1/sqrt(var_min + eps)``; the source's ``1/eps`` with no variance term is wrong), the
+  maximum over rows of each row's ``Z`` and ``s_min``. A gamma (beta) computed by the model
+  has L = Z (1).
 * Curvature. Differentiating dz again gives ``D^2 z[h,h] = -2 q b + 3 z b^2 - z (q.h)/(n s)``
   with ``q = (h - mean h)/s``, ``b = (z.h)/(n s)``; with ``|h| <= 1``: ``|q_i| <= 2/s``,
   ``|b| <= 1/s``, ``|q.h|/(n s) <= 2/s^2``, so ``kappa = |gamma| (4 + 5 Z) / (2 s_min^2)``.
+  A computed gamma adds the cross term ``2 h_gamma Dz[h]``: ``+ (2 + Z) / s_min``.
+* The mean and rstd outputs get sound ranges but no Lipschitz/curvature claim (L and kappa
+  are those of y) and an infinite rounding error (fail closed); inference graphs only
+  consume y.
 * Rounding. Input errors e propagate by the mean value theorem over the inflated box
   ``[lo - e, hi + e]`` (its own variance bound): ``|dz_i| <= (e_i + mean e + Z' rms e)/s'``.
   The kernel (accumulation format) computes the mean with ``gamma_n`` error, the variance
@@ -133,6 +139,7 @@ class LayerNormError:
     w: Interval | None
     b: Interval | None
     stats: _RowStats
+    stat_shape: tuple[int, ...] = ()
 
     @property
     def unbounded_reason(self) -> str | None:
@@ -151,7 +158,8 @@ class LayerNormError:
             # var + eps can reach eps, so the rounded variance (error >= 0) can make rsqrt
             # arbitrarily large relative to its exact value: no finite bound (see docstring).
             inf = torch.full((F, *self.out.shape), float("inf"), dtype=torch.float64)
-            return (inf, None, None)
+            stat = tuple(torch.full((F, *self.stat_shape), INF, dtype=F64) for _ in range(2))
+            return (inf, *stat)
         rows = self.x.lo.reshape(-1, n)
         rows_hi = self.x.hi.reshape(-1, n)
         e = ctx.err("input")
@@ -190,9 +198,12 @@ class LayerNormError:
         if self.w is not None:
             gm = fmag(self.w)
             cw = ctx.cast_point("weight") if self.w.is_point else None
-            ew = (ctx.b(cw[0], 1) * gm + ctx.b(cw[1], 1)) if cw is not None else torch.zeros((F, 1), dtype=F64)
+            gd = gm.dim()  # NB: gamma has the normalized shape (one or more trailing dims)
+            ew = (ctx.b(cw[0], gd) * gm + ctx.b(cw[1], gd)) if cw is not None else torch.zeros((F,) + (1,) * gd, dtype=F64)
             if not self.w.is_point:
                 ew = ctx.err("weight")
+                if ew is None:
+                    ew = torch.zeros((F,) + (1,) * gd, dtype=F64)
             ew = pad_left(ew, nd)
             P = safe_mul(gm, dz_total) + safe_mul(ew, zhat)
             yz = safe_mul(gm + ew, zhat)
@@ -211,7 +222,10 @@ class LayerNormError:
                     P = P + pad_left(eb, nd)
         local_y = 2 * ctx.b(ctx.u_acc, nd) * (yz + bm)
         ymag = fmag(self.out).unsqueeze(0) + P + local_y
-        return (P + local_y + ctx.store(ymag, nd), None, None)
+        # NB: the mean and rstd outputs have no error model: fail closed (None would read
+        # as "exact" downstream). Inference graphs never consume them.
+        stat = tuple(torch.full((F, *self.stat_shape), INF, dtype=F64) for _ in range(2))
+        return (P + local_y + ctx.store(ymag, nd), *stat)
 
 
 @register_rule([aten.native_layer_norm.default])
@@ -252,15 +266,22 @@ def layer_norm_rule(inp: RuleInput) -> RuleResult:
     mean = Interval(mlo, mhi, inp.out_dtypes[1])
     rstd = Interval(*widen((1 / smax).reshape(stat_shape), (1 / smin).reshape(stat_shape)), inp.out_dtypes[2])
     gmax = finite_max(fmag(w)) if w is not None else 1.0
-    Zs = st.zabs  # (rows, n)
-    s_row = smin  # (rows, 1)
+    # NB: per row, the largest |z| bound and s_min (zabs is per element, smin per row).
+    Zs = st.zabs.amax(-1) if st.zabs.numel() else st.zabs.reshape(-1)
+    s_row = smin.reshape(-1)
     L = gmax * finite_max((2 + Zs) / s_row) * (1 + 2.0**-40) if Zs.numel() else 0.0
     kappa = gmax * finite_max((4 + 5 * Zs) / (2 * s_row * s_row)) * (1 + 2.0**-40) if Zs.numel() else 0.0
+    lip = {"input": L}
+    if w is not None and not w.is_point:  # gamma computed by the model: y is bilinear in (z, gamma)
+        lip["weight"] = finite_max(Zs) * (1 + 2.0**-40) if Zs.numel() else 0.0
+        kappa += finite_max((2 + Zs) / s_row) * (1 + 2.0**-40) if Zs.numel() else 0.0
+    if b is not None and not b.is_point:
+        lip["bias"] = 1.0
     return RuleResult(
         out=(out, mean, rstd),
-        lipschitz={"input": L},
+        lipschitz=lip,
         curvature=kappa,
-        error=LayerNormError(x, out, n, eps, w, b, st),
+        error=LayerNormError(x, out, n, eps, w, b, st, tuple(stat_shape)),
         accum_length=n,
         flops=8.0 * x.numel(),
     )

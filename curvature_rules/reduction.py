@@ -1,4 +1,4 @@
-"""Reductions: sum, mean, amax, amin, max.dim, min.dim, cumsum, var (correction), var_mean.
+"""Reductions: sum, mean, amax, amin, max.dim, min.dim, cumsum.
 
 sum over n elements: range [sum lo, sum hi] (float64 sums widened by gamma_n), Lipschitz n
 (infinity norm), curvature 0. mean: the same divided by n, Lipschitz 1. amax/amin: exact,
@@ -9,8 +9,8 @@ Rounding: a sum of n terms accumulated in the accumulation format errs by at mos
 division; then the result is stored. Propagated input error: ``sum e`` (mean: ``mean e``);
 amax/amin: ``max e`` over the reduced elements (a max moves by at most the largest change).
 
-var (sum((x - mean)^2) / (n - c)): range from the box (lower bound 0 or the exact box minimum
-of the variance, upper from the worst corner bound), Lipschitz ``2 max|x - mean| * n/(n-c)``.
+var / var_mean have no rule: ``x.var()`` exports to ``aten.var.correction``, which fails closed
+(unsupported, unbounded downstream).
 """
 
 from __future__ import annotations

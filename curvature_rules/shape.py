@@ -8,16 +8,19 @@ _assert_tensor_metadata.
 Every output element *is* one input element, so the output interval is the same transform
 applied to ``lo`` and ``hi``; the Lipschitz constant is 1 (0 for a dropped input), the
 curvature 0, and a rounding error moves with its element (no new rounding). ``_to_copy``
-to another float dtype is the exception: it is a cast, so it stores (rounds) in the node's
-format like any other op.
+to another float dtype is the exception: it is a cast, so it rounds, to the coarser of the
+node's format and the cast's target dtype (and the fp64 reference run rounds to the target
+too); beyond the target's range it overflows.
 """
 
 from __future__ import annotations
 
 import torch
 
-from certifier.interval import Interval
 from dataclasses import dataclass
+
+from certifier.formats import FORMATS, Format
+from certifier.interval import INF, Interval
 
 from curvature_rules._common import ShapeError, fmag
 from curvature_rules.registry import ErrorContext, RuleInput, RuleResult, register_rule
@@ -152,19 +155,38 @@ def cat_rule(inp: RuleInput) -> RuleResult:
     )
 
 
+def _dtype_format(dtype: torch.dtype) -> Format | None:
+    for f in FORMATS.values():
+        if f.torch_dtype == dtype and not f.compute_only:
+            return f
+    return None
+
+
 @dataclass(frozen=True)
 class CastError:
-    """A float-to-float cast stores in the node's format: error e + u*(|y| + e) + eta/2."""
+    """A float-to-float cast to ``target``: the computed value is rounded to the coarser of
+    the node's format and the target's, ``e + u'(|y| + e) + eta'/2``. NB: the cast's own
+    dtype decides the rounding (``x.to(torch.bfloat16)`` rounds to 8 bits in an fp16 or fp32
+    run), and a target coarser than fp64 also rounds the fp64 reference run, which adds
+    ``u_t |y| + eta_t/2``; a value beyond the target's range overflows (infinite error)."""
 
     y: Interval
+    target: Format | None
 
     def propagate(self, ctx: ErrorContext):
         e = ctx.err("self")
         nd = len(self.y.shape)
         m = fmag(self.y).unsqueeze(0)
-        if e is None:
-            return ctx.store(m.expand((ctx.F, *self.y.shape)), nd)
-        return e + ctx.store(m + e, nd)
+        e = torch.zeros((ctx.F, *self.y.shape), dtype=torch.float64) if e is None else e
+        t = self.target
+        if t is None:
+            return torch.full((ctx.F, *self.y.shape), INF, dtype=torch.float64)
+        u = ctx.b(torch.clamp(ctx.u, min=t.u), nd)
+        he = ctx.b(torch.clamp(ctx.he, min=t.eta / 2), nd)
+        out = e + u * (m + e) + he
+        if t.name != "fp64":  # the reference run rounds too
+            out = out + t.u * m + t.eta / 2
+        return torch.where(m + e > t.max, torch.full_like(out, INF), out)
 
 
 @register_rule([aten._to_copy.default, aten.to.dtype])
@@ -178,7 +200,7 @@ def to_copy_rule(inp: RuleInput) -> RuleResult:
         return RuleResult(out=Interval.point(x.value.to(dtype)))
     if dtype.is_floating_point and x.is_float:
         out = Interval(x.lo, x.hi, dtype)
-        return RuleResult(out=out, lipschitz={"self": 1.0}, error=CastError(out))
+        return RuleResult(out=out, lipschitz={"self": 1.0}, error=CastError(out, _dtype_format(dtype)))
     if dtype.is_floating_point:  # int/bool -> float: exact below 2**53
         return RuleResult(out=Interval(x.lo, x.hi, dtype))
     if dtype == torch.bool:

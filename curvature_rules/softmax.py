@@ -16,11 +16,17 @@ Rounding: exact propagation ``y^_i / y_i in [e^{-2d}, e^{2d}]`` for input errors
 in the row, so ``|dy_i| <= y_i expm1(2 d)``. The kernel subtracts the row max, exponentiates,
 sums and divides in the accumulation format: relative error
 ``u_acc (ulps_exp + 3 + |x_i - max|) + gamma_n(u_acc)``, plus ``(n+1) eta_acc/2`` for
-exponentials that underflow; then the result is stored.
+exponentials that underflow; then the result is stored. NB: PyTorch's fp16/bf16 CPU kernels
+round intermediates to the storage format (softmax over a non-last dim stores
+``exp(x - max)`` before normalising, 0.74 ulp observed; log_softmax over the last dim rounds
+``x - max`` and ``log sum``, 0.81 ulp observed), so one more storage rounding of each is
+charged: ``2u/(1-u)`` relative plus ``(n+1) eta/2`` for softmax, ``u (|x_i - max| + log n)``
+plus ``eta`` for log-softmax.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -105,12 +111,18 @@ class SoftmaxError:
             yhat = (U + P).clamp(max=1.0)
             rel = u_acc * (FUNCTION_ULPS["exp"] + 3) + safe_mul(u_acc, W) + ctx.b(g, nd)
             local = safe_mul(yhat, rel) + ctx.b(ctx.he_acc, nd) * (n + 1)
+            # NB: exp(x - max) may be stored in the storage format before normalising.
+            us = ctx.b(ctx.u, nd)
+            local = local + safe_mul(yhat + local, 2 * us / (1 - us)) + ctx.b(ctx.he, nd) * (n + 1)
             return P + local + ctx.store(yhat + local, nd)
         P = 2 * delta.expand_as(e0)
         ymag = self.out.mag.unsqueeze(0) + P
         rel_sum = ctx.b(g, nd) + u_acc * (FUNCTION_ULPS["exp"] + 1) + safe_mul(u_acc, W.amax(d, keepdim=True))
         lse_err = rel_sum * 1.01 + u_acc * FUNCTION_ULPS["log"] * (xhi.abs().amax(d, keepdim=True) + torch.log(torch.tensor(float(n))) + 1)
         local = safe_mul(u_acc, W) + lse_err + u_acc * ymag
+        # NB: x - max and log(sum) may be rounded to the storage format before the subtraction
+        # (0 <= log sum_j exp(x^_j - max) <= log n).
+        local = local + ctx.b(ctx.u, nd) * (W + lse_err + math.log(n) + 1e-6) + 2 * ctx.b(ctx.he, nd)
         local = torch.where(torch.isnan(local), torch.full_like(local, INF), local)
         return P + local + ctx.store(ymag + local, nd)
 

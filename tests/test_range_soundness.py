@@ -21,25 +21,30 @@ def _check(name: str, n: int) -> int:
     assert not ba.unsupported, ba.unsupported
     gen = torch.Generator().manual_seed(1)
     checked = 0
+
+    def visit(node, v):
+        nonlocal checked
+        info = ba.nodes.get(node)
+        if info is None:
+            return
+        outs = info.out if isinstance(info.out, tuple) else (info.out,)
+        vs = v if isinstance(v, (tuple, list)) else (v,)
+        for iv, t in zip(outs, vs):
+            if iv is None or not isinstance(t, torch.Tensor) or t.numel() == 0 or not iv.is_float:
+                continue
+            if not t.dtype.is_floating_point:
+                continue
+            tt = t.detach().to(torch.float64)
+            tol = 1e-9 * tt.abs() + 1e-12
+            bad = (tt < iv.lo - tol) | (tt > iv.hi + tol)
+            assert not bool(bad.any()), (
+                f"{name}: node {node} ({info.op}) value outside its certified range: "
+                f"{tt[bad][:3].tolist()} not in [{iv.lo[bad][:3].tolist()}, {iv.hi[bad][:3].tolist()}]"
+            )
+            checked += 1
+
     for xs in lm.sample_inputs(n, gen):
-        vals = node_values(cap, xs)
-        for node, info in ba.nodes.items():
-            v = vals.get(node)
-            outs = info.out if isinstance(info.out, tuple) else (info.out,)
-            vs = v if isinstance(v, (tuple, list)) else (v,)
-            for iv, t in zip(outs, vs):
-                if iv is None or not isinstance(t, torch.Tensor) or t.numel() == 0 or not iv.is_float:
-                    continue
-                if not t.dtype.is_floating_point:
-                    continue
-                tt = t.detach().to(torch.float64)
-                tol = 1e-9 * tt.abs() + 1e-12
-                bad = (tt < iv.lo - tol) | (tt > iv.hi + tol)
-                assert not bool(bad.any()), (
-                    f"{name}: node {node} ({info.op}) value outside its certified range: "
-                    f"{tt[bad][:3].tolist()} not in [{iv.lo[bad][:3].tolist()}, {iv.hi[bad][:3].tolist()}]"
-                )
-                checked += 1
+        node_values(cap, xs, visit=visit)
     return checked
 
 

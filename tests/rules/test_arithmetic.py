@@ -1,0 +1,166 @@
+"""Sampling soundness of curvature_rules.arithmetic: add/sub/rsub/mul/div (tensor and scalar
+forms), pow with a scalar exponent, maximum/minimum."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.rules.harness import Suite, box, check_rule
+
+SUITES = {True: Suite(decompose=True), False: Suite(decompose=False)}
+
+aten = torch.ops.aten
+S = (3, 4)
+W = torch.tensor([[0.5, -2.0, 3.0, 1e-3]])  # a constant operand (broadcast over rows)
+
+
+def _f(fn):
+    return lambda *a, **k: fn(*a, **k)
+
+
+# Two-box binary ops: (id, fn, op, [(box x), (box y)] cases, decompose)
+BINARY = [
+    ("add", _f(lambda x, y: x + y), aten.add.Tensor, [((-3, 3), (-1, 2)), ((1e3, 2e3), (-1e-3, 1e-3)), ((-1, 0), (-5, -4))], True),
+    ("add_alpha", _f(lambda x, y: torch.add(x, y, alpha=-2.5)), aten.add.Tensor, [((-3, 3), (-1, 2)), ((0, 1), (0, 1))], True),
+    ("sub", _f(lambda x, y: x - y), aten.sub.Tensor, [((-3, 3), (-1, 2)), ((1.0, 1.001), (1.0, 1.001))], True),
+    ("rsub", _f(lambda x, y: aten.rsub.Tensor(x, y, alpha=2.0)), aten.rsub.Tensor, [((-3, 3), (-1, 2)), ((5, 6), (0, 1))], False),
+    ("mul", _f(lambda x, y: x * y), aten.mul.Tensor, [((-3, 3), (-1, 2)), ((2, 4), (-5, -1)), ((-1e-3, 1e-3), (100, 1e3)), ((-20, 20), (-20, 20))], True),
+    ("div", _f(lambda x, y: x / y), aten.div.Tensor, [((-3, 3), (0.5, 2)), ((1, 2), (-3, -1)), ((-1e-2, 1e-2), (1e-2, 1e-1)), ((10, 100), (0.1, 0.2))], True),
+    ("maximum", _f(torch.maximum), aten.maximum.default, [((-3, 3), (-1, 2)), ((0, 1), (2, 3))], True),
+    ("minimum", _f(torch.minimum), aten.minimum.default, [((-3, 3), (-1, 2)), ((-5, -4), (-4.5, 0))], True),
+]
+
+
+BIN_CASES = {c[0]: SUITES[c[4]].case(c[1], [box(S, *c[3][0][0]), box(S, *c[3][0][1])]) for c in BINARY}
+
+
+@pytest.mark.parametrize(
+    "name,op,bx,by",
+    [pytest.param(c[0], c[2], b[0], b[1], id=f"{c[0]}{b[0]}{b[1]}") for c in BINARY for b in c[3]],
+)
+def test_binary_two_boxes(name, op, bx, by):
+    smooth = op not in (aten.maximum.default, aten.minimum.default)
+    BIN_CASES[name].check([box(S, *bx), box(S, *by)], op, smooth=smooth, critical={"self": [0.0], "other": [0.0]})
+
+
+BROADCAST = [
+    ("mul", _f(lambda x, y: x * y), aten.mul.Tensor),
+    ("add", _f(lambda x, y: x + y), aten.add.Tensor),
+    ("div", _f(lambda x, y: y / x), aten.div.Tensor),
+]
+
+
+BC_CASES = {c[0]: SUITES[True].case(c[1], [box(S, 0.5, 2), box((4,), -4, -1)]) for c in BROADCAST}
+
+
+@pytest.mark.parametrize("name,op", [pytest.param(c[0], c[2], id=c[0]) for c in BROADCAST])
+@pytest.mark.parametrize("bx,by", [((0.5, 2), (-4, -1)), ((-3, -0.1), (-1, 2))])
+def test_binary_broadcast(name, op, bx, by):
+    """(3, 4) op (4,): every output depends on one element of each operand."""
+    BC_CASES[name].check([box(S, *bx), box((4,), *by)], op, n=12)
+
+
+SQUARE = SUITES[True].case(_f(lambda x: x * x), [box(S, -3.0, 2.0)])
+
+
+def test_mul_same_operand():
+    """x * x: both arguments come from one producer; each claim holds separately."""
+    SQUARE.check(None, aten.mul.Tensor, critical=[0.0])
+
+
+# Constant operand (a buffer) and Python scalars.
+CONST = [
+    ("mul_const", _f(lambda x, w: x * w), aten.mul.Tensor, True),
+    ("div_const", _f(lambda x, w: x / w), aten.div.Tensor, True),
+    ("const_div", _f(lambda x, w: w / x), aten.div.Tensor, True),
+    ("add_const", _f(lambda x, w: x + w), aten.add.Tensor, True),
+    ("sub_const", _f(lambda x, w: w - x), aten.sub.Tensor, True),
+]
+
+
+CONST_CASES = {c[0]: SUITES[c[3]].case(c[1], [box(S, 0.5, 3.0)], consts={"w": W}) for c in CONST}
+
+
+@pytest.mark.parametrize("name,op", [pytest.param(c[0], c[2], id=c[0]) for c in CONST])
+@pytest.mark.parametrize("lo,hi", [(0.5, 3.0), (-4.0, -0.25)])
+def test_binary_constant_operand(name, op, lo, hi):
+    CONST_CASES[name].check([box(S, lo, hi)], op)
+
+
+SCALAR = [
+    ("add_scalar", _f(lambda x: x + 0.1), aten.add.Tensor, True),
+    ("mul_scalar", _f(lambda x: x * -3.3), aten.mul.Tensor, True),
+    ("div_scalar", _f(lambda x: x / 7.0), aten.div.Tensor, True),
+    ("rsub_scalar", _f(lambda x: 1.0 - x), aten.sub.Tensor, True),
+    ("scalar_div", _f(lambda x: 0.3 / x), aten.reciprocal.default, True),
+    ("add.Scalar", _f(lambda x: aten.add.Scalar(x, 0.1, alpha=3)), aten.add.Scalar, False),
+    ("sub.Scalar", _f(lambda x: aten.sub.Scalar(x, 0.7)), aten.sub.Scalar, False),
+    ("mul.Scalar", _f(lambda x: aten.mul.Scalar(x, 1.1)), aten.mul.Scalar, False),
+    ("div.Scalar", _f(lambda x: aten.div.Scalar(x, 0.3)), aten.div.Scalar, False),
+    ("rsub.Scalar", _f(lambda x: aten.rsub.Scalar(x, 0.1)), aten.rsub.Scalar, False),
+]
+
+
+SCALAR_CASES = {c[0]: SUITES[c[3]].case(c[1], [box(S, 0.5, 3.0)]) for c in SCALAR}
+
+
+@pytest.mark.parametrize("name,op", [pytest.param(c[0], c[2], id=c[0]) for c in SCALAR])
+@pytest.mark.parametrize("lo,hi", [(0.5, 3.0), (-4.0, -0.25), (-0.1, -0.0999)])
+def test_binary_scalar_operand(name, op, lo, hi):
+    SCALAR_CASES[name].check([box(S, lo, hi)], op)
+
+
+POW = [2.0, 3.0, 4.0, 0.5, -1.5, 2.5, 1.0]
+
+
+_POW = {p: _f(lambda x, p=p: x**p) for p in POW}
+POW_CASES = {p: SUITES[True].case(_POW[p], [box(S, 0.25, 4.0)]) for p in POW}
+
+
+@pytest.mark.parametrize(
+    "p,lo,hi",
+    # A real exponent on a box reaching 0 or below: the rule declines (tested below).
+    [(p, lo, hi) for p in POW for lo, hi in [(-3.0, 2.0), (0.25, 4.0), (-2.0, -0.5), (10.0, 20.0)] if p == int(p) or lo > 0],
+)
+def test_pow_scalar(p, lo, hi):
+    POW_CASES[p].check([box(S, lo, hi)], aten.pow.Tensor_Scalar, critical=[0.0])
+
+
+def test_pow_real_exponent_on_negative_box_fails_closed():
+    from certifier.walker import analyze_bounds
+    from tests.rules.harness import build
+
+    _, cap, loaded = build(_POW[0.5], [box(S, -1.0, 1.0)], None, True)
+    ba = analyze_bounds(loaded, cap)
+    assert [u["op"] for u in ba.unsupported] == ["aten.pow.Tensor_Scalar"]
+
+
+ADD_01 = _f(lambda x: x + 0.1)
+ADD_01_ALPHA = _f(lambda x: aten.add.Scalar(x, 0.1, alpha=3))
+
+
+@pytest.mark.parametrize("fn,op,dec", [(ADD_01, aten.add.Tensor, True), (ADD_01_ALPHA, aten.add.Scalar, False)], ids=["add", "add.Scalar"])
+def test_scalar_is_rounded_to_storage_format_regression(fn, op, dec):
+    """Regression: x + 0.1 on an fp16 tensor adds fl16(0.1) = 0.0999756 (type promotion), not
+    an fp32 0.1. The rule charged only u_fp32 * 0.1 for the scalar; on x in [-0.1, -0.0999]
+    fp16 computed 0.0 where the exact value is 5.07e-5 > the bound 4.90e-5 (add.Scalar with
+    alpha 3: error 1.71e-4 > bound 1.47e-4). Now the scalar costs u * |s| + eta/2 of the
+    storage format."""
+    rep = check_rule(fn, [box(S, -0.1, -0.0999)], op, decompose=dec, n_round=24)
+    assert rep.error_ratio["fp16"] <= 1.0
+
+
+SCALAR_OVERFLOW = [
+    ("add", _f(lambda x: x + 1e5), aten.add.Tensor, (-65000.0, -64000.0)),
+    ("sub", _f(lambda x: x - 7e4), aten.sub.Tensor, (65000.0, 65500.0)),
+]
+
+
+@pytest.mark.parametrize("fn,op,b", [pytest.param(c[1], c[2], c[3], id=c[0]) for c in SCALAR_OVERFLOW])
+def test_scalar_beyond_format_max_regression(fn, op, b):
+    """Regression: x + 1e5 with x in [-65000, -64000] fits fp16 (35000), but the scalar 1e5 is
+    inf in fp16, so the computed result is inf; the bound was finite (98.2). The scalar is now
+    reported as an intermediate (internal_max) and fp16 is refused (overflow)."""
+    rep = check_rule(fn, [box(S, *b)], op)
+    assert rep.bounds["fp16"] == float("inf") and rep.bounds["bf16"] < float("inf")

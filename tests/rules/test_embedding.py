@@ -1,0 +1,60 @@
+"""Sampling soundness of curvature_rules.embedding: embedding with id ranges, gather and
+index with constant indices."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.rules.harness import Suite, box, ids
+
+aten = torch.ops.aten
+SUITE = Suite()
+
+
+def _emb(v: int, d: int, seed: int, padding_idx: int | None = None, scale: float = 1.0) -> torch.nn.Module:
+    g = torch.Generator().manual_seed(seed)
+    m = torch.nn.Embedding(v, d, padding_idx=padding_idx)
+    with torch.no_grad():
+        m.weight.copy_(torch.randn(v, d, generator=g) * scale)
+        if padding_idx is not None:
+            m.weight[padding_idx] = 0
+    return m.eval()
+
+
+EMB = SUITE.case(_emb(10, 4, 0), [ids((2, 3), 0, 9)])
+EMB_PAD = SUITE.case(_emb(7, 3, 1, padding_idx=0, scale=100.0), [ids((5,), 0, 6)])
+EMB_POS = SUITE.case(
+    lambda t, x, w: torch.nn.functional.embedding(t, w) + x,
+    [ids((1, 4), 0, 5), box((1, 4, 3), -1, 1)],
+    consts={"w": torch.randn(6, 3, generator=torch.Generator().manual_seed(2))},
+)
+
+
+@pytest.mark.parametrize("a,b", [(0, 9), (3, 5), (7, 7), (0, 0)])
+def test_embedding_id_ranges(a, b):
+    EMB.check([ids((2, 3), a, b)], aten.embedding.default, n=16)
+
+
+@pytest.mark.parametrize("a,b", [(0, 6), (1, 2)])
+def test_embedding_padding_idx_large_rows(a, b):
+    EMB_PAD.check([ids((5,), a, b)], aten.embedding.default, n=16)
+
+
+@pytest.mark.parametrize("a,b,lo,hi", [(0, 5, -1.0, 1.0), (2, 3, 10.0, 20.0)])
+def test_embedding_plus_box(a, b, lo, hi):
+    """A token embedding added to a float input: the lookup feeds an arithmetic node."""
+    EMB_POS.check([ids((1, 4), a, b), box((1, 4, 3), lo, hi)], [aten.embedding.default, aten.add.Tensor], n=12)
+
+
+IDX = torch.tensor([[0, 2, 1], [3, 3, 0]])
+GATHER = SUITE.case(lambda x, i: torch.gather(x, 1, i), [box((2, 4), -1, 1)], consts={"i": IDX})
+INDEX = SUITE.case(lambda x, i: x[i], [box((4, 3), -1, 1)], consts={"i": torch.tensor([3, 0, 0, 2])})
+INDEX2 = SUITE.case(lambda x, i, j: x[:, i, j], [box((2, 3, 4), -1, 1)], consts={"i": torch.tensor([0, 2]), "j": torch.tensor([3, 1])})
+
+
+@pytest.mark.parametrize("lo,hi", [(-1.0, 1.0), (5.0, 7.0), (-1e4, 1e4)])
+def test_gather_index_constant(lo, hi):
+    GATHER.check([box((2, 4), lo, hi)], aten.gather.default, n=12)
+    INDEX.check([box((4, 3), lo, hi)], aten.index.Tensor, n=12)
+    INDEX2.check([box((2, 3, 4), lo, hi)], aten.index.Tensor, n=12)

@@ -1,0 +1,126 @@
+"""Sampling soundness of curvature_rules.norm: native_layer_norm (LayerNorm) and eval-mode
+batch norm (_native_batch_norm_legit_no_training)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tests.rules.harness import Suite, box, check_rule
+
+aten = torch.ops.aten
+LN = aten.native_layer_norm.default
+BN = aten._native_batch_norm_legit_no_training.default
+SUITE = Suite()
+
+
+def layer_norm_reference(input, normalized_shape, weight, bias, eps):
+    """native_layer_norm in float64 with exact centring: PyTorch's float64 kernel loses
+    ~|mean|/sigma ulps in the variance (3e-14 relative on rows in [-1000, -999.5]), more
+    than the rules' 2^-48 widening; two passes (x - mu is exact by Sterbenz where it
+    matters, and the second pass removes the error of mu) bring it back to a few ulps."""
+    dims = tuple(range(-len(normalized_shape), 0))
+    mu = input.mean(dims, keepdim=True)
+    d = input - mu
+    mu2 = d.mean(dims, keepdim=True)
+    d = d - mu2
+    var = (d * d).mean(dims, keepdim=True)
+    rstd = torch.rsqrt(var + eps)
+    y = d * rstd
+    if weight is not None:
+        y = y * weight
+    if bias is not None:
+        y = y + bias
+    return y, mu + mu2, rstd
+
+
+REF = {LN: layer_norm_reference}
+
+
+def _init(m: torch.nn.Module, seed: int, scale: float = 1.0) -> torch.nn.Module:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * scale)
+    return m.eval()
+
+
+def _bn(m: torch.nn.Module, seed: int) -> torch.nn.Module:
+    _init(m, seed)
+    g = torch.Generator().manual_seed(seed + 100)
+    with torch.no_grad():
+        m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g))
+        m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) * 2 + 0.05)
+    return m.eval()
+
+
+LAYERS = [
+    ("ln", _init(torch.nn.LayerNorm(8), 0), (3, 8)),
+    ("ln_no_affine", torch.nn.LayerNorm(6, elementwise_affine=False).eval(), (2, 6)),
+    ("ln_2d_shape", _init(torch.nn.LayerNorm((4, 3)), 1), (2, 4, 3)),
+    ("ln_big_eps", _init(torch.nn.LayerNorm(5, eps=1e-2), 2, scale=3.0), (2, 5)),
+    ("ln_small_gamma", _init(torch.nn.LayerNorm(4), 3, scale=1e-2), (2, 4)),
+]
+LN_CASES = {c[0]: SUITE.case(c[1], [box(c[2], -1.0, 1.0)]) for c in LAYERS}
+LN_BOXES = [(-1.0, 1.0), (1.0, 1.001), (0.0, 10.0), (-1000.0, -999.5), (-1e-3, 1e-3)]
+
+
+@pytest.mark.parametrize("name,shape", [pytest.param(c[0], c[2], id=c[0]) for c in LAYERS])
+@pytest.mark.parametrize("lo,hi", LN_BOXES)
+def test_layer_norm(name, shape, lo, hi):
+    # Critical point: the box midpoint, so that some rows are nearly constant (variance ->
+    # 0, where L and kappa peak).
+    LN_CASES[name].check([box(shape, lo, hi)], LN, n=16, reference=REF, critical=[(lo + hi) / 2])
+
+
+LN_PER_ELEMENT = _init(torch.nn.LayerNorm(6), 4)
+
+
+@pytest.mark.parametrize(
+    "lo,width",
+    [
+        (torch.tensor([[0.0, 0.1, 0.2, 0.3, 0.4, 0.5], [3.0, -1.0, 2.0, 0.0, 1.0, -2.0]]), 0.01),  # positive variance floor
+        (torch.tensor([[100.0, 100.001, 100.002, 100.003, 100.004, 100.005]] * 2), 1e-4),  # small variance, large mean
+        (torch.tensor([[0.0, 0.0, 0.0, 0.0, 0.0, 1.0]] * 2), 0.5),  # boxes overlap: var_min from bisection
+    ],
+    ids=["spread", "small_var_large_mean", "overlap"],
+)
+def test_layer_norm_per_element_rows(lo, width):
+    """Rows whose elements live in different boxes: the variance lower bound (bisection)
+    sets s_min, L and kappa."""
+    check_rule(LN_PER_ELEMENT, [box((2, 6), lo, lo + width)], LN, n=16, reference=REF)
+
+
+LN_FN = SUITE.case(lambda x, w, b: F.layer_norm(x, (5,), w, b), [box((2, 5), -1, 1), box((5,), 0.5, 1.5), box((5,), -1, 1)])
+
+
+@pytest.mark.parametrize("bx", [(-1.0, 1.0), (2.0, 3.0)])
+def test_layer_norm_computed_affine(bx):
+    """gamma and beta computed by the model (boxes, not weights): L and kappa must cover them."""
+    LN_FN.check([box((2, 5), *bx), box((5,), 0.5, 1.5), box((5,), -1.0, 1.0)], LN, n=16, reference=REF)
+
+
+BNS = [
+    ("bn2d", _bn(torch.nn.BatchNorm2d(3), 10), (2, 3, 2, 2)),
+    ("bn1d", _bn(torch.nn.BatchNorm1d(4), 11), (3, 4)),
+    ("bn1d_seq", _bn(torch.nn.BatchNorm1d(2, affine=False), 12), (2, 2, 5)),
+]
+BN_CASES = {c[0]: SUITE.case(c[1], [box(c[2], -1.0, 1.0)]) for c in BNS}
+
+
+@pytest.mark.parametrize("name,shape", [pytest.param(c[0], c[2], id=c[0]) for c in BNS])
+@pytest.mark.parametrize("lo,hi", [(-1.0, 1.0), (10.0, 20.0), (-1e-3, 1e-3), (-300.0, 200.0)])
+def test_batch_norm_eval(name, shape, lo, hi):
+    BN_CASES[name].check([box(shape, lo, hi)], BN, n=16)
+
+
+LN_STATS = SUITE.case(lambda x: aten.native_layer_norm(x, [4], None, None, 1e-5)[2] * 2.0, [box((3, 4), -1, 1)])
+
+
+def test_layer_norm_rstd_consumer_fails_closed():
+    """Regression: the mean/rstd outputs had no error model (None, read as exact): a model
+    using rstd got the bound 0 in every format. Their error is now infinite (fail closed);
+    their ranges are checked here too."""
+    rep = LN_STATS.check(None, LN, n=16, reference=REF, formats=("fp16", "fp32"))
+    assert rep.bounds == {"fp16": float("inf"), "fp32": float("inf")}
