@@ -170,16 +170,20 @@ def test_hardware_condition_against_a_profile(tmp_path, fake_profiles):
 
 
 def test_hardware_condition_with_the_real_profiles():
-    hw = pytest.importorskip("smt.hardware", reason="smt/hardware.py (hardware profiles) is not in this tree yet")
-    names = getattr(hw, "PROFILES", None)
-    if not names:
-        pytest.skip("smt.hardware exposes no PROFILES table to enumerate")
+    from smt.hardware import load_profiles
+
+    names = sorted(load_profiles())
+    assert {"nvidia-a100", "nvidia-h100", "fp16-only", "bf16-only"} <= set(names)
     cert = json.loads(base_certificate())
     used = set(cert["assignment"]["formats"].values())
+    outcomes = set()
     for name in names:
         formats = gate.resolve_hardware(name)
+        assert formats == tuple(load_profiles()[name].formats)
         v = _pure(cert, hardware=name, hardware_formats=formats)
         assert v.passed is used.issubset(formats), name
+        outcomes.add(v.passed)
+    assert outcomes == {True, False}, "the profiles should include ones that do and do not offer the certificate's formats"
 
 
 def test_missing_hardware_module_is_bad_input(tmp_path, monkeypatch):
