@@ -3,7 +3,7 @@
 The pair is meant to be decoded strictly, N/D, in the style of ZeroProofML's Signed-Common-
 Meadow inference: ``|D| < tau_infer`` gives bottom, ``tau_infer <= |D| < tau_train`` the gap,
 otherwise N/D. ``certify examples/rational_head.py --eps 0.05`` derives both thresholds per
-format (see docs/scm.md).
+format (see "SCM thresholds" in README.md).
 
 Body: 2 -> 4 with tanh; heads N and D are single linear units. The weights are random
 (seeded, PyTorch's default initialisation, first layer doubled), the numerator head is scaled

@@ -1,4 +1,4 @@
-"""The CI examples: every `certify verify` they (and docs/gating.md) show parses with the real
+"""The CI examples: every `certify verify` they (and README.md) show parses with the real
 command, and the pre-commit hook gates on every listed certificate."""
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def test_workflow_is_valid_and_gates_with_verify():
     assert _parse(calls[0]).params["max_eps"] == 1e-2 and _parse(calls[1]).params["replay"] is True
 
 
-@pytest.mark.parametrize("path", ["docs/gating.md", "examples/ci/certify-gate.yml"])
+@pytest.mark.parametrize("path", ["README.md", "examples/ci/certify-gate.yml"])
 def test_documented_verify_commands_parse(path):
     calls = _verify_invocations((ROOT / path).read_text())
     assert calls, path
