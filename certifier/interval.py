@@ -174,6 +174,11 @@ class Interval:
         if self._finite is None:
             if self.numel() == 0:
                 self._finite = True
+            elif self._lo is None and self.value is not None:
+                # A point: check its own values (a float32 value is finite iff its float64 copy
+                # is), without materializing the float64 copy of a large weight.
+                v = self.value.detach()
+                self._finite = bool(torch.isfinite(v).all()) if v.is_floating_point() else True
             else:
                 self._finite = bool(torch.isfinite(self.lo.sum() + self.hi.sum())) or bool(
                     torch.isfinite(self.lo).all() and torch.isfinite(self.hi).all()
@@ -266,8 +271,10 @@ def mul_bounds(alo: torch.Tensor, ahi: torch.Tensor, blo: torch.Tensor, bhi: tor
         p = x * y
         return torch.where(torch.isnan(p), torch.zeros_like(p), p)
 
-    c = torch.stack(torch.broadcast_tensors(prod(alo, blo), prod(alo, bhi), prod(ahi, blo), prod(ahi, bhi)))
-    return widen(c.min(0).values, c.max(0).values)
+    p1, p2, p3, p4 = prod(alo, blo), prod(alo, bhi), prod(ahi, blo), prod(ahi, bhi)
+    lo = torch.minimum(torch.minimum(p1, p2), torch.minimum(p3, p4))
+    hi = torch.maximum(torch.maximum(p1, p2), torch.maximum(p3, p4))
+    return widen(lo, hi)
 
 
 def abs_matmul_upper(a: torch.Tensor, b: torch.Tensor, *, k: int) -> torch.Tensor:
