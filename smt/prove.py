@@ -50,6 +50,7 @@ class ProveOptions:
     witness_seconds: float = 120.0
     witness_kinds: Sequence[str] = KINDS
     z3_timeout_ms: int = 60_000
+    threads: int = 1  # as `certify run`: bounds are bitwise reproducible for a fixed count
 
 
 @dataclass
@@ -83,6 +84,18 @@ def optimality_json(a: Assignment, opt: OptResult | None) -> dict | None:
 
 
 def run_prove(model_path: str | Path, opts: ProveOptions, progress: Progress | None = None) -> ProveReport:
+    """`certify prove`: the analysis at a fixed torch thread count (see pipeline.run_certify)."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(opts.threads)))
+    try:
+        return _run_prove(model_path, opts, progress)
+    finally:
+        torch.set_num_threads(old)
+
+
+def _run_prove(model_path: str | Path, opts: ProveOptions, progress: Progress | None = None) -> ProveReport:
     check_eps(opts.eps)
     p = progress or (lambda *a: None)
     profile = get_profile(opts.hardware, opts.profiles)
