@@ -27,6 +27,7 @@ warnings.filterwarnings("ignore")
 
 import torch  # noqa: E402
 
+from certifier import runtime  # noqa: E402
 from certifier.pipeline import Options, run_certify  # noqa: E402
 
 TARGETS = {"bert_base": (15.0, 20.0)}
@@ -36,14 +37,13 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="*", default=["bert_base"])
     ap.add_argument("--eps", type=float, default=1e-2)
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--threads", type=int, default=Options.threads, help="torch threads for the analysis (default: certify's default)")
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    tuned = runtime.tune_allocator()  # as the certify command does
+    print(f"torch {torch.__version__}, {args.threads} analysis threads, allocator tuning {'on' if tuned else 'off'}")
     for name in args.models:
         t0 = time.perf_counter()
-        rep = run_certify(ROOT / "examples" / f"{name}.py", Options(eps=args.eps))
+        rep = run_certify(ROOT / "examples" / f"{name}.py", Options(eps=args.eps, threads=args.threads))
         total = time.perf_counter() - t0
         t = rep.times
         m = copy.deepcopy(rep.loaded.module).float().eval()

@@ -20,7 +20,9 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from certifier import runtime
 from certifier.errors import CertifyError, SpecError
+from certifier.runtime import DEFAULT_THREADS
 
 app = typer.Typer(
     add_completion=False,
@@ -197,7 +199,7 @@ def run_cmd(
     quiet: Annotated[bool, typer.Option(help="no tables, no progress: just the verdict line")] = False,
     rational: Annotated[Optional[str], typer.Option(help="N,D: declare a rational head (output indices of numerator and denominator); overrides rational_head() in the model file")] = None,
     scm_out: Annotated[Optional[Path], typer.Option("--scm-out", help="write the SCM thresholds of the rational head as JSON (ZeroProofML keys tau_infer, tau_train, use_gap)")] = None,
-    threads: Annotated[int, typer.Option(help="torch CPU threads for the analysis; certificates are bitwise reproducible for a fixed value (recorded in spec.threads)")] = 1,
+    threads: Annotated[int, typer.Option(help="torch CPU threads for the analysis; certificates are bitwise reproducible for a fixed value (recorded in spec.threads)")] = DEFAULT_THREADS,
 ) -> None:
     _guard(
         _run, model, eps, out, json_out, domain, weights, formats, hardware, hnf_c, solver, validate, adv_steps, seed,
@@ -205,7 +207,7 @@ def run_cmd(
     )
 
 
-def _run(model, eps, out, json_out, domain, weights, formats, hardware, hnf_c, solver, validate, adv_steps, seed, amp_config, sign, proof_dir, quiet, rational=None, scm_out=None, threads=1):
+def _run(model, eps, out, json_out, domain, weights, formats, hardware, hnf_c, solver, validate, adv_steps, seed, amp_config, sign, proof_dir, quiet, rational=None, scm_out=None, threads=DEFAULT_THREADS):
     from certifier import certificate as C
     from certifier.loader import parse_domain
     from certifier.pipeline import Options, check_eps, run_certify
@@ -356,6 +358,7 @@ def main() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", message=".*TypedStorage.*")
+    runtime.tune_allocator()
     _load_plugins()
     argv = sys.argv[1:]
     if argv and argv[0] not in COMMANDS and argv[0] not in ("--help", "-h"):

@@ -21,6 +21,7 @@ from certifier.capture import Captured, capture
 from certifier.errors import SpecError
 from certifier.formats import FORMAT_ORDER, FORMATS, FUNCTION_ULPS
 from certifier.loader import LoadedModel, load_model
+from certifier.runtime import DEFAULT_THREADS
 from certifier.rounding import ErrorResult, run_errors
 from certifier.walker import BoundsAnalysis, analyze_bounds
 
@@ -39,8 +40,11 @@ class Options:
     hardware: str | None = None
     solver: str = "greedy"  # greedy | z3
     #: torch CPU threads used by the analysis. Fixed (not the machine's core count) so that
-    #: certificates are bitwise reproducible: BLAS results depend on the thread count.
-    threads: int = 1
+    #: certificates are bitwise reproducible: BLAS results and parallel reductions depend on
+    #: the thread count (the last bits of a bound may differ between 1 and 2 threads).
+    #: 2 by default: the analysis is 1.5-2.5x faster than on one thread on the 2-core
+    #: reference machine (benchmarks/speed.py --threads 1 / 2).
+    threads: int = DEFAULT_THREADS
 
 
 @dataclass

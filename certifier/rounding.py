@@ -84,12 +84,15 @@ class _Ctx:
         fv = run.fvec[info.name]
         self.F = run.F
         self.u, self.he, self.u_acc, self.he_acc, self.u_mul, self._fmts = fv
+        # NB: rules may ask for the same input's error more than once (e.g. GELU's extra
+        # |x|-relative term); results are never written in place, so they can be shared.
+        self._errs: dict[str, torch.Tensor | None] = {}
 
     def b(self, v: torch.Tensor, ndim: int) -> torch.Tensor:
         return v.reshape((self.F,) + (1,) * ndim)
 
     def store(self, mag: torch.Tensor, ndim: int) -> torch.Tensor:
-        return self.b(self.u, ndim) * mag + self.b(self.he, ndim)
+        return (mag * self.b(self.u, ndim)).add_(self.b(self.he, ndim))
 
     def _cast_params(self, prod: NodeInfo):
         """(u_c, he_c) per configuration for reading ``prod`` here, or None if exact."""
@@ -108,7 +111,31 @@ class _Ctx:
         prod = self.run.ba.nodes[self.info.producers[name]]
         return self._cast_params(prod)
 
+    def err_or_cast(self, name: str):
+        """(error, None), or (None, (u_c, he_c)) when the input itself is exact and only its
+        cast into this node's format errs: then ``|dx| <= u_c |x| + he_c`` with |x| the input's
+        interval magnitude (``fmag``), which a rule may apply in closed form instead of
+        materialising an ``(F, *shape)`` tensor (the cast's overflow is checked here)."""
+        pname = self.info.producers.get(name)
+        if pname is None:
+            return None, None
+        prod = self.run.ba.nodes[pname]
+        iv = prod.primary
+        if iv is None or not iv.is_float or self.run.get_err(pname, self.info) is not None:
+            return self.err(name), None
+        cp = self._cast_params(prod)
+        if cp is not None:
+            self.run.check_cast(self.info, fmag(iv).unsqueeze(0), cp[0])
+        return None, cp
+
     def err(self, name: str) -> torch.Tensor | None:
+        if name in self._errs:
+            return self._errs[name]
+        e = self._err(name)
+        self._errs[name] = e
+        return e
+
+    def _err(self, name: str) -> torch.Tensor | None:
         pname = self.info.producers.get(name)
         if pname is None:
             return None

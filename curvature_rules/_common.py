@@ -104,11 +104,13 @@ class ElementwiseError:
     def propagate(self, ctx: ErrorContext) -> torch.Tensor:
         e = ctx.err(self.arg)
         ymag = fmag(self.y)
+        prop: torch.Tensor | None
         if e is None:
-            prop = torch.zeros((ctx.F, *self.y.shape), dtype=F64)
+            prop = None  # exact input: nothing to carry
         elif self.d2max is not None:
             d0 = self.dsup(self.x.lo, self.x.hi).unsqueeze(0)
-            prop = safe_mul(d0 + self.d2max * e, e)
+            prop = (e * self.d2max).add_(d0).mul_(e)  # (d0 + d2max e) e, fresh tensor
+            prop.nan_to_num_(nan=0.0, posinf=INF, neginf=-INF)  # 0 * inf counts as 0
         else:
             lo = self.x.lo.unsqueeze(0) - e
             hi = self.x.hi.unsqueeze(0) + e
@@ -116,11 +118,20 @@ class ElementwiseError:
             if self.zero_below is not None:
                 prop = torch.where(hi <= self.zero_below, torch.zeros_like(prop), prop)
         if self.exact:
-            return prop
+            return torch.zeros((ctx.F, *self.y.shape), dtype=F64) if prop is None else prop
         nd = len(self.y.shape)
-        vmag = ymag.unsqueeze(0) + prop
-        fn_err = ctx.b(ctx.u_acc, nd) * self.ulps * vmag + ctx.b(ctx.he_acc, nd)
-        return prop + fn_err + ctx.store(vmag + fn_err, nd)
+        # NB: in place on fresh tensors only; same operations and order as
+        # prop + fn_err + store(vmag + fn_err) with vmag = |y| + prop.
+        if prop is None:
+            vmag = ymag.unsqueeze(0).expand((ctx.F, *self.y.shape)).clone()
+        else:
+            vmag = ymag.unsqueeze(0) + prop
+        fn_err = vmag * (ctx.b(ctx.u_acc, nd) * self.ulps)
+        fn_err.add_(ctx.b(ctx.he_acc, nd))
+        stored = vmag.add_(fn_err).mul_(ctx.b(ctx.u, nd)).add_(ctx.b(ctx.he, nd))
+        if prop is not None:
+            fn_err.add_(prop)
+        return fn_err.add_(stored)
 
 
 def one_input_result(

@@ -163,6 +163,12 @@ class BilinearError:
         which is applied in closed form unless both operands are points."""
         if iv.is_point and not other.is_point:
             return None, ctx.cast_point(name)
+        if not iv.is_point and hasattr(ctx, "err_or_cast"):
+            # An exact input that is only rounded on entry (a domain input, or any input in
+            # the local-only pass): its cast is applied in closed form too.
+            e, c = ctx.err_or_cast(name)
+            if e is None:
+                return None, c
         e = ctx.err(name)
         # NB: align the batch dims of an operand of lower rank (matmul broadcasting).
         return (None if e is None else pad_left(e, len(self.out.shape))), None
@@ -181,6 +187,18 @@ class BilinearError:
         eA, cA = self._operand(ctx, self.a_name, self.A, self.B)
         eB, cB = self._operand(ctx, self.b_name, self.B, self.A)
         P = torch.zeros((F, *self.out.shape), dtype=F64)
+        if eA is None and eB is None and cA is not None and cB is not None:
+            # Both operands exact up to their casts: |dA| <= uA|A| + hA, |dB| <= uB|B| + hB and
+            # |A^B^ - AB| <= |dA||B^| + |A||dB| <= (uA(1 + uB) + uB)|A||B|
+            #   + (1 + uA) hB rowsum|A| + hA (1 + uB) colsum|B| + k hA hB.
+            (uA, hA), (uB, hB) = cA, cB
+            P = (
+                b(uA * (1 + uB) + uB) * AB
+                + b((1 + uA) * hB) * _clean(self.rowsum(absA)).unsqueeze(0)
+                + b(hA * (1 + uB)) * _clean(self.colsum(absB.to(F64))).unsqueeze(0)
+                + b(hA * hB) * self.k
+            )
+            cA = cB = None
         # |dA| |B^| where |B^| <= |B| + dB
         if eA is not None:
             t = upper32(self.op, eA, absB, self.k, b32=absB if absB.dtype == torch.float32 else None)
@@ -189,27 +207,31 @@ class BilinearError:
                 t = t * (1 + b(uB)) + b(hB) * _clean(self.rowsum(eA))
             elif eB is not None:
                 t = t + upper32(self.op, eA, eB, self.k)
-            P = P + t
+            P.add_(t)  # NB: P is a fresh tensor of shape (F, *out) here
         # |A| |dB| (+ |dA||dB| when A is a cast point)
         if eB is not None:
             t = upper32(self.op, absA, eB, self.k)
             if cA is not None:
                 uA, hA = cA
                 t = t * (1 + b(uA)) + b(hA) * _clean(self.colsum(eB))
-            P = P + t
+            P.add_(t)
         if cB is not None and eB is None:
             uB, hB = cB
             P = P + b(uB) * AB + b(hB) * _clean(self.rowsum(absA)).unsqueeze(0)
         elif cA is not None and eA is None:
             uA, hA = cA
-            P = P + b(uA) * AB + b(hA) * _clean(self.colsum(absB)).unsqueeze(0)
-        S = AB.unsqueeze(0) + P  # bound on |A^| |B^|
+            P = P + b(uA) * AB + b(hA) * _clean(self.colsum(absB.to(F64))).unsqueeze(0)
+        # NB: the in-place steps below work on fresh tensors and keep the order of the
+        # operations of rnd = c S + he k, total = |alpha| (P + rnd).
+        S = P + AB  # bound on |A^| |B^|
         kk = self.k + (1 if self.bias is not None else 0)
         u_acc, u_mul = ctx.u_acc, ctx.u_mul
         gk = torch.tensor([gamma(kk, float(x)) for x in u_acc], dtype=F64)
-        rnd = b(gk * (1 + u_mul) ** 2 + 2 * u_mul + u_mul**2) * S + b(ctx.he_acc) * self.k
+        rnd = S.mul_(b(gk * (1 + u_mul) ** 2 + 2 * u_mul + u_mul**2)).add_(b(ctx.he_acc) * self.k)
         ymag = fmag(self.out).unsqueeze(0)
-        total = abs(self.alpha) * (P + rnd)
+        total = rnd.add_(P)
+        if self.alpha != 1.0:
+            total.mul_(abs(self.alpha))
         if self.bias is not None:
             bmag = fmag(self.bias)
             if self.bias.is_point:
@@ -220,14 +242,14 @@ class BilinearError:
                 if eb is not None:
                     eb = pad_left(eb.reshape((F, *self.bias.shape)), nd)
             if eb is not None:
-                total = total + abs(self.beta) * eb
+                total.add_(abs(self.beta) * eb)
             # The bias joins the accumulation (gamma_{k+1}); the result is rounded once.
-            total = total + b(gk) * abs(self.beta) * bmag
+            total.add_(b(gk) * abs(self.beta) * bmag)
             if self.alpha != 1.0 or self.beta != 1.0:
                 total = total + b(u_acc) * 2 * (ymag + total)
         elif self.alpha != 1.0:
             total = total + b(u_acc) * (ymag + total)
-        return total + ctx.store(ymag + total, nd)
+        return ctx.store(ymag + total, nd).add_(total)
 
 
 def _mm_op(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

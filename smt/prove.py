@@ -26,6 +26,7 @@ from pathlib import Path
 from certifier.allocate import Assignment, certify_assignment, plan_layers
 from certifier.loader import LoadedModel, load_model
 from certifier.pipeline import Options, analyse, build_certificate, check_eps
+from certifier.runtime import DEFAULT_THREADS
 from certifier.rounding import run_errors
 from certifier.walker import BoundsAnalysis
 from smt.allocate import OptResult, Z3Allocator
@@ -50,7 +51,7 @@ class ProveOptions:
     witness_seconds: float = 120.0
     witness_kinds: Sequence[str] = KINDS
     z3_timeout_ms: int = 60_000
-    threads: int = 1  # as `certify run`: bounds are bitwise reproducible for a fixed count
+    threads: int = DEFAULT_THREADS  # as `certify run`: bounds are bitwise reproducible for a fixed count
 
 
 @dataclass
