@@ -9,7 +9,8 @@ from __future__ import annotations
 import math
 import platform
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,8 +22,8 @@ from certifier.capture import Captured, capture
 from certifier.errors import SpecError
 from certifier.formats import FORMAT_ORDER, FORMATS, FUNCTION_ULPS
 from certifier.loader import LoadedModel, load_model
-from certifier.runtime import DEFAULT_THREADS
 from certifier.rounding import ErrorResult, run_errors
+from certifier.runtime import DEFAULT_THREADS
 from certifier.walker import BoundsAnalysis, analyze_bounds
 
 SCHEMA_VERSION = "1.0"
@@ -95,33 +96,75 @@ def analyse(loaded: LoadedModel, progress: Progress | None = None) -> tuple[Capt
     return cap, ba, times
 
 
-def run_certify(model_path: str | Path, opts: Options, progress: Progress | None = None) -> Report:
+@contextmanager
+def pinned_threads(n: int) -> Iterator[None]:
+    """Run the analysis on exactly ``n`` torch threads (see Options.threads), then restore."""
     old = torch.get_num_threads()
-    torch.set_num_threads(max(1, int(opts.threads)))
+    torch.set_num_threads(max(1, int(n)))
     try:
-        return _run_certify(model_path, opts, progress)
+        yield
     finally:
         torch.set_num_threads(old)
+
+
+@dataclass
+class Planned:
+    """Everything up to the per-layer plans: what `certify run` and `certify prove` share."""
+
+    loaded: LoadedModel
+    captured: Captured
+    bounds: BoundsAnalysis
+    uniform: ErrorResult
+    local: ErrorResult
+    plans: dict[str, LayerPlan]
+    times: dict[str, float]
+
+
+def plan_model(
+    model_path: str | Path,
+    eps: float,
+    formats: Sequence[str],
+    *,
+    uniform_formats: Sequence[str],
+    hnf_c: float,
+    domain: list[tuple[float, float]] | None,
+    weights: str | None,
+    progress: Progress | None = None,
+) -> Planned:
+    """Load, capture and bound the model, bound its rounding errors (``uniform_formats`` run
+    uniformly, and every format of ``formats`` locally) and plan each layer (DESIGN 4.2-4.4)."""
+    check_eps(eps)
+    p = progress or (lambda *a: None)
+    times: dict[str, float] = {}
+    t0 = time.perf_counter()
+    p("load", 0, 1)
+    loaded = load_model(model_path, domain=domain, weights=weights)
+    times["load"] = time.perf_counter() - t0
+    cap, ba, t = analyse(loaded, progress)
+    times.update(t)
+    t0 = time.perf_counter()
+    uniform = run_errors(ba, [{"*": f} for f in uniform_formats], keep_nodes=False, progress=lambda k, n: p("errors", k, n))
+    times["uniform_errors"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    local = run_errors(ba, [{"*": f} for f in formats], local_only=True, progress=lambda k, n: p("local errors", k, n))
+    plans = plan_layers(ba, eps, list(formats), hnf_c, local)
+    times["local_errors"] = time.perf_counter() - t0
+    return Planned(loaded, cap, ba, uniform, local, plans, times)
+
+
+def run_certify(model_path: str | Path, opts: Options, progress: Progress | None = None) -> Report:
+    with pinned_threads(opts.threads):
+        return _run_certify(model_path, opts, progress)
 
 
 def _run_certify(model_path: str | Path, opts: Options, progress: Progress | None = None) -> Report:
     check_eps(opts.eps)
     formats = check_formats(opts.formats)
     p = progress or (lambda *a: None)
-    times: dict[str, float] = {}
-    t0 = time.perf_counter()
-    p("load", 0, 1)
-    loaded = load_model(model_path, domain=opts.domain, weights=opts.weights)
-    times["load"] = time.perf_counter() - t0
-    cap, ba, t = analyse(loaded, progress)
-    times.update(t)
-    t0 = time.perf_counter()
-    uniform = run_errors(ba, [{"*": f} for f in FORMAT_ORDER], keep_nodes=False, progress=lambda k, n: p("errors", k, n))
-    times["uniform_errors"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    local = run_errors(ba, [{"*": f} for f in formats], local_only=True, progress=lambda k, n: p("local errors", k, n))
-    plans = plan_layers(ba, opts.eps, formats, opts.hnf_c, local)
-    times["local_errors"] = time.perf_counter() - t0
+    pl = plan_model(
+        model_path, opts.eps, formats, uniform_formats=FORMAT_ORDER, hnf_c=opts.hnf_c, domain=opts.domain, weights=opts.weights, progress=progress
+    )
+    loaded, ba, plans, times = pl.loaded, pl.bounds, pl.plans, pl.times
     t0 = time.perf_counter()
     p("assign", 0, 1)
     smt_results: list = []
@@ -135,10 +178,10 @@ def _run_certify(model_path: str | Path, opts: Options, progress: Progress | Non
     else:
         assignment = certify_assignment(ba, opts.eps, plans)
     times["assign"] = time.perf_counter() - t0
-    cert = build_certificate(loaded, ba, uniform, plans, assignment, opts, formats)
+    cert = build_certificate(loaded, ba, pl.uniform, plans, assignment, opts, formats)
     if smt_results:
         cert["assignment"]["optimality"] = optimality_json(assignment, smt_results[-1])
-    return Report(loaded, cap, ba, uniform, local, plans, assignment, cert, times, opts, smt_results)
+    return Report(loaded, pl.captured, ba, pl.uniform, pl.local, plans, assignment, cert, times, opts, smt_results)
 
 
 # ---------------------------------------------------------------------------- certificate

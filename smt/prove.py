@@ -23,11 +23,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from certifier.allocate import Assignment, certify_assignment, plan_layers
-from certifier.loader import LoadedModel, load_model
-from certifier.pipeline import Options, analyse, build_certificate, check_eps
+from certifier.allocate import Assignment, certify_assignment
+from certifier.loader import LoadedModel
+from certifier.pipeline import Options, build_certificate, check_eps, pinned_threads, plan_model
 from certifier.runtime import DEFAULT_THREADS
-from certifier.rounding import run_errors
 from certifier.walker import BoundsAnalysis
 from smt.allocate import OptResult, Z3Allocator
 from smt.hardware import Profile, get_profile
@@ -86,14 +85,8 @@ def optimality_json(a: Assignment, opt: OptResult | None) -> dict | None:
 
 def run_prove(model_path: str | Path, opts: ProveOptions, progress: Progress | None = None) -> ProveReport:
     """`certify prove`: the analysis at a fixed torch thread count (see pipeline.run_certify)."""
-    import torch
-
-    old = torch.get_num_threads()
-    torch.set_num_threads(max(1, int(opts.threads)))
-    try:
+    with pinned_threads(opts.threads):
         return _run_prove(model_path, opts, progress)
-    finally:
-        torch.set_num_threads(old)
 
 
 def _run_prove(model_path: str | Path, opts: ProveOptions, progress: Progress | None = None) -> ProveReport:
@@ -101,24 +94,16 @@ def _run_prove(model_path: str | Path, opts: ProveOptions, progress: Progress | 
     p = progress or (lambda *a: None)
     profile = get_profile(opts.hardware, opts.profiles)
     fmts = list(profile.formats)
-    times: dict[str, float] = {}
-    t0 = time.perf_counter()
-    p("load", 0, 1)
-    loaded = load_model(model_path, domain=opts.domain, weights=opts.weights)
-    times["load"] = time.perf_counter() - t0
-    cap, ba, t = analyse(loaded, progress)
-    times.update(t)
-    t0 = time.perf_counter()
-    uniform = run_errors(ba, [{"*": f} for f in fmts], keep_nodes=False, progress=lambda k, n: p("errors", k, n))
-    local = run_errors(ba, [{"*": f} for f in fmts], local_only=True, progress=lambda k, n: p("local errors", k, n))
-    plans = plan_layers(ba, opts.eps, fmts, opts.hnf_c, local)
-    times["errors"] = time.perf_counter() - t0
+    pl = plan_model(
+        model_path, opts.eps, fmts, uniform_formats=fmts, hnf_c=opts.hnf_c, domain=opts.domain, weights=opts.weights, progress=progress
+    )
+    loaded, cap, ba, uniform, plans, times = pl.loaded, pl.captured, pl.bounds, pl.uniform, pl.plans, pl.times
     t0 = time.perf_counter()
     p("z3", 0, 1)
     alloc = Z3Allocator(opts.z3_timeout_ms)
     assignment = certify_assignment(ba, opts.eps, plans, solver=alloc, method="z3-optimal")
     times["assign"] = time.perf_counter() - t0
-    copts = Options(eps=opts.eps, formats=fmts, hnf_c=opts.hnf_c, domain=opts.domain, weights=opts.weights, hardware=profile.name, solver="z3")
+    copts = Options(eps=opts.eps, formats=fmts, hnf_c=opts.hnf_c, domain=opts.domain, weights=opts.weights, hardware=profile.name, solver="z3", threads=opts.threads)
     cert = build_certificate(loaded, ba, uniform, plans, assignment, copts, fmts)
     opt = alloc.last
     queries = [q for r in alloc.results for q in r.queries]
