@@ -49,16 +49,24 @@ class Options:
 
 
 @dataclass
-class Report:
+class Planned:
+    """Everything up to the per-layer plans: what `certify run` and `certify prove` share."""
+
     loaded: LoadedModel
     captured: Captured
     bounds: BoundsAnalysis
     uniform: ErrorResult
     local: ErrorResult
     plans: dict[str, LayerPlan]
-    assignment: Assignment
-    certificate: dict
-    times: dict[str, float] = field(default_factory=dict)
+    times: dict[str, float]
+
+
+@dataclass
+class Report(Planned):
+    """The main job's result: the plans, the certified assignment and the certificate."""
+
+    assignment: Assignment = field(kw_only=True)
+    certificate: dict = field(kw_only=True)
     options: Options = field(default_factory=Options)
     smt: list = field(default_factory=list)  # smt.allocate.OptResult per solver call (--solver z3)
 
@@ -105,19 +113,6 @@ def pinned_threads(n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(old)
-
-
-@dataclass
-class Planned:
-    """Everything up to the per-layer plans: what `certify run` and `certify prove` share."""
-
-    loaded: LoadedModel
-    captured: Captured
-    bounds: BoundsAnalysis
-    uniform: ErrorResult
-    local: ErrorResult
-    plans: dict[str, LayerPlan]
-    times: dict[str, float]
 
 
 def plan_model(
@@ -181,7 +176,7 @@ def _run_certify(model_path: str | Path, opts: Options, progress: Progress | Non
     cert = build_certificate(loaded, ba, pl.uniform, plans, assignment, opts, formats)
     if smt_results:
         cert["assignment"]["optimality"] = optimality_json(assignment, smt_results[-1])
-    return Report(loaded, pl.captured, ba, pl.uniform, pl.local, plans, assignment, cert, times, opts, smt_results)
+    return Report(**vars(pl), assignment=assignment, certificate=cert, options=opts, smt=smt_results)
 
 
 # ---------------------------------------------------------------------------- certificate
