@@ -8,7 +8,10 @@ The witnesses of :mod:`smt.witness` are checked here, with no binary64 rounding 
   ``2**(emin - p + 1)`` of the lowest binade), restricted to ``|v| <= max`` (this also covers
   FP8 E4M3 "fn", whose largest finite value 448 is below the binade's last pattern);
 * rounding to nearest, ties to even (IEEE 754-2019 §4.3.1); a value whose rounding would
-  exceed ``max`` has no finite image (overflow) and is reported as ``None``.
+  exceed ``max`` has no finite image (overflow) and is reported as ``None``. NB: PyTorch's
+  casts to float8_e4m3fn saturate at +-448 instead (measured, torch 2.13 CPU), and the tie at
+  464 rounds to 448 there; ``None`` is only ever used to *withhold* a claim (no rounding cell,
+  no equal rounding), so reporting it for those values errs on the safe side.
 """
 
 from __future__ import annotations

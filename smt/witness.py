@@ -3,12 +3,14 @@ obstruction.
 
 A witness defeats *every* storage format the profile offers (tf32 stores fp32). Kinds:
 
-* ``overflow``: an input x in the domain at which a node must hold a value v with
-  ``|v| > max(F)`` for every format F of the profile. For a model *output* no format can hold
-  the result at all; when moreover ``|v| - max > eps`` even a saturating store misses by more
-  than eps (scope ``output``: independent of the algorithm). For an intermediate node the
-  claim is about the computation graph: in the arithmetic model every tensor the graph
-  materializes is stored in one of the profile's formats (scope ``graph``).
+* ``overflow``: an input x in the domain at which a model *output* y = f(x) has
+  ``|y| - max > eps`` for the largest finite value ``max`` over the profile's formats: every
+  finite result is at most ``max`` in magnitude (a saturating store included), inf and NaN miss
+  anyway, so any result delivered in these formats misses by more than eps, whatever the
+  algorithm. An intermediate value above ``max`` is *not* a witness: its exact value says
+  neither that the computed one overflows (earlier roundings move it, and values in
+  ``(max, max + ulp/2)`` round to ``max``) nor that the hardware cannot reach eps (another
+  algorithm need not form it). It stays a range refusal (``overflow:LAYER:FORMAT``).
 * ``output-representability``: an attainable output y = f(x) whose distance to the nearest
   finite value of every format exceeds eps: any result delivered in the profile's formats
   misses by more than eps at x.
@@ -247,13 +249,13 @@ def find_overflow(s: Search) -> Witness | None:
     cands = []
     for n in _float_nodes(s.ba):
         iv = s.ba.nodes[n].primary
-        if iv.is_point or bool((iv.lo == iv.hi).all()):
-            continue  # NB: a constant (a mask, a table) does not depend on the input: an algorithm may use another
+        if n not in outs or iv.is_point or bool((iv.lo == iv.hi).all()):
+            continue  # only outputs can witness (module docstring); a constant output is no search
         m = float(fmag(iv).max())
-        if m > float(M):
-            cands.append((n not in outs, -m, n))
+        if m > float(M + s.E):
+            cands.append((-m, n))
     cands.sort()
-    for _, _, node in cands[:6]:
+    for _, node in cands[:6]:
         if s.out_of_time():
             break
         pts = s.base_points(3)
@@ -292,24 +294,16 @@ def check_overflow(s: Search, xs: list[torch.Tensor], node: str) -> Witness | No
         return None
     lo, hi = e
     mag = _mag_lower(lo, hi)
-    if not mag > M:
-        return None
-    is_out = node in s.ba.outputs
-    scope = "output" if is_out and mag - M > s.E else "graph"
+    if node not in s.ba.outputs or not mag - M > s.E:
+        return None  # NB: an intermediate, or an output within eps of max, proves nothing
+    scope = "output"
     info = s.ba.nodes[node]
     fm = ", ".join(f"{f.name} (max {f.max:g})" for f in s.F)
-    if scope == "output":
-        stmt = (
-            f"at this input the model output {node}{list(idx)} is exactly in [{float(lo):.9g}, {float(hi):.9g}]: "
-            f"its magnitude exceeds the largest finite value of every format the hardware offers ({fm}) by more than eps, "
-            "so no result delivered in these formats (overflowed, NaN or saturated) is within eps of it, whatever the algorithm"
-        )
-    else:
-        stmt = (
-            f"at this input node {node} ({info.op} in layer {info.layer}) must hold a value of magnitude >= {float(mag):.9g}, "
-            f"above the largest finite value of every format the hardware offers ({fm}); in the arithmetic model every tensor "
-            "the graph materializes is stored in one of these formats, so the computation overflows"
-        )
+    stmt = (
+        f"at this input the model output {node}{list(idx)} is exactly in [{float(lo):.9g}, {float(hi):.9g}]: "
+        f"its magnitude exceeds the largest finite value of every format the hardware offers ({fm}) by more than eps, "
+        "so no result delivered in these formats (overflowed, NaN or saturated) is within eps of it, whatever the algorithm"
+    )
     return Witness(
         "overflow", [f.name for f in s.F], stmt, s.inputs_json(xs), node, info.layer, list(idx),
         [float(lo), float(hi)],
