@@ -108,8 +108,13 @@ class _Ctx:
         return (u, he) if any_cast else None
 
     def cast_point(self, name: str):
+        """(u_c, he_c) of the cast of an exactly known input (a weight) into this node's
+        format, or None; a weight beyond the format's max makes the format inadmissible."""
         prod = self.run.ba.nodes[self.info.producers[name]]
-        return self._cast_params(prod)
+        cp = self._cast_params(prod)
+        if cp is not None and prod.primary is not None:
+            self.run.check_cast(self.info, _finite_absmax(prod.primary), cp[0])
+        return cp
 
     def err_or_cast(self, name: str):
         """(error, None), or (None, (u_c, he_c)) when the input itself is exact and only its
@@ -218,7 +223,8 @@ class _Run:
             v = float(vmax[c if vmax.shape[0] > 1 else 0])
             if v > f.storage.max:
                 ov = Overflow(consumer.name, consumer.layer, f"cast into {consumer.op}", v, f.storage.max, f.name)
-                self.overflow[c] = ov
+                if self.overflow[c] is None:  # the first overflow, as check_overflow keeps it
+                    self.overflow[c] = ov
                 self.overflows[c].append(ov)
 
     def check_overflow(self, info: NodeInfo, iv: Interval, e: torch.Tensor, internal: float) -> torch.Tensor:
@@ -274,6 +280,20 @@ class _Run:
             self.remaining[p] -= 1
             if self.remaining[p] <= 0 and p not in self.keep:
                 self.errs.pop(p, None)
+
+
+def _finite_absmax(iv: Interval) -> torch.Tensor:
+    """``(1,)``: the largest finite |value| of a tensor (an exact -inf mask stays -inf in every
+    format: no overflow), computed in the tensor's own dtype and cached on the interval."""
+
+    def fn(iv: Interval) -> torch.Tensor:
+        v = iv.value if iv.is_point else iv.mag
+        if v is None or v.numel() == 0 or not v.is_floating_point():
+            return torch.zeros(1, dtype=F64)
+        a = v.detach().abs()
+        return a.masked_fill(torch.isinf(a), 0).max().to(F64).reshape(1)
+
+    return iv.cached("finite_absmax", fn)  # type: ignore[return-value]
 
 
 def _clean(e: torch.Tensor) -> torch.Tensor:

@@ -64,3 +64,24 @@ def test_mixed_assignment_casts_between_layers():
 
     ob = observe(lm, apply_precision(m, {"0": "fp32", "1": "fp16"}), None, 50, 30, align_dtype=torch.float32)
     assert ob.max_error <= mixed.bound[0]
+
+
+def test_a_weight_beyond_the_formats_max_forbids_the_format():
+    """Regression (counterexample found in review): Linear with one weight 1e5 on inputs in
+    [-1e-4, 1e-4]. The output is at most 10.4 in magnitude, but the weight cast to fp16 is inf,
+    so fp16 computes inf/NaN. The cast of a *weight* must be checked for overflow like the
+    cast of an activation; fp16 was reported certified with a bound of 0.018."""
+    m = torch.nn.Linear(4, 2)
+    with torch.no_grad():
+        m.weight.fill_(1e-3)
+        m.weight[0, 0] = 1e5
+        m.bias.zero_()
+    lm, ba = _analyse(m, (1, 4), -1e-4, 1e-4)
+    res = run_errors(ba, [{"*": "fp16"}, {"*": "bf16"}, {"*": "fp32"}])
+    x = torch.full((1, 4), 1e-4, dtype=torch.float64)
+    with torch.no_grad():
+        y16 = cast_model(m, "fp16")(x.half())
+    assert not bool(torch.isfinite(y16).all())  # the real run in fp16 fails
+    assert res.bound[0] == float("inf") and res.overflow[0] is not None
+    assert "cast" in res.overflow[0].reason() and "65504" in res.overflow[0].reason()
+    assert res.bound[1] < 1 and res.bound[2] < 1e-3  # bf16 and fp32 hold 1e5: still certified
