@@ -159,19 +159,15 @@ class BilinearError:
     def _operand(self, ctx: ErrorContext, name: str, iv: Interval, other: Interval):
         """(materialised error or None, structured cast (u_c, he_c) or None).
 
-        A point operand (a weight) only carries the error of its cast to the node's format,
-        which is applied in closed form unless both operands are points."""
+        A point operand (a weight), and an exact input, only carry the error of their cast to
+        the node's format, which is applied in closed form (see propagate)."""
         if iv.is_point and not other.is_point:
             return None, ctx.cast_point(name)
-        if not iv.is_point and hasattr(ctx, "err_or_cast"):
-            # An exact input that is only rounded on entry (a domain input, or any input in
-            # the local-only pass): its cast is applied in closed form too.
-            e, c = ctx.err_or_cast(name)
-            if e is None:
-                return None, c
-        e = ctx.err(name)
+        # An exact input that is only rounded on entry (a domain input, or any input in the
+        # local-only pass) has its cast applied in closed form too.
+        e, c = ctx.err_or_cast(name)
         # NB: align the batch dims of an operand of lower rank (matmul broadcasting).
-        return (None if e is None else pad_left(e, len(self.out.shape))), None
+        return (None if e is None else pad_left(e, len(self.out.shape))), c
 
     def propagate(self, ctx: ErrorContext) -> torch.Tensor:
         F, nd = ctx.F, len(self.out.shape)

@@ -93,15 +93,39 @@ class RuleResult:
 
 
 class ErrorContext(Protocol):
-    """What an error model sees during the rounding-error pass (see certifier.rounding)."""
+    """What an error model sees during the rounding-error pass (certifier.rounding._Ctx).
+
+    Per-configuration constants are float64 vectors of length F: ``u``/``he`` the unit
+    roundoff and half the smallest subnormal of the node's storage format, ``u_acc``/``he_acc``
+    those of its accumulation format, ``u_mul`` the input rounding of a compute-only format
+    (tf32), 0 otherwise."""
 
     F: int
+    u: torch.Tensor
+    he: torch.Tensor
+    u_acc: torch.Tensor
+    he_acc: torch.Tensor
+    u_mul: torch.Tensor
 
-    def err(self, name: str) -> torch.Tensor | None: ...
+    def err(self, name: str) -> torch.Tensor | None:
+        """(F, *shape) bound on |computed - exact| of input ``name`` as this node reads it
+        (its cast into the node's format included), or None when it is exact."""
+        ...
 
-    def err_list(self, name: str) -> list[torch.Tensor | None]: ...
+    def err_or_cast(self, name: str) -> tuple[torch.Tensor | None, tuple[torch.Tensor, torch.Tensor] | None]:
+        """``(err(name), None)``, or ``(None, (u_c, he_c))`` when the input is exact and only
+        its cast errs: ``|dx| <= u_c |x| + he_c`` (for rules that apply it in closed form)."""
+        ...
+
+    def cast_point(self, name: str) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``(u_c, he_c)`` of the cast of an exactly known input (a weight), or None."""
+        ...
 
     def b(self, v: torch.Tensor, ndim: int) -> torch.Tensor: ...
+
+    def store(self, mag: torch.Tensor, ndim: int) -> torch.Tensor:
+        """``u |y| + he``: the rounding of storing values of magnitude ``mag``."""
+        ...
 
 
 class ErrorModel(Protocol):

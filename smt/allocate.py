@@ -42,17 +42,13 @@ from fractions import Fraction
 
 from certifier.allocate import LayerPlan
 from certifier.formats import FORMAT_ORDER
+from smt.exact import eps_readings
 from smt.smtlib import SmtQuery, add, conj, named, sym, z3_check
 
 
 def exact_budget(x: float) -> Fraction:
     """The exact rational budget for a float eps: never above the float nor the decimal."""
-    a = Fraction(x)
-    try:
-        b = Fraction(repr(float(x)))
-    except ValueError:
-        b = a
-    return min(a, b)
+    return min(eps_readings(x))
 
 
 def exact_coeff(x: float) -> Fraction:

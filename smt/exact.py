@@ -21,6 +21,18 @@ from fractions import Fraction
 from certifier.formats import Format
 
 
+def eps_readings(eps: float) -> tuple[Fraction, Fraction]:
+    """The two exact rationals a user's eps can mean: the binary64 float, and the decimal it
+    was written as (``repr``). Claims that need a small budget take the smaller (smt.allocate),
+    claims that need a large gap take the larger (smt.witness), so neither is weaker than asked."""
+    a = Fraction(eps)
+    try:
+        b = Fraction(repr(float(eps)))
+    except ValueError:
+        b = a
+    return a, b
+
+
 def floor_log2(q: Fraction) -> int:
     """The integer e with 2**e <= q < 2**(e+1), for q > 0 (exact)."""
     if q <= 0:

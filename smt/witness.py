@@ -55,7 +55,7 @@ from certifier.loader import LoadedModel
 from certifier.walker import BoundsAnalysis
 from curvature_rules._common import fmag
 from smt.evaluate import enclose, node_values
-from smt.exact import distance_to_format, round_down, round_up, rounding_cell, same_rounding
+from smt.exact import distance_to_format, eps_readings, round_down, round_up, rounding_cell, same_rounding
 
 F64 = torch.float64
 KINDS = ("overflow", "output-representability", "input-indistinguishability")
@@ -63,12 +63,7 @@ KINDS = ("overflow", "output-representability", "input-indistinguishability")
 
 def eps_upper(eps: float) -> Fraction:
     """The larger of the float eps and the decimal it was written as (witness side)."""
-    a = Fraction(eps)
-    try:
-        b = Fraction(repr(float(eps)))
-    except ValueError:
-        b = a
-    return max(a, b)
+    return max(eps_readings(eps))
 
 
 def _fmt(x: float | None) -> str:
