@@ -293,6 +293,21 @@ def _groups(enc: Encoding) -> list[list[tuple[int, int, str]]]:
     return out
 
 
+def _lower_hull(g: list[tuple[int, int, str]]) -> list[int]:
+    """Indices of the lower convex hull of one group's (err, cost) points (sorted by err,
+    cost strictly decreasing, as :func:`_groups` leaves them), in order of err."""
+    h = [0]
+    for j in range(1, len(g)):
+        while len(h) >= 2:
+            (a1, w1, _), (a2, w2, _) = g[h[-2]], g[h[-1]]
+            if (w1 - w2) * (g[j][0] - a2) <= (w2 - g[j][1]) * (a2 - a1):
+                h.pop()
+            else:
+                break
+        h.append(j)
+    return h
+
+
 def _hull_edges(groups: list[list[tuple[int, int, str]]], order: list[int]) -> list[tuple[float, int, int, int, int]]:
     """Edges of each group's lower convex hull in the (err, cost) plane, steepest cost
     decrease per unit of error first: the LP relaxation of the multiple-choice knapsack is
@@ -300,15 +315,7 @@ def _hull_edges(groups: list[list[tuple[int, int, str]]], order: list[int]) -> l
     pos = {g: k for k, g in enumerate(order)}
     edges = []
     for i, g in enumerate(groups):
-        h = [g[0]]
-        for t in g[1:]:
-            while len(h) >= 2:
-                (a1, w1, _), (a2, w2, _) = h[-2], h[-1]
-                if (w1 - w2) * (t[0] - a2) <= (w2 - t[1]) * (a2 - a1):
-                    h.pop()
-                else:
-                    break
-            h.append(t)
+        h = [g[j] for j in _lower_hull(g)]
         for j in range(1, len(h)):
             da, dw = h[j][0] - h[j - 1][0], h[j - 1][1] - h[j][1]
             edges.append((dw / da if da else math.inf, pos[i], da, dw, j))
@@ -362,18 +369,7 @@ def exact_search(groups: list[list[tuple[int, int, str]]], cap: int, time_limit:
     # Incumbent: the LP solution's integral part (take whole hull edges while they fit).
     inc_pick = {i: 0 for i in range(n)}
     level = {i: 0 for i in range(n)}
-    hulls: dict[int, list[int]] = {}
-    for i, g in enumerate(groups):  # index path of each group's hull, for the incumbent
-        h = [0]
-        for j in range(1, len(g)):
-            while len(h) >= 2:
-                (a1, w1, _), (a2, w2, _) = g[h[-2]], g[h[-1]]
-                if (w1 - w2) * (g[j][0] - a2) <= (w2 - g[j][1]) * (a2 - a1):
-                    h.pop()
-                else:
-                    break
-            h.append(j)
-        hulls[i] = h
+    hulls = {i: _lower_hull(g) for i, g in enumerate(groups)}  # index path of each hull, for the incumbent
     r = cap - min_err[0]
     for _, d, da, dw, j in edges:
         i = order[d]
@@ -578,7 +574,3 @@ class Z3Allocator:
         self.results.append(res)
         return dict(res.formats) if res.formats is not None else None
 
-
-def z3_assignment(plans: dict[str, LayerPlan], budget: float) -> dict[str, str] | None:
-    """The optimal assignment (same signature as :func:`certifier.allocate.greedy_assignment`)."""
-    return optimal_assignment(plans, budget).formats

@@ -5,8 +5,8 @@ Every query the tool asks a solver is written as a self-contained SMT-LIB2 scrip
 solver: ``cvc5 file.smt2`` (cvc5 is on PyPI) must print the recorded result. The certificate
 lists each file with its sha256, the kind of query and the result z3 gave.
 
-Rational constants are written ``N.0`` or ``(/ N.0 D.0)`` (exact; SMT-LIB2 ``Reals`` theory).
-Symbols are quoted (``|layer:encoder.layer.0:fp16|``), with ``|`` and ``\\`` replaced by ``_``.
+Coefficients are exact integers (smt.allocate scales the binary64 ones by a common
+denominator). Symbols are quoted (``|layer:encoder.layer.0:fp16|``), with ``|`` and ``\\`` replaced by ``_``.
 """
 
 from __future__ import annotations
@@ -14,23 +14,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 
 
 def sym(name: str) -> str:
     """A quoted SMT-LIB2 symbol for ``name``."""
     return "|" + name.replace("|", "_").replace("\\", "_") + "|"
-
-
-def real(q: Fraction | int) -> str:
-    """An exact SMT-LIB2 real literal."""
-    q = Fraction(q)
-    if q < 0:
-        return f"(- {real(-q)})"
-    if q.denominator == 1:
-        return f"{q.numerator}.0"
-    return f"(/ {q.numerator}.0 {q.denominator}.0)"
 
 
 def add(terms: Sequence[str], zero: str = "0.0") -> str:
