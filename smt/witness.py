@@ -291,7 +291,6 @@ def check_overflow(s: Search, xs: list[torch.Tensor], node: str) -> Witness | No
     mag = _mag_lower(lo, hi)
     if node not in s.ba.outputs or not mag - M > s.E:
         return None  # NB: an intermediate, or an output within eps of max, proves nothing
-    scope = "output"
     info = s.ba.nodes[node]
     fm = ", ".join(f"{f.name} (max {f.max:g})" for f in s.F)
     stmt = (
@@ -302,8 +301,8 @@ def check_overflow(s: Search, xs: list[torch.Tensor], node: str) -> Witness | No
     return Witness(
         "overflow", [f.name for f in s.F], stmt, s.inputs_json(xs), node, info.layer, list(idx),
         [float(lo), float(hi)],
-        {"magnitude_lower": float(mag), "format_max": float(M), "scope": scope, "excess": _q(mag - M)},
-        check=s.check_info({"claim": f"|value| >= {_q(mag)} > {_q(M)}"}),
+        {"magnitude_lower": float(mag), "format_max": float(M), "scope": "output", "excess": _q(mag - M)},
+        check=s.check_info({"claim": f"|output| >= {_q(mag)} > max + eps = {_q(M + s.E)}"}),
     )
 
 
