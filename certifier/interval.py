@@ -33,7 +33,7 @@ ABS = 2.0**-1000
 class Interval:
     """Elementwise interval over a tensor of fixed shape."""
 
-    __slots__ = ("_lo", "_hi", "dtype", "value", "shape", "_mag", "_finite", "_cache")
+    __slots__ = ("_lo", "_hi", "dtype", "value", "shape", "_mag", "_finite", "_cache", "_mag_src")
 
     def __init__(
         self,
@@ -45,6 +45,7 @@ class Interval:
         self.dtype = dtype
         self.value = value
         self._mag = None
+        self._mag_src: tuple["Interval", Callable[[torch.Tensor], torch.Tensor]] | None = None
         self._finite = None
         self._cache: dict | None = None
         if value is not None:
@@ -142,6 +143,11 @@ class Interval:
     @property
     def mag(self) -> torch.Tensor:
         """Elementwise max |x| over the interval (cached)."""
+        if self._mag is None and self._mag_src is not None:
+            # A rearrangement of another interval: rearrange its magnitude (shares its
+            # storage for views instead of holding a second copy per view).
+            src, fn = self._mag_src
+            self._mag, self._mag_src = fn(src.mag), None
         if self._mag is None:
             self._mag = self.lo.abs() if self.value is not None else torch.maximum(self.lo.abs(), self.hi.abs())
         return self._mag
@@ -197,14 +203,18 @@ class Interval:
         dt = dtype or self.dtype
         if self.value is not None:
             return Interval.point(fn(self.value)) if dtype is None else Interval(None, None, dt, fn(self.value))
-        return Interval.trusted(fn(self.lo), fn(self.hi), dt)
+        iv = Interval.trusted(fn(self.lo), fn(self.hi), dt)
+        iv._mag_src = (self, fn)
+        if self._finite:  # an exact rearrangement of finite bounds is finite
+            iv._finite = True
+        return iv
 
     @staticmethod
     def trusted(lo: torch.Tensor, hi: torch.Tensor, dtype: torch.dtype) -> "Interval":
         """An interval whose bounds are already known valid (no NaN, lo <= hi, float64), e.g.
         an exact rearrangement of a valid interval's bounds. Skips the validation pass."""
         iv = Interval.__new__(Interval)
-        iv.dtype, iv.value, iv._mag, iv._finite, iv._cache = dtype, None, None, None, None
+        iv.dtype, iv.value, iv._mag, iv._finite, iv._cache, iv._mag_src = dtype, None, None, None, None, None
         iv._lo, iv._hi = lo, hi
         iv.shape = tuple(lo.shape)
         return iv

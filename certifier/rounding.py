@@ -290,8 +290,13 @@ def _finite_absmax(iv: Interval) -> torch.Tensor:
         v = iv.value if iv.is_point else iv.mag
         if v is None or v.numel() == 0 or not v.is_floating_point():
             return torch.zeros(1, dtype=F64)
-        a = v.detach().abs()
-        return a.masked_fill(torch.isinf(a), 0).max().to(F64).reshape(1)
+        v = v.detach()
+        lo, hi = torch.aminmax(v)  # one pass, no temporary of the tensor's size
+        m = torch.maximum(-lo, hi)
+        if not bool(torch.isfinite(m)):  # an infinite entry (a mask): the largest finite one
+            a = v.abs()
+            m = a.masked_fill(torch.isinf(a), 0).max()
+        return m.to(F64).reshape(1)
 
     return iv.cached("finite_absmax", fn)  # type: ignore[return-value]
 
