@@ -291,7 +291,11 @@ def _finite_absmax(iv: Interval) -> torch.Tensor:
         if v is None or v.numel() == 0 or not v.is_floating_point():
             return torch.zeros(1, dtype=F64)
         v = v.detach()
-        lo, hi = torch.aminmax(v)  # one pass, no temporary of the tensor's size
+        try:
+            lo, hi = torch.aminmax(v)  # one pass, no temporary of the tensor's size
+        except (RuntimeError, NotImplementedError):  # dtypes without aminmax (fp8)
+            v = v.to(F64)
+            lo, hi = torch.aminmax(v)
         m = torch.maximum(-lo, hi)
         if not bool(torch.isfinite(m)):  # an infinite entry (a mask): the largest finite one
             a = v.abs()

@@ -3,9 +3,11 @@ that source would make the bound fall below the observed error."""
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from certifier.capture import capture
+from certifier.interval import Interval
 from certifier.loader import InputSpec, LoadedModel
 from certifier.rounding import run_errors
 from certifier.validate import cast_model, flat_outputs
@@ -85,3 +87,28 @@ def test_a_weight_beyond_the_formats_max_forbids_the_format():
     assert res.bound[0] == float("inf") and res.overflow[0] is not None
     assert "cast" in res.overflow[0].reason() and "65504" in res.overflow[0].reason()
     assert res.bound[1] < 1 and res.bound[2] < 1e-3  # bf16 and fp32 hold 1e5: still certified
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float8_e4m3fn, torch.float8_e5m2, torch.float64])
+def test_finite_absmax_of_a_weight(dtype):
+    """The largest finite |w| (checked against the format max on a cast): one aminmax pass,
+    an exact -inf/inf mask entry ignored, fp8 weights (no aminmax kernel) handled too."""
+    from certifier.rounding import _finite_absmax
+
+    w = torch.tensor([0.5, -3.0, 2.0, 0.0]).to(dtype)
+    assert float(_finite_absmax(Interval.point(w))) == 3.0
+    if dtype not in (torch.float8_e4m3fn,):  # e4m3fn has no inf
+        m = torch.tensor([0.5, -float("inf"), 2.0, -1.5]).to(dtype)
+        assert float(_finite_absmax(Interval.point(m))) == 2.0
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float8_e5m2])
+def test_all_finite_weight_check(bad, dtype):
+    from certifier.loader import _all_finite
+
+    assert _all_finite(torch.tensor([1.0, -2.0, 0.0]).to(dtype))
+    for pos in range(3):
+        t = torch.tensor([1.0, -2.0, 0.0])
+        t[pos] = bad
+        assert not _all_finite(t.to(dtype)), (pos, bad, dtype)

@@ -112,3 +112,29 @@ def test_cast_beyond_target_range_regression():
     reference); the bound was finite. The cast's error is now infinite beyond its target."""
     rep = CAST_CASES["to_fp16_big"].check([box(S, 7e4, 8e4)], aten._to_copy.default, n=4, smooth=False)
     assert all(b == float("inf") for b in rep.bounds.values())
+
+
+def test_rearranged_interval_derives_its_magnitude_from_the_source():
+    """map_shape's |x| is the same rearrangement of the source's |x| (shared storage for a
+    view) and equals |x| computed from the rearranged bounds; finiteness carries over."""
+    from certifier.interval import Interval
+
+    g = torch.Generator().manual_seed(3)
+    lo = torch.randn(4, 6, 5, generator=g, dtype=torch.float64)
+    hi = lo + torch.rand(4, 6, 5, generator=g, dtype=torch.float64)
+    src = Interval(lo, hi, torch.float32)
+    assert src.is_bounded()
+    idx = torch.tensor([[2, 0, 1]])
+    for fn in (
+        lambda t: t.permute(2, 0, 1),
+        lambda t: t[:, 1:4],
+        lambda t: t.transpose(0, 1).clone(memory_format=torch.contiguous_format),
+        lambda t: t.reshape(24, 5),
+        lambda t: torch.index_select(t, 1, idx[0]),
+    ):
+        out = src.map_shape(fn)
+        want = torch.maximum(fn(lo).abs(), fn(hi).abs())
+        assert torch.equal(out.mag, want)
+        assert out._finite is True
+    v = src.map_shape(lambda t: t.permute(2, 0, 1))
+    assert v.mag.untyped_storage().data_ptr() == src.mag.untyped_storage().data_ptr()
