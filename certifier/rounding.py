@@ -188,6 +188,7 @@ class _Run:
         cons = ba.consumers()
         self.remaining = {n: len(c) for n, c in cons.items()}
         self.inf_flags: dict[str, bool] = {}
+        self.all_inf: set[str] = set()  # nodes whose every output's error is _inf_like
         self.keep = set(ba.outputs)
 
     def src_format(self, prod: NodeInfo):
@@ -268,7 +269,9 @@ class _Run:
                 continue
             flag = self.inf_flags.get(p)
             if flag is None:
-                flag = bool(torch.isinf(e).all()) if e.numel() else False
+                # NB: errors are >= 0 and NaN-free (_clean), so "inf everywhere" is min == inf
+                # (one reduction, no mask of the tensor's size).
+                flag = bool(e.amin() == INF) if e.numel() else False
                 self.inf_flags[p] = flag
             if not flag:
                 return False
@@ -337,6 +340,9 @@ def run_errors(
             v = run.errs.get(src)
             idx = info.node.args[1]
             e = v[idx] if isinstance(v, (tuple, list)) else v  # type: ignore[index]
+            if src in run.all_inf:
+                run.inf_flags[name] = True
+                run.all_inf.add(name)
             if not local_only:
                 run.errs[name] = e
             if keep_nodes and isinstance(e, torch.Tensor):
@@ -354,19 +360,20 @@ def run_errors(
             run.errs[name] = None
             run.release(info)
             continue
+        unbounded = False
         if info.unsupported is not None:
-            e = _inf_like(out, F)
+            e, unbounded = _inf_like(out, F), True
         elif res is None:
             e = None  # folded from known inputs: exact
         elif res.error is None:
             # No error model: exact only if every input is exact.
             ctx = _Ctx(run, info)
             anyerr = any(ctx.err(a) is not None for a in info.producers)
-            e = _inf_like(out, F) if anyerr else None
+            e, unbounded = (_inf_like(out, F), True) if anyerr else (None, False)
         elif run.all_inputs_unbounded(info):
             # Every configuration already has an unbounded error in every erroneous input:
             # the output's error is unbounded too (sound; skips the work).
-            e = _inf_like(out, F)
+            e, unbounded = _inf_like(out, F), True
         else:
             ctx = _Ctx(run, info)
             e = res.error.propagate(ctx)
@@ -379,6 +386,9 @@ def run_errors(
                 prim = out[0] if isinstance(out, tuple) else out
                 e = _post(run, info, prim, e, res, not isinstance(res.error, ShapeError), F)
         run.errs[name] = e
+        if unbounded:  # known without scanning it (all_inputs_unbounded), every output
+            run.inf_flags[name] = True
+            run.all_inf.add(name)
         if keep_nodes:
             t = e[0] if isinstance(e, tuple) else e
             if isinstance(t, torch.Tensor):
@@ -414,18 +424,29 @@ def run_errors(
 def _maxes(e: torch.Tensor, F: int) -> list[float]:
     if e.numel() == 0:
         return [0.0] * F
-    m = e.reshape(e.shape[0], -1).amax(1)
+    # NB: a reduction over the trailing dims, not a reshape: an expanded (stride-0) error
+    # such as _inf_like's is read in place instead of being materialised.
+    m = e.amax(dim=tuple(range(1, e.dim()))) if e.dim() > 1 else e
     if m.shape[0] != F:
         m = m.expand(F)
     return [float(x) if x == x else INF for x in m]
 
 
 def _inf_like(out, F: int):
+    """An unbounded error for every element and configuration: one inf per configuration,
+    expanded (stride 0) to the output's shape. Readers never write into an error tensor
+    (errors are shared between consumers), so the expansion is never materialised unless a
+    reader computes with it; a model that is unbounded from an early node on (BERT-base,
+    ResNet-50 over their full domains) no longer allocates a full tensor per node."""
+
+    def one(o: Interval) -> torch.Tensor:
+        return torch.full((F,) + (1,) * len(o.shape), INF, dtype=F64).expand(F, *o.shape)
+
     if isinstance(out, tuple):
-        return tuple(None if o is None else torch.full((F, *o.shape), INF, dtype=F64) for o in out)
+        return tuple(None if o is None else one(o) for o in out)
     if out is None:
         return None
-    return torch.full((F, *out.shape), INF, dtype=F64)
+    return one(out)
 
 
 def _post(run: _Run, info: NodeInfo, iv: Interval | None, e: torch.Tensor, res, check: bool, F: int) -> torch.Tensor:

@@ -23,8 +23,8 @@ def finite_max(t: torch.Tensor) -> float:
 
 def safe_mul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """a*b for non-negative bounds where 0*inf counts as 0 (a zero factor is exact)."""
-    p = a * b
-    return torch.where(torch.isnan(p), torch.zeros_like(p), p)
+    p = a * b  # a fresh tensor: cleaned in place (only 0 * inf is NaN here)
+    return p.nan_to_num_(nan=0.0, posinf=INF, neginf=-INF)
 
 
 def pad_left(t: torch.Tensor, ndim: int) -> torch.Tensor:

@@ -48,8 +48,8 @@ def _clean(t: torch.Tensor, fill: float = INF) -> torch.Tensor:
 
 def upper(op: Bilinear, a: torch.Tensor, b: torch.Tensor, k: int) -> torch.Tensor:
     """Upper bound of the bilinear ``op(a, b)`` for non-negative ``a``, ``b`` (float64)."""
-    r = _clean(op(a, b))
-    return r * (1.0 + (k + 2) * 2.0**-52) + 2.0**-1000
+    r = op(a, b).nan_to_num_(nan=INF, posinf=INF, neginf=-INF)  # fresh: cleaned in place
+    return r.mul_(1.0 + (k + 2) * 2.0**-52).add_(2.0**-1000)
 
 
 U32 = 2.0**-24

@@ -329,10 +329,18 @@ class BatchNormError:
         babs = (self.b.abs() if self.b is not None else torch.zeros(C, dtype=F64)).reshape((1, C) + (1,) * (nd - 2))
         e_s, e_rm, e_b = e_s.reshape(shape), e_rm.reshape(shape), e_b.reshape(shape)
         sab = sabs.reshape((1, C) + (1,) * (nd - 2))
-        P = (ex + e_rm) * (sab + e_s) + safe_mul(xm + rm, e_s) + e_b
-        local = 3 * ctx.b(ctx.u_acc, nd) * ((xm + ex + rm + e_rm) * (sab + e_s) + babs + e_b)
-        ymag = fmag(self.out).unsqueeze(0) + P + local
-        return (P + local + ctx.store(ymag, nd), None, None)
+        # P = (ex + e_rm)(|s| + e_s) + (|x| + |rm|) e_s + e_b
+        # local = 3 u_acc ((|x| + ex + |rm| + e_rm)(|s| + e_s) + |b| + e_b)
+        # NB: written with in-place updates of fresh temporaries (activation-sized tensors
+        # for every configuration); the arithmetic is the formula's, term by term.
+        a = ex + e_rm
+        s = sab + e_s
+        m = xm + rm
+        P = safe_mul(m, e_s).add_(a * s).add_(e_b)
+        local = (m + a).mul_(s).add_(babs).add_(e_b).mul_(3 * ctx.b(ctx.u_acc, nd))
+        tot = P.add_(local)
+        ymag = tot + fmag(self.out).unsqueeze(0)
+        return (tot.add_(ctx.store(ymag, nd)), None, None)
 
 
 @register_rule([aten._native_batch_norm_legit_no_training.default])
