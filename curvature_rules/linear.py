@@ -25,6 +25,7 @@ form (no per-format copy of the weight is made).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -73,9 +74,29 @@ def upper32(op: Bilinear, a: torch.Tensor, b: torch.Tensor, k: int, b32: torch.T
     r = torch.nan_to_num(r, nan=INF, posinf=INF)
     g = k * U32 / (1 - k * U32) if k * U32 < 0.5 else INF
     if bmax is None:
-        bmax = float(b.max()) if b.numel() else 0.0
-    tiny = k * 2.0**-149 * (float(a.max()) + bmax + 1.0) if a.numel() and b.numel() else 0.0
+        bmax = _largest_finite(b)
+    tiny = k * 2.0**-149 * (_largest_finite(a) + bmax + 1.0) if a.numel() and b.numel() else 0.0
     return r * ((1 + U32) ** 2 * (1 + g) * (1 + 2.0**-50)) + tiny
+
+
+def _largest_finite(t: torch.Tensor) -> float:
+    """The largest finite entry of a non-negative tensor (0 if none), for :func:`upper32`'s
+    underflow term.
+
+    NB: only finite entries need it. An output that an infinite entry reaches with a nonzero
+    partner is already inf in ``r``; with a zero partner the exact product is 0 and the
+    kernel either skips it or yields NaN (read as inf). Taking the max over every entry
+    instead made the term inf for a whole batch of configurations as soon as one of them had
+    an unbounded error (a bf16 error that is unbounded made the fp64 bound unbounded too). A
+    NaN entry (never produced: errors are cleaned) still gives inf."""
+    if t.numel() == 0:
+        return 0.0
+    v = float(t.max())
+    if math.isfinite(v):
+        return v
+    if v != v or bool(torch.isnan(t).any()):
+        return INF
+    return float(t.masked_fill(torch.isinf(t), 0).max())
 
 
 #: Products larger than this many multiply-adds compute their center in float32 (with its

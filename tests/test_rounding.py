@@ -112,3 +112,91 @@ def test_all_finite_weight_check(bad, dtype):
         t = torch.tensor([1.0, -2.0, 0.0])
         t[pos] = bad
         assert not _all_finite(t.to(dtype)), (pos, bad, dtype)
+
+
+def test_an_unbounded_format_does_not_make_the_others_unbounded():
+    """Regression: exp on [0, 12] overflows fp16 (its error is unbounded), followed by a Linear
+    (error model through upper32). Analysed together, fp32's bound was inf too because the
+    underflow term of upper32 took the max over every configuration's error, inf included.
+    Each configuration's bound must not depend on which other configurations share the run,
+    and fp32's must still hold for the model run in fp32."""
+    torch.manual_seed(0)
+
+    class M(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(4, 3)
+
+        def forward(self, x):
+            return self.lin(torch.exp(x))
+
+    m = M().eval()
+    lm, ba = _analyse(m, (1, 4), 0.0, 12.0)
+    both = run_errors(ba, [{"*": "fp32"}, {"*": "fp16"}])
+    alone = run_errors(ba, [{"*": "fp32"}])
+    assert both.bound[1] == float("inf") and both.overflow[1] is not None
+    assert both.bound[0] < 1.0  # finite and small (exp(12) = 1.6e5, u32 = 6e-8)
+    assert both.bound[0] == alone.bound[0]
+    from certifier.validate import observe
+
+    ob = observe(lm, cast_model(m, "fp32"), torch.float32, 50, 30)
+    assert 0 < ob.max_error <= both.bound[0]
+
+
+def test_upper32_underflow_term_per_finite_entry():
+    """upper32's result for rows with finite data is the same whether or not another row
+    holds an inf, and it bounds the exact float64 product."""
+    from curvature_rules.linear import upper32
+
+    g = torch.Generator().manual_seed(1)
+    a = torch.rand(2, 3, 5, generator=g, dtype=torch.float64)
+    b = torch.rand(5, 4, generator=g, dtype=torch.float64)
+    a_inf = a.clone()
+    a_inf[1, 0, 2] = float("inf")
+    r = upper32(torch.matmul, a, b, 5)
+    r_inf = upper32(torch.matmul, a_inf, b, 5)
+    assert torch.equal(r_inf[0], r[0])
+    assert bool(torch.isinf(r_inf[1, 0]).all()) and torch.equal(r_inf[1, 1:], r[1, 1:])
+    assert bool((r >= a @ b).all())
+
+
+class _Mixed(torch.nn.Module):
+    """exp on [0, 12] (fp16 overflows: its error is unbounded), then the error models of
+    linear, layer_norm, gelu, softmax, a two-operand bmm, mul, div, sum and conv2d."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(3)
+        self.lin = torch.nn.Linear(8, 8)
+        self.ln = torch.nn.LayerNorm(8)
+        self.conv = torch.nn.Conv2d(1, 2, 3, padding=1)
+        self.bn = torch.nn.BatchNorm2d(2).eval()
+
+    def forward(self, x):
+        h = torch.exp(x) * 1e-4 + torch.arange(8, dtype=x.dtype) * 10.0
+        h = torch.nn.functional.gelu(self.ln(self.lin(h)))
+        s = torch.softmax(h @ h.transpose(-1, -2) * 0.1, dim=-1)
+        a = s @ h
+        c = self.bn(self.conv(a.unsqueeze(1)))
+        return (c.sum(dim=1) / 4.0 + a * h).sum(dim=-1)
+
+
+def test_each_configuration_is_bounded_independently_of_the_others():
+    """A configuration's bound must not depend on which configurations share its run: an
+    unbounded fp16 (overflow) must leave fp64, fp32 and bf16 bounded, with the bounds they
+    get when analysed alone (up to the float32 arithmetic of the error pass)."""
+    m = _Mixed().eval()
+    lm, ba = _analyse(m, (1, 4, 8), 0.0, 12.0)
+    fmts = ["fp64", "fp32", "bf16", "fp16"]
+    together = run_errors(ba, [{"*": f} for f in fmts])
+    assert together.bound[3] == float("inf")
+    for i, f in enumerate(fmts[:3]):
+        alone = run_errors(ba, [{"*": f}]).bound[0]
+        assert alone < float("inf"), f
+        assert together.bound[i] == pytest.approx(alone, rel=1e-5), f
+    from certifier.formats import FORMATS
+    from certifier.validate import observe
+
+    for i, f in ((1, "fp32"), (2, "bf16")):  # and the bounds hold for the model run in f
+        ob = observe(lm, cast_model(m, f), FORMATS[f].torch_dtype, 50, 30)
+        assert 0 < ob.max_error <= together.bound[i], f
