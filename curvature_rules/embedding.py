@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from certifier.interval import Interval
+from certifier.interval import INF, Interval
 from curvature_rules._common import ShapeError, fmag
 from curvature_rules.registry import ErrorContext, RuleInput, RuleResult, register_rule
 
@@ -33,14 +33,21 @@ class EmbeddingError:
     def propagate(self, ctx: ErrorContext):
         nd = len(self.out.shape)
         ids_err = ctx.err("indices")
-        if ids_err is not None and bool((ids_err > 0).any()):
+        # A configuration in which an id may be off selects another row: unbounded there
+        # (per configuration: the others keep their bound).
+        bad = None if ids_err is None else (ids_err > 0).reshape(ctx.F, -1).any(1)
+        if bad is not None and bool(bad.all()):
             return torch.full((ctx.F, *self.out.shape), float("inf"), dtype=F64)
         if not self.weight_point:
             raise NotImplementedError("embedding of a computed table")
         cp = ctx.cast_point("weight")
         if cp is None:
-            return None
-        return ctx.b(cp[0], nd) * fmag(self.out).unsqueeze(0) + ctx.b(cp[1], nd)
+            e = None if bad is None or not bool(bad.any()) else torch.zeros((ctx.F, *self.out.shape), dtype=F64)
+        else:
+            e = ctx.b(cp[0], nd) * fmag(self.out).unsqueeze(0) + ctx.b(cp[1], nd)
+        if e is not None and bad is not None and bool(bad.any()):
+            e = torch.where(ctx.b(bad, nd), torch.full_like(e, INF), e.expand((ctx.F, *self.out.shape)))
+        return e
 
 
 @register_rule([aten.embedding.default])

@@ -58,3 +58,41 @@ def test_gather_index_constant(lo, hi):
     GATHER.check([box((2, 4), lo, hi)], aten.gather.default, n=12)
     INDEX.check([box((4, 3), lo, hi)], aten.index.Tensor, n=12)
     INDEX2.check([box((2, 3, 4), lo, hi)], aten.index.Tensor, n=12)
+
+
+class _Ctx:
+    """A minimal ErrorContext: two configurations, an error on the ids in the second only."""
+
+    F = 2
+
+    def __init__(self, ids_err, cast):
+        self._ids_err, self._cast = ids_err, cast
+
+    def err(self, name):
+        return self._ids_err if name == "indices" else None
+
+    def cast_point(self, name):
+        return self._cast
+
+    def b(self, v, ndim):
+        return v.reshape((self.F,) + (1,) * ndim)
+
+
+@pytest.mark.parametrize("cast", [None, (torch.tensor([2.0**-8, 2.0**-11], dtype=torch.float64), torch.zeros(2, dtype=torch.float64))])
+def test_embedding_id_error_is_unbounded_only_in_its_configuration(cast):
+    from certifier.interval import Interval
+    from curvature_rules.embedding import EmbeddingError
+
+    out = Interval.point(torch.randn(3, 4, generator=torch.Generator().manual_seed(0)))
+    ids_err = torch.zeros(2, 3, dtype=torch.float64)
+    ids_err[1, 2] = 1.0
+    e = EmbeddingError(out, True).propagate(_Ctx(ids_err, cast))
+    assert bool(torch.isinf(e[1]).all())
+    if cast is None:
+        assert bool((e[0] == 0).all())
+    else:
+        assert torch.allclose(e[0], 2.0**-8 * out.value.abs().double())
+    both = EmbeddingError(out, True).propagate(_Ctx(torch.ones(2, 3, dtype=torch.float64), cast))
+    assert bool(torch.isinf(both).all())
+    none = EmbeddingError(out, True).propagate(_Ctx(None, cast))
+    assert none is None if cast is None else bool(torch.isfinite(none).all())
