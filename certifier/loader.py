@@ -190,6 +190,12 @@ def load_model(
         given = _call(mod, "input_domain", path)
         if not isinstance(given, (list, tuple)) or len(given) != len(ex):
             raise ModelFileError(f"input_domain() must return one (lo, hi) pair per input ({len(ex)} inputs)")
+    if domain and not any(t.dtype.is_floating_point for t in ex):
+        kinds = ", ".join(f"input {i}: {str(t.dtype).replace('torch.', '')}" for i, t in enumerate(ex))
+        raise SpecError(
+            f"--domain applies to float inputs, and this model has none ({kinds})",
+            "declare the inclusive id range of integer inputs in input_domain() in the model file",
+        )
     specs: list[InputSpec] = []
     for i, t in enumerate(ex):
         if t.dtype.is_floating_point and domain:

@@ -104,6 +104,29 @@ def test_domain_lo_above_hi(tmp_path):
     assert_bad(run(m2, "--out", out), out, "lo > hi")
 
 
+IDS = """
+import torch
+from torch import nn
+def build_model():
+    torch.manual_seed(0)
+    return nn.Embedding(10, 3)
+def example_inputs():
+    return (torch.zeros(1, 4, dtype=torch.long),)
+def input_domain():
+    return [(0, 9)]
+"""
+
+
+def test_domain_flag_on_a_model_without_float_inputs(tmp_path):
+    """--domain overrides float inputs only; on a token-id model it would be silently ignored,
+    so it is refused with the way to declare an id range."""
+    out = tmp_path / "c.json"
+    m = write(tmp_path, "ids.py", IDS)
+    assert_bad(run(m, "--domain", "0,3", "--out", out), out, "--domain applies to float inputs.*input 0: int64")
+    res = run(m, "--eps", "1e-2", "--out", out)
+    assert res.exit_code == 0, res.output
+
+
 @pytest.mark.parametrize("eps", ["0", "-1e-3", "nan", "inf"])
 def test_bad_eps(tmp_path, eps):
     out = tmp_path / "c.json"
