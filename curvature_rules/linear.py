@@ -73,30 +73,41 @@ def upper32(op: Bilinear, a: torch.Tensor, b: torch.Tensor, k: int, b32: torch.T
     r = op(a32, b32).to(torch.float64)
     r = torch.nan_to_num(r, nan=INF, posinf=INF)
     g = k * U32 / (1 - k * U32) if k * U32 < 0.5 else INF
+    amax, a_inf = _largest_finite(a)
     if bmax is None:
-        bmax = _largest_finite(b)
-    tiny = k * 2.0**-149 * (_largest_finite(a) + bmax + 1.0) if a.numel() and b.numel() else 0.0
+        bmax, b_inf = _largest_finite(b)
+    else:
+        b_inf = False
+    if a_inf:  # an inf entry times a positive partner: inf, whatever the kernel does with 0
+        r = _reached(op(torch.isinf(a).to(torch.float32), (b > 0).to(torch.float32)), r)
+    if b_inf:
+        r = _reached(op((a > 0).to(torch.float32), torch.isinf(b).to(torch.float32)), r)
+    tiny = k * 2.0**-149 * (amax + bmax + 1.0) if a.numel() and b.numel() else 0.0
     return r * ((1 + U32) ** 2 * (1 + g) * (1 + 2.0**-50)) + tiny
 
 
-def _largest_finite(t: torch.Tensor) -> float:
-    """The largest finite entry of a non-negative tensor (0 if none), for :func:`upper32`'s
-    underflow term.
+def _reached(hits: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    return torch.where(hits.to(torch.float64) > 0, torch.full_like(r, INF), r)
 
-    NB: only finite entries need it. An output that an infinite entry reaches with a nonzero
-    partner is already inf in ``r``; with a zero partner the exact product is 0 and the
-    kernel either skips it or yields NaN (read as inf). Taking the max over every entry
-    instead made the term inf for a whole batch of configurations as soon as one of them had
-    an unbounded error (a bf16 error that is unbounded made the fp64 bound unbounded too). A
-    NaN entry (never produced: errors are cleaned) still gives inf."""
+
+def _largest_finite(t: torch.Tensor) -> tuple[float, bool]:
+    """(largest finite entry of a non-negative tensor, or 0 if none; whether any is inf), for
+    :func:`upper32`'s underflow term.
+
+    NB: only finite entries need the underflow term. Outputs that an inf entry reaches with a
+    positive partner are set to inf explicitly (a kernel may skip a product whose float32
+    partner flushed to 0, or yield NaN for it). Taking the max over every entry instead made
+    the term inf for a whole batch of configurations as soon as one of them had an unbounded
+    error (a bf16 error that is unbounded made the fp64 bound unbounded too). A NaN entry
+    (never produced: errors are cleaned) gives inf everywhere."""
     if t.numel() == 0:
-        return 0.0
+        return 0.0, False
     v = float(t.max())
     if math.isfinite(v):
-        return v
+        return v, False
     if v != v or bool(torch.isnan(t).any()):
-        return INF
-    return float(t.masked_fill(torch.isinf(t), 0).max())
+        return INF, False
+    return float(t.masked_fill(torch.isinf(t), 0).max()), True
 
 
 #: Products larger than this many multiply-adds compute their center in float32 (with its

@@ -200,3 +200,24 @@ def test_each_configuration_is_bounded_independently_of_the_others():
     for i, f in ((1, "fp32"), (2, "bf16")):  # and the bounds hold for the model run in f
         ob = observe(lm, cast_model(m, f), FORMATS[f].torch_dtype, 50, 30)
         assert 0 < ob.max_error <= together.bound[i], f
+
+
+def test_upper32_inf_reaches_through_a_partner_that_flushes_in_float32():
+    """An unbounded entry times a positive partner below float32's range (2**-160 flushes to
+    0) is unbounded, even with a kernel that skips products with a zero factor."""
+    from curvature_rules.linear import upper32
+
+    def skipping(x, y):  # a matmul that treats 0 * inf as 0, as a zero-skipping kernel would
+        return torch.nan_to_num(x @ y, nan=0.0) if not bool(torch.isinf(x).any() or torch.isinf(y).any()) else (
+            torch.where(x.unsqueeze(-1) == 0, 0.0, x.unsqueeze(-1) * torch.where(y == 0, 0.0, y).unsqueeze(-3))
+            .nan_to_num(nan=0.0)
+            .sum(-2)
+        )
+
+    inf = float("inf")
+    a = torch.tensor([[inf, 1.0], [0.0, 1.0]], dtype=torch.float64)
+    b = torch.tensor([[2.0**-160], [1.0]], dtype=torch.float64)
+    r = upper32(skipping, a, b, 2)
+    assert r[0, 0] == inf and r[1, 0] < 2  # the second row never meets the inf
+    r = upper32(skipping, b.T, a.T, 2)  # the inf in the second operand
+    assert r[0, 0] == inf and r[0, 1] < 2
