@@ -21,7 +21,7 @@ from torch.export import ExportedProgram
 from torch.export.graph_signature import InputKind
 
 from certifier.errors import ExportError
-from certifier.loader import LoadedModel
+from certifier.loader import LoadedModel, check_inputs_fit
 
 #: Layer name used for nodes that no submodule owns (top-level glue).
 ROOT_LAYER = "(model)"
@@ -88,6 +88,9 @@ def capture(loaded: LoadedModel) -> Captured:
         with torch.no_grad(), _quiet_torch():
             ep = torch.export.export(loaded.module, loaded.example_inputs, strict=False)
     except Exception as e:  # noqa: BLE001 - torch.export raises many types
+        # Inputs that do not fit the model get that message, not an export failure (the
+        # plain forward pass runs only here, on failure: a model that exports needs none).
+        check_inputs_fit(loaded.module, loaded.example_inputs)
         msg = str(e).strip().splitlines()
         first = next((ln for ln in msg if ln.strip()), type(e).__name__)
         raise ExportError(f"torch.export could not capture the model: {type(e).__name__}: {first[:300]}", _hint(str(e))) from None

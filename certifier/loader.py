@@ -221,14 +221,7 @@ def load_model(
         specs.append(InputSpec(tuple(t.shape), t.dtype, lo, hi))
 
     if check_forward:
-        try:
-            with torch.no_grad():
-                model(*ex)
-        except Exception as e:  # noqa: BLE001
-            raise InputError(
-                f"the example inputs do not fit the model: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
-                "example_inputs() must return what model.forward() accepts (shapes, dtypes, count)",
-            ) from None
+        check_inputs_fit(model, ex)
     return LoadedModel(
         path=path,
         name=path.stem,
@@ -239,6 +232,18 @@ def load_model(
         weights_path=Path(weights) if weights is not None else None,
         python_module=mod,
     )
+
+
+def check_inputs_fit(model: torch.nn.Module, ex: tuple[torch.Tensor, ...]) -> None:
+    """Run the model once on its example inputs; InputError if they do not fit it."""
+    try:
+        with torch.no_grad():
+            model(*ex)
+    except Exception as e:  # noqa: BLE001
+        raise InputError(
+            f"the example inputs do not fit the model: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
+            "example_inputs() must return what model.forward() accepts (shapes, dtypes, count)",
+        ) from None
 
 
 def _load_weights(model: torch.nn.Module, path: Path) -> None:

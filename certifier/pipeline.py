@@ -133,7 +133,9 @@ def plan_model(
     times: dict[str, float] = {}
     t0 = time.perf_counter()
     p("load", 0, 1)
-    loaded = load_model(model_path, domain=domain, weights=weights)
+    # NB: no separate forward pass: capture() runs one only when export fails, to tell
+    # inputs that do not fit the model from a model that cannot be exported.
+    loaded = load_model(model_path, domain=domain, weights=weights, check_forward=False)
     times["load"] = time.perf_counter() - t0
     cap, ba, t = analyse(loaded, progress)
     times.update(t)
