@@ -187,8 +187,9 @@ class _Run:
             )
         cons = ba.consumers()
         self.remaining = {n: len(c) for n, c in cons.items()}
+        #: node -> its error is inf everywhere, in every configuration (every output of a
+        #: multi-output node); set where an error is made unbounded, else found by a scan.
         self.inf_flags: dict[str, bool] = {}
-        self.all_inf: set[str] = set()  # nodes whose every output's error is _inf_like
         self.keep = set(ba.outputs)
 
     def src_format(self, prod: NodeInfo):
@@ -340,9 +341,8 @@ def run_errors(
             v = run.errs.get(src)
             idx = info.node.args[1]
             e = v[idx] if isinstance(v, (tuple, list)) else v  # type: ignore[index]
-            if src in run.all_inf:
+            if run.inf_flags.get(src):
                 run.inf_flags[name] = True
-                run.all_inf.add(name)
             if not local_only:
                 run.errs[name] = e
             if keep_nodes and isinstance(e, torch.Tensor):
@@ -388,7 +388,6 @@ def run_errors(
         run.errs[name] = e
         if unbounded:  # known without scanning it (all_inputs_unbounded), every output
             run.inf_flags[name] = True
-            run.all_inf.add(name)
         if keep_nodes:
             t = e[0] if isinstance(e, tuple) else e
             if isinstance(t, torch.Tensor):

@@ -14,11 +14,11 @@ each time. On BERT-base that kernel time was a third of the run (sys 8-10 s of 3
 (``M_MMAP_THRESHOLD``, glibc's largest allowed value on 64-bit), larger ones too (``M_MMAP_MAX``
 = 0: no block is served by its own mapping, which was unmapped on free and faulted in again
 on the next allocation), and the heap is trimmed only above 1 GiB free at the top
-(``M_TRIM_THRESHOLD``). ResNet-50's error passes allocate 45 MB error tensors: its uniform
-error pass went from 10.9 s (2.5 M page faults, 8 s of kernel time) to 5.5 s (0.2 M faults),
-max RSS 2.56 -> 2.66 GB. Peak memory is unchanged (measured: BERT-base
-2.63 GB max RSS either way); memory is returned to the kernel later. Measured on BERT-base
-(2 cores): bounds 5.2 -> 3.5 s, local error pass 9.8 -> 6.6 s (benchmarks/speed.py).
+(``M_TRIM_THRESHOLD``); memory is returned to the kernel later. Measured on BERT-base (2
+cores; thresholds only): bounds 5.2 -> 3.5 s, local error pass 9.8 -> 6.6 s, max RSS 2.63 GB
+either way. ResNet-50's error passes allocate 45 MB error tensors, above the largest threshold;
+``M_MMAP_MAX = 0`` took its uniform error pass from 10.9 s (2.5 M page faults, 8 s of kernel
+time) to 5.5 s (0.2 M faults), max RSS 2.56 -> 2.66 GB (benchmarks/speed.py).
 
 The CLI calls it once at start-up; a library user may call it too. It changes nothing (and
 returns False) off glibc or when ``CERTIFY_MALLOC_TUNING=0``. Numbers only get faster: the

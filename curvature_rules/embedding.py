@@ -41,12 +41,9 @@ class EmbeddingError:
         if not self.weight_point:
             raise NotImplementedError("embedding of a computed table")
         cp = ctx.cast_point("weight")
-        if cp is None:
-            e = None if bad is None or not bool(bad.any()) else torch.zeros((ctx.F, *self.out.shape), dtype=F64)
-        else:
-            e = ctx.b(cp[0], nd) * fmag(self.out).unsqueeze(0) + ctx.b(cp[1], nd)
-        if e is not None and bad is not None and bool(bad.any()):
-            e = torch.where(ctx.b(bad, nd), torch.full_like(e, INF), e.expand((ctx.F, *self.out.shape)))
+        e = None if cp is None else ctx.b(cp[0], nd) * fmag(self.out).unsqueeze(0) + ctx.b(cp[1], nd)
+        if bad is not None and bool(bad.any()):
+            e = torch.where(ctx.b(bad, nd), INF, torch.zeros((), dtype=F64) if e is None else e).expand((ctx.F, *self.out.shape))
         return e
 
 
