@@ -5,7 +5,8 @@ activations cast as with ``model.to(dtype)``), prints the certified uniform boun
 largest observed max-abs error against float64 over random domain inputs plus an adversarial
 search, and their ratio. A row with observed > bound is a soundness bug and is flagged.
 
-The ratio is split in two factors: ``at x*`` is the certified bound recomputed with the domain
+``forward`` is the forward pass's bound alone; ``bound`` is the certified one (the smaller of
+the forward and the adjoint pass, certifier.adjoint). The ratio is split in two factors: ``at x*`` is the certified bound recomputed with the domain
 shrunk to the single worst observed input x* (the same analysis, no worst case over the box),
 so ``bound / at x*`` is what the worst case over the domain costs and ``at x* / observed`` is
 the analysis's own slack at one input (every summation order, rounding errors of every sign).
@@ -30,6 +31,7 @@ warnings.filterwarnings("ignore")
 from certifier.capture import capture  # noqa: E402
 from certifier.formats import FORMATS  # noqa: E402
 from certifier.loader import load_model  # noqa: E402
+from certifier.adjoint import certified_errors  # noqa: E402
 from certifier.rounding import run_errors  # noqa: E402
 from certifier.validate import cast_model, observe  # noqa: E402
 from certifier.walker import analyze_bounds  # noqa: E402
@@ -51,20 +53,21 @@ def main() -> int:
     args = ap.parse_args()
     rows = []
     bad = 0
-    print(f"{'model':14s} {'format':6s} {'bound':>11s} {'observed':>11s} {'ratio':>9s} {'at x*':>11s} {'domain':>8s} {'at x*/obs':>9s} {'target':>7s}  note")
+    print(f"{'model':14s} {'format':6s} {'forward':>11s} {'bound':>11s} {'observed':>11s} {'ratio':>9s} {'at x*':>11s} {'domain':>8s} {'at x*/obs':>9s} {'target':>7s}  note")
     for name in args.models:
         lm = load_model(ROOT / "examples" / f"{name}.py")
         cap = capture(lm)
         ba = analyze_bounds(lm, cap)
-        res = run_errors(ba, [{"*": f} for f in args.formats], keep_nodes=False)
-        for f, b, ov in zip(args.formats, res.bound, res.overflow):
+        res = certified_errors(ba, [{"*": f} for f in args.formats], keep_nodes=False)
+        fwd = run_errors(ba, [{"*": f} for f in args.formats], keep_nodes=False).bound
+        for f, b, ov, bf in zip(args.formats, res.bound, res.overflow, fwd):
             t0 = time.perf_counter()
             ob = observe(lm, cast_model(lm.module, f), FORMATS[f].torch_dtype, args.n, args.adv, seed=0)
             ratio = b / ob.max_error if ob.max_error > 0 else math.inf
             at = math.inf
             if ob.worst_input is not None:
                 pt = analyze_bounds(lm, cap, boxes=[(x, x) for x in ob.worst_input])
-                at = run_errors(pt, [{"*": f}], keep_nodes=False).bound[0]
+                at = certified_errors(pt, [{"*": f}], keep_nodes=False).bound[0]
             dom = b / at if at > 0 else math.inf
             slack = at / ob.max_error if ob.max_error > 0 else math.inf
             note = ov.reason() if ov else ""
@@ -74,7 +77,7 @@ def main() -> int:
             tgt = TARGET.get(name)
             if tgt and math.isfinite(ratio) and ratio > tgt:
                 note = (note + "; " if note else "") + "target missed"
-            print(f"{name:14s} {f:6s} {fmt(b):>11s} {ob.max_error:>11.3g} {fmt(ratio):>9s} {fmt(at):>11s} {fmt(dom):>8s} {fmt(slack):>9s} {str(tgt or '-'):>7s}  {note}  ({time.perf_counter() - t0:.1f}s)")
+            print(f"{name:14s} {f:6s} {fmt(bf):>11s} {fmt(b):>11s} {ob.max_error:>11.3g} {fmt(ratio):>9s} {fmt(at):>11s} {fmt(dom):>8s} {fmt(slack):>9s} {str(tgt or '-'):>7s}  {note}  ({time.perf_counter() - t0:.1f}s)")
             rows.append((name, f, b, ob.max_error, ratio))
     return 1 if bad else 0
 

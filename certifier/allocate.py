@@ -170,7 +170,9 @@ def total_cost(plans: dict[str, LayerPlan], formats: dict[str, str]) -> float:
 
 
 def verify(ba: BoundsAnalysis, formats: dict[str, str]) -> ErrorResult:
-    return run_errors(ba, [dict(formats)], keep_nodes=True)
+    from certifier.adjoint import certified_errors
+
+    return certified_errors(ba, [dict(formats)], keep_nodes=True)
 
 
 def certify_assignment(

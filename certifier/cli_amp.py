@@ -37,11 +37,11 @@ def apply_cmd(
 
 def _apply(model, config, certificate, weights, validate, adv_steps, seed, onnx, ort_out):
     from certifier import certificate as C
+    from certifier.adjoint import certified_errors
     from certifier.amp import apply_precision, check_config, load_config, onnx_nodes, ort_block_lists, run_dtype
     from certifier.capture import ROOT_LAYER
     from certifier.loader import load_model
     from certifier.pipeline import analyse, weights_sha256
-    from certifier.rounding import run_errors
     from certifier.validate import observe
 
     if validate < 0 or adv_steps < 0:
@@ -67,7 +67,7 @@ def _apply(model, config, certificate, weights, validate, adv_steps, seed, onnx,
         missing = [L for L in ba.layers if L not in fm]
         for L in missing:
             fm[L] = cfg.get("default", "fp32")
-        res = run_errors(ba, [fm], keep_nodes=False)
+        res = certified_errors(ba, [fm], keep_nodes=False)
         bound = res.bound[0]
         rows = [("recomputed certified bound", fmt_num(bound)), ("bound in the config", fmt_num(cfg.get("bound"))), ("eps", fmt_num(cfg.get("eps")))]
         code = 0

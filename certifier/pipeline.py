@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from certifier import __version__
+from certifier.adjoint import certified_errors
 from certifier.allocate import Assignment, LayerPlan, certify_assignment, plan_layers
 from certifier.capture import Captured, capture
 from certifier.errors import SpecError
@@ -140,7 +141,7 @@ def plan_model(
     cap, ba, t = analyse(loaded, progress)
     times.update(t)
     t0 = time.perf_counter()
-    uniform = run_errors(ba, [{"*": f} for f in uniform_formats], keep_nodes=False, progress=lambda k, n: p("errors", k, n))
+    uniform = certified_errors(ba, [{"*": f} for f in uniform_formats], keep_nodes=False, progress=lambda k, n: p("errors", k, n))
     times["uniform_errors"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     local = run_errors(ba, [{"*": f} for f in formats], local_only=True, progress=lambda k, n: p("local errors", k, n))
@@ -227,7 +228,9 @@ def arithmetic_model() -> dict:
         "assumptions": [
             "GPU runs must keep low-precision reductions in fp32: torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction = False and allow_bf16_reduced_precision_reduction = False",
             "addmm/baddbmm form beta*C + alpha*A@B in the accumulator and round once (cpublas/oneDNN on CPU, cuBLAS on GPU)",
+            "weights and biases are cast to a layer's format by round-to-nearest-even (as Tensor.to does); where a bound's pass is 'adjoint', the exactly rounded weights are used (certifier.adjoint)",
         ],
+        "bound_passes": "forward: error magnitudes through |W| (certifier.rounding); adjoint: signed linear maps and relu/max-pool slopes from the outputs back (certifier.adjoint); each bound is the smaller of the two",
     }
 
 
@@ -265,11 +268,12 @@ def build_certificate(
             }
         )
     uni = {}
-    for f, b, ov in zip(uniform.configs, uniform.bound, uniform.overflow):
+    for f, b, ov, m in zip(uniform.configs, uniform.bound, uniform.overflow, uniform.method):
         uni[f] = {
             "bound": fnum(b),
             "overflow": ov.reason() if ov else None,
             "certified": bool(math.isfinite(b) and b <= eps),
+            "pass": m,
         }
     unsupported = [
         {"op": u["op"], "node": u["node"], "module": u["module"], "reason": u["reason"]} for u in ba.unsupported
@@ -308,6 +312,7 @@ def build_certificate(
         "assignment": {
             "formats": dict(a.formats),
             "bound": fnum(a.bound),
+            "bound_pass": a.verification.method[0] if a.verification is not None and a.verification.method else None,
             "linear_bound": fnum(a.linear_bound),
             "certified": bool(a.certified),
             "method": a.method,

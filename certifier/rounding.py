@@ -73,6 +73,10 @@ class ErrorResult:
     overflows: list[list[Overflow]] = field(default_factory=list)  # all, per configuration
     node_max: dict[str, list[float]] = field(default_factory=dict)  # per node, per config
     output_err: dict[str, torch.Tensor] = field(default_factory=dict)  # per output node (F, *shape)
+    #: which pass gave each bound: "forward", or "adjoint" (certifier.adjoint.certified_errors)
+    method: list[str] = field(default_factory=list)
+    #: every node's error (run_errors(keep_errs=True) only; certifier.adjoint reads them)
+    node_err: dict[str, object] = field(default_factory=dict)
 
 
 class _Ctx:
@@ -319,6 +323,7 @@ def run_errors(
     *,
     local_only: bool = False,
     keep_nodes: bool = True,
+    keep_errs: bool = False,
     progress=None,
 ) -> ErrorResult:
     """Propagate rounding errors for each assignment (layer -> format name; key "*" = default).
@@ -327,6 +332,8 @@ def run_errors(
     the result per node is its local rounding error Delta_i for the linear allocation model.
     """
     run = _Run(ba, assignments, local_only)
+    if keep_errs:
+        run.keep = set(ba.nodes)
     F = run.F
     node_max: dict[str, list[float]] = {}
     names = list(ba.nodes)
@@ -417,6 +424,8 @@ def run_errors(
         overflows=run.overflows,
         node_max=node_max,
         output_err=out_err,
+        method=["forward"] * F,
+        node_err=run.errs if keep_errs else {},
     )
 
 

@@ -10,7 +10,7 @@ import pytest
 from certifier.capture import capture
 from certifier.formats import FORMATS
 from certifier.loader import load_model
-from certifier.rounding import run_errors
+from certifier.adjoint import certified_errors
 from certifier.validate import cast_model, observe
 from certifier.walker import analyze_bounds
 from conftest import EXAMPLES
@@ -23,7 +23,7 @@ FMTS = ["fp32", "bf16", "fp16"]
 def analysed(request):
     lm = load_model(EXAMPLES / f"{request.param}.py")
     ba = analyze_bounds(lm, capture(lm))
-    res = run_errors(ba, [{"*": f} for f in FMTS], keep_nodes=False)
+    res = certified_errors(ba, [{"*": f} for f in FMTS], keep_nodes=False)
     return request.param, lm, dict(zip(FMTS, res.bound))
 
 
