@@ -61,6 +61,8 @@ F64 = torch.float64
 MAX_ENTRIES = 2.5e7
 #: Largest number of error entries (configurations x node elements, all nodes) kept for it.
 MAX_KEPT = 1.25e8
+#: Most relu / max-pool inputs whose error bound is refined first (one pass each).
+MAX_HINGES = 64
 _KNOWN = ("param", "buffer", "constant")
 _SUM_SLACK = 1 + 2.0**-40
 
@@ -75,33 +77,71 @@ def certified_errors(ba: BoundsAnalysis, assignments: list[Mapping[str, str]], *
     errs = res.node_err
     res.node_err = {}
     res.method = ["forward"] * len(assignments)
+    res.layer_share = [None] * len(assignments)
     if not fits:
         return res
+    outs = _float_outputs(ba)
+    hinges = _hinges(ba)
     for c, a in enumerate(assignments):
         if not math.isfinite(res.bound[c]):
             continue
-        b = _Adjoint(ba, a, c, errs).run()
+        # First the inputs of relus and max pools, in graph order: their refined error bounds
+        # narrow the boxes that decide which relus are active (and which window holds the
+        # maximum) in every later pass.
+        better: dict[str, torch.Tensor] = {}
+        for n in hinges:
+            t = _Adjoint(ba, a, c, errs, better, [n]).run()
+            if t is not None:
+                e = errs[n] if not isinstance(errs[n], (tuple, list)) else errs[n][0]
+                better[n] = torch.minimum(e[c], t.reshape(e.shape[1:]))
+        adj = _Adjoint(ba, a, c, errs, better, outs)
+        adj.by_layer = {}
+        t = adj.run()
+        b = float(t.max()) if t is not None and t.numel() else None
         if b is not None and b < res.bound[c]:
             res.bound[c] = b
             res.method[c] = "adjoint"
+            if not adj.cuts:
+                # NB: a cut charges everything upstream of it to its own layer, so layer
+                # shares are only meaningful without one.
+                sh = adj.by_layer
+                for L, v in adj.boundary.items():
+                    sh[L] = sh[L] + v if L in sh else v
+                res.layer_share[c] = {L: float(v.max()) * _SUM_SLACK for L, v in sh.items()}
     return res
 
 
+def _float_outputs(ba: BoundsAnalysis) -> list[str]:
+    return [o for o in ba.outputs if ba.nodes[o].primary is not None and ba.nodes[o].primary.is_float]
+
+
+def _carries(info: NodeInfo) -> bool:
+    """A node the pass may hold an interval matrix for (not a parameter or a view of one)."""
+    return info.kind not in _KNOWN and info.primary is not None and not info.is_point
+
+
+def _hinges(ba: BoundsAnalysis) -> list[str]:
+    """Inputs of relus and max pools whose own pass fits the budget (at most MAX_HINGES)."""
+    big = max((i.primary.numel() for i in ba.nodes.values() if _carries(i)), default=0)
+    out: list[str] = []
+    for info in ba.nodes.values():
+        if info.op not in ("relu", "max_pool2d_with_indices"):
+            continue
+        p = info.producers.get("self")
+        if p is None or p in out or ba.nodes[p].kind in _KNOWN or ba.nodes[p].kind == "input":
+            continue
+        iv = ba.nodes[p].primary
+        if iv is not None and iv.is_float and iv.numel() * big <= MAX_ENTRIES:
+            out.append(p)
+    return out[:MAX_HINGES]
+
+
 def _fits(ba: BoundsAnalysis, F: int) -> bool:
-    J = _n_out(ba)
+    J = sum(ba.nodes[o].primary.numel() for o in _float_outputs(ba))
     if J == 0:
         return False
-    sizes = [i.primary.numel() for i in ba.nodes.values() if i.kind not in _KNOWN and i.primary is not None]
+    sizes = [i.primary.numel() for i in ba.nodes.values() if _carries(i)]
     return J * max(sizes, default=0) <= MAX_ENTRIES and F * sum(sizes) <= MAX_KEPT
-
-
-def _n_out(ba: BoundsAnalysis) -> int:
-    n = 0
-    for o in ba.outputs:
-        iv = ba.nodes[o].primary
-        if iv is not None and iv.is_float:
-            n += iv.numel()
-    return n
 
 
 class _LocalCtx(_Ctx):
@@ -125,18 +165,28 @@ class _LocalCtx(_Ctx):
 
 
 class _Adjoint:
-    def __init__(self, ba: BoundsAnalysis, assignment: Mapping[str, str], c: int, errs: dict) -> None:
+    def __init__(self, ba: BoundsAnalysis, assignment: Mapping[str, str], c: int, errs: dict, better: dict, outputs: list[str]) -> None:
         self.ba = ba
         self.c = c
         self.errs = errs
+        self.better = better  # node -> a refined error bound of its (first) output
+        self.outputs = outputs
         self.run_ = _Run(ba, [assignment], local_only=False)
-        self.J = _n_out(ba)
+        self.J = sum(ba.nodes[o].primary.numel() for o in outputs)
+        #: layer -> its nodes' share of ``total`` (their own rounding, the casts into them,
+        #: and the whole forward bound of a cut), when asked for
+        self.by_layer: dict[str, torch.Tensor] | None = None
+        self.boundary: dict[str, torch.Tensor] = {}  # layer -> casts at its entry (see _input)
+        self.cuts = 0  # cuts that charged a nonzero forward bound
+        self.layer = ""
         self.adj: dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor]] = {}
         self.total = torch.zeros(self.J, dtype=F64)
 
     # ------------------------------------------------------------------ helpers
     def E(self, name: str, idx: int = 0) -> torch.Tensor | None:
-        """This configuration's forward error bound of a node's output ``idx``."""
+        """This configuration's error bound of a node's output ``idx`` (forward, or refined)."""
+        if idx == 0 and name in self.better:
+            return self.better[name]
         e = self.errs.get(name)
         if isinstance(e, (tuple, list)):
             e = e[idx]
@@ -167,7 +217,13 @@ class _Adjoint:
         m = m.reshape(1, -1).expand_as(w) if m.numel() == w.shape[1] else m.expand(C.shape[1:]).reshape(1, -1).expand_as(w)
         t = w * m
         t = torch.where(w == 0, torch.zeros_like(t), t)
-        self.total += t.sum(1)
+        self._add(t.sum(1))
+
+    def cut(self, C: torch.Tensor, R: torch.Tensor, e: torch.Tensor | None) -> None:
+        """Charge a node's whole forward error bound (everything upstream of it included)."""
+        if e is not None and bool((e > 0).any()) and bool(((C != 0) | (R != 0)).any()):
+            self.cuts += 1
+        self.charge(C, R, e)
 
     def charge_signed(self, C: torch.Tensor, R: torch.Tensor, vc: torch.Tensor, vr: torch.Tensor) -> None:
         """total += |A v| for an error v in [vc - vr, vc + vr] that is known up to vr (a
@@ -178,7 +234,13 @@ class _Adjoint:
         n = vc.numel()
         dot = (w @ vc).abs()
         rad = w.abs() @ vr + Rf @ (vc.abs() + vr) + (w.abs() @ vc.abs()) * ((n + 2) * 2.0**-52)
-        self.total += dot + rad
+        self._add(dot + rad)
+
+    def _add(self, v: torch.Tensor) -> None:
+        self.total += v
+        if self.by_layer is not None:
+            acc = self.by_layer.get(self.layer)
+            self.by_layer[self.layer] = v.clone() if acc is None else acc + v
 
     def rounded_known(self, info: NodeInfo, name: str, iv: Interval):
         """(the known input rounded to this node's storage format, its exact rounding error)
@@ -239,13 +301,12 @@ class _Adjoint:
         return iv if e is None else Interval(iv.lo - e, iv.hi + e, iv.dtype)
 
     # ------------------------------------------------------------------ the pass
-    def run(self) -> float | None:
+    def run(self) -> torch.Tensor | None:
+        """Per element of the outputs, the bound on its error (None: not finite)."""
         ba = self.ba
         off = 0
-        for o in ba.outputs:
+        for o in self.outputs:
             iv = ba.nodes[o].primary
-            if iv is None or not iv.is_float:
-                continue
             n = iv.numel()
             C = torch.zeros((self.J, n), dtype=F64)
             C[torch.arange(off, off + n), torch.arange(n)] = 1.0
@@ -256,6 +317,7 @@ class _Adjoint:
             if not keys:
                 continue
             info = ba.nodes[name]
+            self.layer = info.layer
             entries = {k[1]: self.adj.pop(k) for k in keys}
             if info.kind in _KNOWN or info.kind == "input":
                 continue  # exact values
@@ -266,10 +328,10 @@ class _Adjoint:
                 continue
             if set(entries) != {0} or not self._handle(info, *entries[0]):
                 for idx, (C, R) in entries.items():
-                    self.charge(C, R, self.E(name, idx))
+                    self.cut(C, R, self.E(name, idx))
             if not bool(torch.isfinite(self.total).all()):
                 return None
-        return float(self.total.max()) * _SUM_SLACK if self.J else 0.0
+        return self.total * _SUM_SLACK
 
     def _handle(self, info: NodeInfo, C: torch.Tensor, R: torch.Tensor) -> bool:
         res = info.result
@@ -294,7 +356,20 @@ class _Adjoint:
     def _input(self, info: NodeInfo, arg: str, C_in: torch.Tensor, R_in: torch.Tensor) -> None:
         """Charge the cast on the edge from ``arg``'s producer, and pass the adjoint on."""
         p = info.producers[arg]
-        self.charge(C_in, R_in, self.edge_cast(info, p))
+        cast = self.edge_cast(info, p)
+        self.charge(C_in, R_in, cast)
+        prod = self.ba.nodes[p]
+        if cast is None and self.by_layer is not None and prod.layer != info.layer and prod.kind != "input":
+            # For the allocation's linear model only (not part of the bound): the cast this
+            # edge would carry if the layer ran in another format than its producer's, as the
+            # local-only pass charges at every layer boundary.
+            u, he = self.run_.fvec[info.name][:2]
+            e = self.E(p)
+            m = fmag(prod.primary)
+            w = (C_in.abs() + R_in).reshape(self.J, -1)
+            v = (w * (float(u[0]) * (m if e is None else m + e) + float(he[0])).reshape(1, -1)).sum(1)
+            acc = self.boundary.get(info.layer)
+            self.boundary[info.layer] = v if acc is None else acc + v
         self.push(p, C_in, R_in)
 
     def _bilinear(self, info: NodeInfo, m: BilinearError, acts: list[str], C, R) -> bool:
@@ -433,7 +508,7 @@ class _Adjoint:
         # window is a cut: its forward error bound enters as is.
         e_out = self.E(info.name, 0)
         multi = ~single
-        self.charge(torch.where(multi, C, torch.zeros_like(C)), torch.where(multi, R, torch.zeros_like(R)), e_out)
+        self.cut(torch.where(multi, C, torch.zeros_like(C)), torch.where(multi, R, torch.zeros_like(R)), e_out)
         keep = single.repeat_interleave(kh, -2).repeat_interleave(kw, -1) & cand.unsqueeze(0)
         Cu = C.repeat_interleave(kh, -2).repeat_interleave(kw, -1)
         Ru = R.repeat_interleave(kh, -2).repeat_interleave(kw, -1)

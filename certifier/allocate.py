@@ -87,8 +87,14 @@ def plan_layers(
     formats: Sequence[str],
     hnf_c: float,
     local: ErrorResult,
+    shares: dict[str, dict[str, float]] | None = None,
 ) -> dict[str, LayerPlan]:
-    """Per-layer coefficients, costs and admissibility from one local-only error pass."""
+    """Per-layer coefficients, costs and admissibility from one local-only error pass.
+
+    ``shares`` (format -> layer -> share): where the uniform run of a format was bounded by
+    the adjoint pass (certifier.adjoint), each layer's share of that bound is its coefficient
+    instead of ``sum G_i Delta_i`` (signed propagation instead of scalar gains; casts at
+    boundaries between formats are then left to the verification pass)."""
     idx = {f: i for i, f in enumerate(local.configs)}
     plans: dict[str, LayerPlan] = {}
     over: dict[tuple[str, str], str] = {}
@@ -111,6 +117,9 @@ def plan_layers(
                 if g == 0.0 or dv == 0.0:
                     continue
                 c = c + g * dv if math.isfinite(g * dv) else INF
+            sh = (shares or {}).get(f)
+            if sh is not None and math.isfinite(c):
+                c = min(c, sh.get(name, 0.0))
             coeff[f] = c
             cost[f] = layer_cost(L, f)
             if (name, f) in over:

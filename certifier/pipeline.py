@@ -145,7 +145,8 @@ def plan_model(
     times["uniform_errors"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     local = run_errors(ba, [{"*": f} for f in formats], local_only=True, progress=lambda k, n: p("local errors", k, n))
-    plans = plan_layers(ba, eps, list(formats), hnf_c, local)
+    shares = {f: sh for f, sh in zip(uniform.configs, uniform.layer_share) if sh is not None}
+    plans = plan_layers(ba, eps, list(formats), hnf_c, local, shares)
     times["local_errors"] = time.perf_counter() - t0
     return Planned(loaded, cap, ba, uniform, local, plans, times)
 

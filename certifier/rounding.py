@@ -75,6 +75,10 @@ class ErrorResult:
     output_err: dict[str, torch.Tensor] = field(default_factory=dict)  # per output node (F, *shape)
     #: which pass gave each bound: "forward", or "adjoint" (certifier.adjoint.certified_errors)
     method: list[str] = field(default_factory=list)
+    #: per configuration whose bound came from the adjoint pass: layer -> the largest (over
+    #: output elements) part of that bound charged to the layer's nodes, plus the casts its
+    #: entry would carry in another format than its neighbours' (else None)
+    layer_share: list = field(default_factory=list)
     #: every node's error (run_errors(keep_errs=True) only; certifier.adjoint reads them)
     node_err: dict[str, object] = field(default_factory=dict)
 

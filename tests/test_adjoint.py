@@ -16,6 +16,7 @@ from certifier import adjoint
 from certifier.adjoint import certified_errors
 from certifier.amp import apply_precision
 from certifier.capture import capture
+from certifier.formats import FORMAT_ORDER as FORMATS_ORDER
 from certifier.formats import FORMATS
 from certifier.loader import InputSpec, LoadedModel, load_model
 from certifier.rounding import run_errors
@@ -220,3 +221,41 @@ def test_large_outputs_keep_the_forward_bound(monkeypatch):
     assert res.method == ["forward"]
     assert res.bound[0] == run_errors(ba, [{"*": "fp16"}]).bound[0]
     assert math.isfinite(res.bound[0])
+
+
+def test_allocation_uses_the_adjoint_shares():
+    """With the adjoint pass's per-layer shares as the linear model's coefficients, the MLP at
+    eps = 1 gets a cheaper certified assignment than with the scalar-gain coefficients (which
+    keep it at 5 x fp32 + 1 x fp16), its verified bound <= eps, and the applied config's
+    observed error <= that bound."""
+    from certifier.allocate import certify_assignment, plan_layers
+    from certifier.pipeline import Options, run_certify
+
+    rep = run_certify(EXAMPLES / "mlp.py", Options(eps=1.0))
+    a = rep.assignment
+    assert a.certified and a.bound <= 1.0
+    assert rep.certificate["assignment"]["bound_pass"] == "adjoint"
+    plain = plan_layers(rep.bounds, 1.0, list(FORMATS_ORDER), 0.125, rep.local)
+    b = certify_assignment(rep.bounds, 1.0, plain)
+    assert a.cost < b.cost
+    assert sum(f != "fp32" for f in a.formats.values()) > sum(f != "fp32" for f in b.formats.values())
+    lm = rep.loaded
+    mod = apply_precision(lm.module, a.formats)
+    first = a.formats["0"]
+    ob = observe(lm, mod, FORMATS[first].torch_dtype, 30, 30, seed=4)
+    assert 0 < ob.max_error <= a.bound
+
+
+def test_layer_shares_only_without_cuts():
+    """A cut charges everything upstream of it to its own layer, so its pass publishes no
+    per-layer shares (the allocation then keeps the scalar-gain coefficients)."""
+    lm = _loaded(_pooled(3, 2), (1, 1, 8, 8))
+    ba = analyze_bounds(lm, capture(lm))
+    res = certified_errors(ba, [{"*": "fp16"}])
+    assert res.method == ["adjoint"] and res.layer_share == [None]
+    lm = load_model(EXAMPLES / "mlp.py")
+    ba = analyze_bounds(lm, capture(lm))
+    res = certified_errors(ba, [{"*": "fp16"}])
+    sh = res.layer_share[0]
+    assert set(sh) >= {"1", "3", "5"} and all(v >= 0 for v in sh.values())
+    assert sum(sh.values()) >= res.bound[0] * (1 - 1e-12)
