@@ -296,7 +296,8 @@ def render_validation(v: dict) -> None:
         t.add_column(c, justify="right" if c != "run" else "left")
     for r in v["runs"]:
         ratio = r.get("ratio")
-        t.add_row(r["name"], fmt_num(r["observed"]), fmt_num(r["bound"]), fmt_num(ratio) if ratio is not None else "-", str(r["evaluations"]))
+        name = r["name"] + (" (emulated)" if str(r.get("note", "")).startswith("emulated") else "")
+        t.add_row(name, fmt_num(r["observed"]), fmt_num(r["bound"]), fmt_num(ratio) if ratio is not None else "-", str(r["evaluations"]))
     out_console.print(t)
 
 

@@ -51,6 +51,18 @@ class Format:
         return 2.0 ** (-self.p)
 
     @property
+    def mul_u(self) -> float:
+        """Relative error of rounding a multiplicand to a compute-only format (tf32): 2**(1-p),
+        which covers truncation as well as rounding to nearest (Triton's tf32 dot and some
+        vendors' kernels truncate, cuBLAS rounds). 0 for storage formats."""
+        return 2.0 ** (1 - self.p) if self.compute_only else 0.0
+
+    @property
+    def mul_eta(self) -> float:
+        """Absolute error of that rounding for a subnormal multiplicand (its spacing there)."""
+        return self.eta if self.compute_only else 0.0
+
+    @property
     def storage(self) -> "Format":
         """The format in which tensors are stored (tf32 stores fp32)."""
         return FORMATS["fp32"] if self.compute_only else self

@@ -216,7 +216,7 @@ def arithmetic_model() -> dict:
         "accumulation": {
             "fp64": "fp64",
             "fp32": "fp32",
-            "tf32": "fp32 (matmul/conv inputs rounded to 11 significand bits)",
+            "tf32": "fp32 (matmul/conv multiplicands rounded or truncated to 11 significand bits: relative error 2^-10)",
             "bf16": "fp32",
             "fp16": "fp32",
             "fp8_e4m3": "fp32",

@@ -91,7 +91,7 @@ class _Ctx:
         self.info = info
         fv = run.fvec[info.name]
         self.F = run.F
-        self.u, self.he, self.u_acc, self.he_acc, self.u_mul, self._fmts = fv
+        self.u, self.he, self.u_acc, self.he_acc, self.u_mul, self._fmts, self.eta_mul = fv
         # NB: rules may ask for the same input's error more than once (e.g. GELU's extra
         # |x|-relative term); results are never written in place, so they can be shared.
         self._errs: dict[str, torch.Tensor | None] = {}
@@ -190,8 +190,9 @@ class _Run:
                 torch.tensor([s.eta / 2 for s in st], dtype=F64),
                 torch.tensor([a.u for a in acc], dtype=F64),
                 torch.tensor([a.eta / 2 for a in acc], dtype=F64),
-                torch.tensor([f.u if f.compute_only else 0.0 for f in fmts], dtype=F64),
+                torch.tensor([f.mul_u for f in fmts], dtype=F64),
                 fmts,
+                torch.tensor([f.mul_eta for f in fmts], dtype=F64),
             )
         cons = ba.consumers()
         self.remaining = {n: len(c) for n, c in cons.items()}

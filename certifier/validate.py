@@ -117,11 +117,17 @@ def _neighbours(x: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torc
     return a, b
 
 
-def rounding_aligned(x: torch.Tensor, g: torch.Tensor, dtype: torch.dtype, lo: float, hi: float, sign: float) -> torch.Tensor:
+def rounding_aligned(x: torch.Tensor, g: torch.Tensor, dtype: torch.dtype | str, lo: float, hi: float, sign: float) -> torch.Tensor:
     """Move every element next to a rounding midpoint so that its rounding error in ``dtype``
-    is about half an ulp with the sign of ``sign * g``."""
-    if dtype in (torch.float16, torch.bfloat16, torch.float32):
-        a, b = _neighbours(x, dtype)
+    (a torch dtype, or a format name for the emulated formats) is about half an ulp with the
+    sign of ``sign * g``."""
+    if dtype in (torch.float16, torch.bfloat16, torch.float32) or isinstance(dtype, str):
+        if isinstance(dtype, str):
+            from certifier.emulate import neighbours
+
+            a, b = neighbours(x, dtype)
+        else:
+            a, b = _neighbours(x, dtype)
         mid = 0.5 * (a + b)
         eps = (b - a) * 1e-3
         want_up = (sign * g) > 0

@@ -14,7 +14,9 @@ Rounding error (the arithmetic model of certifier.formats), with computed operan
 * propagated: ``|dA| |B| + |A| |dB| + |dA| |dB|`` (exact, not first-order);
 * accumulation in the accumulation format: ``gamma_k(u_acc) |A^| |B^|`` (Higham Thm 3.5;
   any summation order, FMA or not), plus ``k * eta_acc / 2`` for products that underflow;
-* tf32: inputs rounded to 11 bits inside the kernel: ``(2 u_mul + u_mul^2) |A^| |B^|``;
+* tf32: inputs rounded to 11 bits inside the kernel, by rounding or by truncation
+  (``u_mul = 2^-10``; ``eta_mul = 2^-136`` for a subnormal operand):
+  ``(2 u_mul + u_mul^2) |A^| |B^| + k eta_mul (1 + u_mul)(max|A^| + max|B^|) + k eta_mul^2``;
 * addmm: ``beta * C + alpha * A B`` is formed in the accumulator and rounded once (cpublas and
   oneDNN on CPU, cuBLAS/cuBLASLt on GPU; checked on CPU by tests/test_arith_model.py), so the
   bias joins the accumulation (gamma_{k+1});
@@ -268,6 +270,21 @@ class BilinearError:
         u_acc, u_mul = ctx.u_acc, ctx.u_mul
         gk = torch.tensor([gamma(kk, float(x)) for x in u_acc], dtype=F64)
         rnd = S.mul_(b(gk * (1 + u_mul) ** 2 + 2 * u_mul + u_mul**2)).add_(b(ctx.he_acc) * self.k)
+        eta_mul = getattr(ctx, "eta_mul", None)
+        if eta_mul is not None and bool((eta_mul > 0).any()):
+            # A subnormal multiplicand rounded to tf32 errs by up to its spacing there,
+            # absolutely: sum_k eta (|a^| + |b^|)(1 + u) + eta^2, the maxima taken over the
+            # computed operands (ranges plus this configuration's errors).
+            def amax(mag: torch.Tensor, e: torch.Tensor | None) -> torch.Tensor:
+                m = torch.full((F,), finite_max(mag), dtype=F64)
+                if e is not None:
+                    m = m + _clean(e.reshape(F, -1)).max(1).values
+                return m
+
+            # NB: operands cast into the node's storage format (fp32 for tf32):
+            # |a^| <= |a| (1 + 2^-24) + 2^-150, covered generously.
+            mx = (amax(absA, eA) + amax(absB.to(F64) if absB.dtype != F64 else absB, eB)) * (1 + 2.0**-20) + 2.0**-140
+            rnd.add_(b(eta_mul * self.k * ((1 + u_mul) * mx + eta_mul) * (1 + gk)))
         ymag = fmag(self.out).unsqueeze(0)
         total = rnd.add_(P)
         if self.alpha != 1.0:

@@ -97,8 +97,9 @@ class ErrorContext(Protocol):
 
     Per-configuration constants are float64 vectors of length F: ``u``/``he`` the unit
     roundoff and half the smallest subnormal of the node's storage format, ``u_acc``/``he_acc``
-    those of its accumulation format, ``u_mul`` the input rounding of a compute-only format
-    (tf32), 0 otherwise."""
+    those of its accumulation format, ``u_mul`` / ``eta_mul`` the relative / subnormal
+    absolute error of rounding a multiplicand to a compute-only format (tf32: truncation
+    allowed), 0 otherwise."""
 
     F: int
     u: torch.Tensor
@@ -106,6 +107,7 @@ class ErrorContext(Protocol):
     u_acc: torch.Tensor
     he_acc: torch.Tensor
     u_mul: torch.Tensor
+    eta_mul: torch.Tensor
 
     def err(self, name: str) -> torch.Tensor | None:
         """(F, *shape) bound on |computed - exact| of input ``name`` as this node reads it
