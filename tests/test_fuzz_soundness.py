@@ -1,0 +1,148 @@
+"""Random relu networks (MLPs and CNNs: bias or not, batch norm, max/avg pooling, strides,
+padding), random input boxes (negative, narrow, wide), pre-activations placed on the relu
+kink, and random mixed assignments: the certified bound (forward and adjoint passes) must
+hold at single points and over the box (random plus adversarial inputs), in fp32, bf16,
+fp16 (PyTorch's kernels), a mixed assignment (apply_precision) and fp8 (emulated).
+
+The default suite runs a few seeded cases; ``-m heavy`` runs many more."""
+
+import copy
+import math
+import random
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from certifier.adjoint import certified_errors
+from certifier.amp import apply_precision
+from certifier.capture import capture
+from certifier.emulate import Emulated
+from certifier.formats import FORMATS
+from certifier.loader import InputSpec, LoadedModel
+from certifier.rounding import run_errors
+from certifier.validate import cast_model, observe
+from certifier.walker import analyze_bounds
+
+F64 = torch.float64
+BOXES = [(0.0, 1.0), (-1.0, 1.0), (-3.0, 0.5), (0.25, 0.5), (-50.0, 50.0)]
+
+
+def random_model(rng: random.Random, seed: int):
+    torch.manual_seed(seed)
+    if rng.random() < 0.5:
+        n = rng.choice([4, 9, 17, 33])
+        layers, d = [nn.Flatten()], n
+        for _ in range(rng.randint(1, 3)):
+            w = rng.choice([3, 8, 21, 40])
+            layers.append(nn.Linear(d, w, bias=rng.random() < 0.8))
+            if rng.random() < 0.3:
+                layers.append(nn.BatchNorm1d(w))
+            layers.append(nn.ReLU())
+            d = w
+        layers.append(nn.Linear(d, rng.choice([1, 2, 5]), bias=rng.random() < 0.8))
+        model, shape = nn.Sequential(*layers), (1, n)
+    else:
+        c, H = rng.choice([1, 2]), rng.choice([8, 10, 12])
+        layers, ch, h = [], c, H
+        for _ in range(rng.randint(1, 2)):
+            oc, st, pad = rng.choice([2, 4, 6]), rng.choice([1, 1, 2]), rng.choice([0, 1])
+            if h + 2 * pad < 3:
+                break
+            layers.append(nn.Conv2d(ch, oc, 3, stride=st, padding=pad, bias=rng.random() < 0.8))
+            h, ch = (h + 2 * pad - 3) // st + 1, oc
+            if rng.random() < 0.5:
+                layers.append(nn.BatchNorm2d(oc))
+            layers.append(nn.ReLU())
+            r = rng.random()
+            if r < 0.4 and h >= 3:
+                k = rng.choice([2, 2, 3])
+                s = 2 if k == 3 else k
+                layers.append(nn.MaxPool2d(k, s))
+                h = (h - k) // s + 1
+            elif r < 0.6 and h >= 2:
+                layers.append(nn.AvgPool2d(2))
+                h //= 2
+        if rng.random() < 0.3 and h >= 2:
+            layers.append(nn.AdaptiveAvgPool2d(2))
+            h = 2
+        layers += [nn.Flatten(), nn.Linear(ch * h * h, rng.choice([1, 3]))]
+        model, shape = nn.Sequential(*layers), (1, c, H, H)
+    with torch.no_grad():
+        sc = rng.choice([0.3, 1.0, 3.0])
+        for mod in model.modules():
+            if isinstance(mod, (nn.Linear, nn.Conv2d)):
+                mod.weight.mul_(sc)
+            if isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                mod.running_mean.uniform_(-0.5, 0.5)
+                mod.running_var.uniform_(0.3, 3)
+                mod.weight.uniform_(-1.5, 1.5)
+                mod.bias.uniform_(-0.3, 0.3)
+    lo, hi = rng.choice(BOXES)
+    return model.eval(), shape, lo, hi
+
+
+def put_on_kinks(model: nn.Module, x: torch.Tensor) -> None:
+    """Shift the first Linear's bias so that every other pre-activation is ~0 at x."""
+    first = next(m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d)))
+    if not isinstance(first, nn.Linear) or first.bias is None:
+        return
+    with torch.no_grad():
+        z = torch.nn.functional.linear(x.reshape(1, -1).to(F64), first.weight.to(F64))[0]
+        idx = torch.arange(0, z.numel(), 2)
+        first.bias[idx] = (-z[idx]).to(torch.float32)
+
+
+def check_case(seed: int) -> int:
+    """Runs one random case; returns the number of comparisons made (asserts soundness)."""
+    rng = random.Random(seed)
+    model, shape, lo, hi = random_model(rng, seed)
+    gen = torch.Generator().manual_seed(seed)
+    x0 = lo + (hi - lo) * torch.rand(shape, generator=gen, dtype=F64)
+    if rng.random() < 0.5:
+        put_on_kinks(model, x0)
+    lm = LoadedModel(Path("t.py"), "t", model, (torch.zeros(shape),), [InputSpec(shape, torch.float32, lo, hi)], "")
+    cap = capture(lm)
+    ba = analyze_bounds(lm, cap)
+    # Only layers that have nodes in the graph (as in a certificate): a module with none (a
+    # Flatten of a 2-d input) would add a cast that nothing analysed.
+    present = sorted({i.layer for i in ba.nodes.values() if i.kind == "call"})
+    fmts = ["fp32", "bf16", "fp16"]
+    mixed = {L: rng.choice(fmts + ["fp8_e5m2"]) for L in present}
+    runnable_mixed = {L: ("fp16" if f == "fp8_e5m2" else f) for L, f in mixed.items()}
+    cfgs = [{"*": f} for f in fmts] + [runnable_mixed, mixed, {"*": "fp8_e4m3"}, {"*": "fp8_e5m2"}]
+    runs = [cast_model(model, f) for f in fmts] + [apply_precision(model, runnable_mixed)]
+    runs += [Emulated(model, c) for c in cfgs[4:]]
+    in_dt = [FORMATS[f].torch_dtype for f in fmts] + [None] * 4
+    ref = copy.deepcopy(model).to(F64)
+    n = 0
+    for x in [x0] + [lo + (hi - lo) * torch.rand(shape, generator=gen, dtype=F64) for _ in range(2)]:
+        pt = analyze_bounds(lm, cap, boxes=[(x, x)])
+        res = certified_errors(pt, cfgs, keep_nodes=False)
+        fwd = run_errors(pt, cfgs, keep_nodes=False).bound
+        with torch.no_grad():
+            exact = ref(x)
+            for cfg, mod, dt, b, bf in zip(cfgs, runs, in_dt, res.bound, fwd):
+                obs = float((mod(x if dt is None else x.to(dt)).to(F64) - exact).abs().max())
+                assert obs <= b <= bf, f"seed {seed} {cfg} at a point: observed {obs:.3g}, bound {b:.3g}, forward {bf:.3g}"
+                n += 1
+    res = certified_errors(ba, cfgs, keep_nodes=False)
+    for cfg, mod, dt, b in zip(cfgs, runs, in_dt, res.bound):
+        if not math.isfinite(b):
+            continue
+        ob = observe(lm, mod, dt, 12, 12, seed=seed % 997)
+        assert ob.max_error <= b, f"seed {seed} {cfg} over the box: observed {ob.max_error:.3g} > bound {b:.3g}"
+        n += 1
+    return n
+
+
+@pytest.mark.parametrize("seed", [11, 23, 37, 41, 58, 67])
+def test_random_relu_networks(seed):
+    assert check_case(seed) > 0
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("block", range(6))
+def test_random_relu_networks_many(block):
+    assert sum(check_case(1000 + 20 * block + k) for k in range(20)) > 0
