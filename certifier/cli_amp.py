@@ -64,6 +64,15 @@ def _apply(model, config, certificate, weights, validate, adv_steps, seed, onnx,
     try:
         cap, ba, _ = analyse(loaded, progress)
         fm = {(ROOT_LAYER if p == "" else p): v["dtype"] for p, v in cfg["modules"].items()}
+        # A listed module that owns no operation of the graph (a parent module, a Flatten of
+        # a 2-d input) would still cast under apply_precision: a rounding nothing analysed.
+        stray = [p for p in fm if p not in ba.layers]
+        if stray:
+            raise InputError(
+                "the config does not match this model:\n  - "
+                + "\n  - ".join(f"module {p!r} owns no operation of the analysed graph: apply_precision would add a cast there that was never certified" for p in stray),
+                "list only the layers of the certificate (certify --amp-config writes exactly those)",
+            )
         missing = [L for L in ba.layers if L not in fm]
         for L in missing:
             fm[L] = cfg.get("default", "fp32")

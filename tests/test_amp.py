@@ -74,6 +74,18 @@ def test_mismatched_config_is_a_clear_error(tmp_path, mutate, pattern):
     assert "Traceback" not in res.output
 
 
+def test_config_listing_a_module_without_operations_is_rejected(tmp_path):
+    """The root module owns no operation of the MLP's graph: listing it would make
+    apply_precision cast where nothing was analysed (random fuzzing found such a cast
+    exceeding the bound 170x)."""
+    cert, amp, cfg = _cfg(tmp_path)
+    cfg["modules"]["(model)"] = {"dtype": "bf16"}
+    amp.write_text(json.dumps(cfg))
+    res = runner.invoke(cli_app(), ["apply", str(EXAMPLES / "mlp.py"), "--config", str(amp), "--certificate", str(cert)])
+    assert res.exit_code == 2, res.output
+    assert "'(model)' owns no operation" in res.output and "Traceback" not in res.output
+
+
 def test_config_for_other_weights_is_rejected(tmp_path):
     cert, amp, cfg = _cfg(tmp_path)
     cfg["model"]["weights_sha256"] = "f" * 64
