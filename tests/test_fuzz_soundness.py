@@ -1,8 +1,13 @@
-"""Random relu networks (MLPs and CNNs: bias or not, batch norm, max/avg pooling, strides,
-padding), random input boxes (negative, narrow, wide), pre-activations placed on the relu
-kink, and random mixed assignments: the certified bound (forward and adjoint passes) must
-hold at single points and over the box (random plus adversarial inputs), in fp32, bf16,
-fp16 (PyTorch's kernels), a mixed assignment (apply_precision) and fp8 (emulated).
+"""Random networks against their certified bounds.
+
+* Relu networks (MLPs and CNNs: bias or not, batch norm, max/avg pooling, strides, padding),
+  random input boxes (negative, narrow, wide), pre-activations placed on the relu kink, and
+  random mixed assignments: the certified bound (forward and adjoint passes) must hold at
+  single points and over the box (random plus adversarial inputs), in fp32, bf16, fp16
+  (PyTorch's kernels), a mixed assignment (apply_precision) and fp8 (emulated).
+* Pre-norm attention blocks (LayerNorm or RMSNorm, 1-2 heads, causal mask or not, GELU /
+  tanh-GELU / SiLU / tanh / relu / sigmoid feed-forward, random weight scales) on a point or
+  a small box: fp32, bf16, fp16 (PyTorch's kernels), tf32 and fp8 (emulated).
 
 The default suite runs a few seeded cases; ``-m heavy`` runs many more."""
 
@@ -135,6 +140,83 @@ def check_case(seed: int) -> int:
         assert ob.max_error <= b, f"seed {seed} {cfg} over the box: observed {ob.max_error:.3g} > bound {b:.3g}"
         n += 1
     return n
+
+
+class Block(nn.Module):
+    """A pre-norm transformer block written with plain tensor ops."""
+
+    def __init__(self, d: int, heads: int, act: nn.Module, causal: bool, rms: bool) -> None:
+        super().__init__()
+        self.d, self.h, self.causal, self.rms = d, heads, causal, rms
+        self.ln1 = nn.LayerNorm(d)
+        self.qkv = nn.Linear(d, 3 * d)
+        self.out = nn.Linear(d, d)
+        self.ln2 = nn.LayerNorm(d)
+        self.w_rms = nn.Parameter(torch.rand(d) + 0.5)
+        self.ff1 = nn.Linear(d, 2 * d)
+        self.act = act
+        self.ff2 = nn.Linear(2 * d, d)
+
+    def forward(self, x):
+        s, dh = x.shape[1], self.d // self.h
+        q, k, v = self.qkv(self.ln1(x)).split(self.d, dim=-1)
+        q, k, v = (t.reshape(1, s, self.h, dh).transpose(1, 2) for t in (q, k, v))
+        a = q @ k.transpose(-1, -2) / math.sqrt(dh)
+        if self.causal:
+            a = a.masked_fill(torch.triu(torch.ones(s, s, dtype=torch.bool), 1), -1e4)
+        o = (torch.softmax(a, -1) @ v).transpose(1, 2).reshape(1, s, self.d)
+        x = x + self.out(o)
+        if self.rms:
+            h = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * self.w_rms
+        else:
+            h = self.ln2(x)
+        return x + self.ff2(self.act(self.ff1(h)))
+
+
+def check_block(seed: int) -> int:
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    d, heads, s = rng.choice([4, 8, 16]), rng.choice([1, 2]), rng.choice([2, 3, 5])
+    act = rng.choice([nn.GELU(), nn.GELU("tanh"), nn.SiLU(), nn.Tanh(), nn.ReLU(), nn.Sigmoid()])
+    model = Block(d, heads, act, rng.random() < 0.5, rng.random() < 0.4).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(rng.choice([0.5, 1.0, 2.0]))
+    shape = (1, s, d)
+    gen = torch.Generator().manual_seed(seed)
+    c = torch.randn(shape, generator=gen, dtype=F64) * rng.choice([0.5, 1.0, 3.0])
+    r = rng.choice([0.0, 1e-3, 1e-2, 0.1])
+    lm = LoadedModel(Path("t.py"), "t", model, (torch.zeros(shape),), [InputSpec(shape, torch.float32, -1e9, 1e9)], "")
+    ba = analyze_bounds(lm, capture(lm), boxes=[(c - r, c + r)])
+    fmts = ["fp32", "bf16", "fp16", "tf32", "fp8_e4m3", "fp8_e5m2"]
+    res = certified_errors(ba, [{"*": f} for f in fmts], keep_nodes=False)
+    ref = copy.deepcopy(model).to(F64)
+    n = 0
+    for f, b in zip(fmts, res.bound):
+        if not math.isfinite(b):
+            continue
+        native = f in ("fp32", "bf16", "fp16")
+        mod = cast_model(model, f) if native else Emulated(model, {"*": f})
+        corners = [c + r * torch.sign(torch.randn(shape, generator=gen, dtype=F64)) for _ in range(2)]
+        inner = [c + r * (2 * torch.rand(shape, generator=gen, dtype=F64) - 1) for _ in range(10)]
+        with torch.no_grad():
+            for x in ([c] + corners + inner if r > 0 else [c]):
+                y = mod(x.to(FORMATS[f].torch_dtype) if native else x).to(F64)
+                obs = float((y - ref(x)).abs().max())
+                assert obs <= b, f"seed {seed} {f}: observed {obs:.3g} > bound {b:.3g}"
+                n += 1
+    return n
+
+
+@pytest.mark.parametrize("seed", [1, 3, 5, 10])
+def test_random_attention_blocks(seed):
+    assert check_block(seed) > 0
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("block", range(3))
+def test_random_attention_blocks_many(block):
+    assert sum(check_block(500 + 20 * block + k) for k in range(20)) > 0
 
 
 @pytest.mark.parametrize("seed", [11, 23, 37, 41, 58, 67])
