@@ -1,7 +1,8 @@
 """Tightness benchmark: certified bound / observed error, per example and format (issue 3).
 
-For each example and each of fp32, bf16, fp16 (run uniformly on CPU, parameters and float
-activations cast as with ``model.to(dtype)``), prints the certified uniform bound, the
+For each example and each format (fp32, bf16, fp16 run uniformly on CPU, parameters and
+float activations cast as with ``model.to(dtype)``; tf32, fp8_e4m3 and fp8_e5m2, which PyTorch
+cannot run there, emulated op by op by certifier.emulate), prints the certified uniform bound, the
 largest observed max-abs error against float64 over random domain inputs plus an adversarial
 search, and their ratio. A row with observed > bound is a soundness bug and is flagged.
 
@@ -33,10 +34,11 @@ from certifier.formats import FORMATS  # noqa: E402
 from certifier.loader import load_model  # noqa: E402
 from certifier.adjoint import certified_errors  # noqa: E402
 from certifier.rounding import run_errors  # noqa: E402
-from certifier.validate import cast_model, observe  # noqa: E402
+from certifier.emulate import Emulated  # noqa: E402
+from certifier.validate import cast_model, observe, runnable  # noqa: E402
 from certifier.walker import analyze_bounds  # noqa: E402
 
-DEFAULT = ["mlp", "cnn", "exp_range", "rational_head"]
+DEFAULT = ["mlp", "cnn", "exp_range", "rational_head", "kelvin_head", "naive_softmax"]
 TARGET = {"mlp": 100, "cnn": 100, "bert_base": 1000, "gpt2_small": 1000}
 
 
@@ -47,13 +49,13 @@ def fmt(x: float) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="*", default=DEFAULT)
-    ap.add_argument("--formats", nargs="*", default=["fp32", "bf16", "fp16"])
+    ap.add_argument("--formats", nargs="*", default=["fp32", "tf32", "bf16", "fp16", "fp8_e4m3", "fp8_e5m2"])
     ap.add_argument("--n", type=int, default=100, help="random inputs")
     ap.add_argument("--adv", type=int, default=60, help="adversarial search steps")
     args = ap.parse_args()
     rows = []
     bad = 0
-    print(f"{'model':14s} {'format':6s} {'forward':>11s} {'bound':>11s} {'observed':>11s} {'ratio':>9s} {'at x*':>11s} {'domain':>8s} {'at x*/obs':>9s} {'target':>7s}  note")
+    print(f"{'model':14s} {'format':8s} {'forward':>11s} {'bound':>11s} {'observed':>11s} {'ratio':>9s} {'at x*':>11s} {'domain':>8s} {'at x*/obs':>9s} {'target':>7s}  note")
     for name in args.models:
         lm = load_model(ROOT / "examples" / f"{name}.py")
         cap = capture(lm)
@@ -62,7 +64,10 @@ def main() -> int:
         fwd = run_errors(ba, [{"*": f} for f in args.formats], keep_nodes=False).bound
         for f, b, ov, bf in zip(args.formats, res.bound, res.overflow, fwd):
             t0 = time.perf_counter()
-            ob = observe(lm, cast_model(lm.module, f), FORMATS[f].torch_dtype, args.n, args.adv, seed=0)
+            if runnable(f):
+                ob = observe(lm, cast_model(lm.module, f), FORMATS[f].torch_dtype, args.n, args.adv, seed=0)
+            else:
+                ob = observe(lm, Emulated(lm.module, {"*": f}), None, args.n, args.adv, seed=0, align_dtype=FORMATS[f].storage.name)
             ratio = b / ob.max_error if ob.max_error > 0 else math.inf
             at = math.inf
             if ob.worst_input is not None:
@@ -77,7 +82,7 @@ def main() -> int:
             tgt = TARGET.get(name)
             if tgt and math.isfinite(ratio) and ratio > tgt:
                 note = (note + "; " if note else "") + "target missed"
-            print(f"{name:14s} {f:6s} {fmt(bf):>11s} {fmt(b):>11s} {ob.max_error:>11.3g} {fmt(ratio):>9s} {fmt(at):>11s} {fmt(dom):>8s} {fmt(slack):>9s} {str(tgt or '-'):>7s}  {note}  ({time.perf_counter() - t0:.1f}s)")
+            print(f"{name:14s} {f:8s} {fmt(bf):>11s} {fmt(b):>11s} {ob.max_error:>11.3g} {fmt(ratio):>9s} {fmt(at):>11s} {fmt(dom):>8s} {fmt(slack):>9s} {str(tgt or '-'):>7s}  {note}  ({time.perf_counter() - t0:.1f}s)")
             rows.append((name, f, b, ob.max_error, ratio))
     return 1 if bad else 0
 

@@ -82,7 +82,7 @@ def test_emulated_fp8_errs():
     assert err > 1e-3
 
 
-@pytest.mark.parametrize("name", ["mlp", "cnn", "rational_head"])
+@pytest.mark.parametrize("name", ["mlp", "cnn", "rational_head", "kelvin_head"])
 def test_emulated_formats_hold_their_bounds(name):
     """Uniform tf32 / fp8_e4m3 / fp8_e5m2 (where the bound is finite) and a mixed assignment
     with fp8 layers, run op by op, random plus adversarial inputs: observed <= certified."""
