@@ -163,6 +163,9 @@ class _LocalCtx(_Ctx):
     def err(self, name: str) -> torch.Tensor | None:
         return None if name in self._act else super().err(name)
 
+    def rel(self, name: str):
+        return None if name in self._act else super().rel(name)
+
     def err_or_cast(self, name: str):
         return (None, None) if name in self._act else super().err_or_cast(name)
 

@@ -141,6 +141,24 @@ class _Ctx:
             self.run.check_cast(self.info, fmag(iv).unsqueeze(0), cp[0])
         return None, cp
 
+    def rel(self, name: str):
+        """(R, A) with ``|x^ - x| <= R |x| + A`` for input ``name`` as read here (its cast on
+        this edge included), per configuration, or None when no relative bound is known."""
+        pname = self.info.producers.get(name)
+        if pname is None or self.run.local_only:
+            return None
+        r = self.run.rels.get(pname)
+        if r is None:
+            return None
+        R, A = r
+        cp = self._cast_params(self.run.ba.nodes[pname])
+        if cp is None:
+            return R, A
+        # rounding on the edge: x~ = x^ (1 + d) + h, |d| <= u_c, |h| <= he_c
+        nd = R.dim() - 1
+        u, he = self.b(cp[0], nd), self.b(cp[1], nd)
+        return R * (1 + u) + u, A * (1 + u) + he
+
     def err(self, name: str) -> torch.Tensor | None:
         if name in self._errs:
             return self._errs[name]
@@ -195,6 +213,11 @@ class _Run:
                 torch.tensor([f.mul_eta for f in fmts], dtype=F64),
             )
         cons = ba.consumers()
+        #: node -> (R, A): a *relative* error bound |x^ - x| <= R |x| + A, kept beside the
+        #: absolute one by the few error models that can give it (exp, sums of non-negative
+        #: terms; see ``propagate_rel``), for a quotient by a positive value that comes close
+        #: to 0 relative to its absolute error (naive softmax: sum of exps).
+        self.rels: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.remaining = {n: len(c) for n, c in cons.items()}
         #: node -> its error is inf everywhere, in every configuration (every output of a
         #: multi-output node); set where an error is made unbounded, else found by a scan.
@@ -293,6 +316,7 @@ class _Run:
             self.remaining[p] -= 1
             if self.remaining[p] <= 0 and p not in self.keep:
                 self.errs.pop(p, None)
+                self.rels.pop(p, None)
 
 
 def _finite_absmax(iv: Interval) -> torch.Tensor:
@@ -397,6 +421,14 @@ def run_errors(
             elif e is not None:
                 prim = out[0] if isinstance(out, tuple) else out
                 e = _post(run, info, prim, e, res, not isinstance(res.error, ShapeError), F)
+                rel = getattr(res.error, "propagate_rel", None)
+                r = None if (rel is None or local_only) else rel(ctx)
+                if r is not None:
+                    # NB: never finite where the absolute bound is not (an overflow, an
+                    # unbounded input).
+                    R, A = (t.expand_as(e) for t in r)
+                    bad = ~torch.isfinite(e)
+                    run.rels[name] = (torch.where(bad, INF, R), torch.where(bad, INF, A))
         run.errs[name] = e
         if unbounded:  # known without scanning it (all_inputs_unbounded), every output
             run.inf_flags[name] = True

@@ -134,6 +134,25 @@ class ElementwiseError:
         return fn_err.add_(stored)
 
 
+@dataclass(frozen=True)
+class ExpError(ElementwiseError):
+    """exp's error model, which also gives a *relative* bound (see ``propagate_rel``)."""
+
+    def propagate_rel(self, ctx: ErrorContext):
+        """exp(x^) = exp(x) exp(x^ - x), so an input error |x^ - x| <= e is a relative
+        error of at most expm1(e) (either sign); the evaluation (``ulps u_acc`` relative,
+        ``he_acc`` absolute where it underflows) and the storage (``u``, ``he``) follow:
+        R = (1 + expm1(e))(1 + ulps u_acc)(1 + u) - 1, A = he_acc (1 + u) + he."""
+        nd = len(self.y.shape)
+        e = ctx.err(self.arg)
+        r0 = torch.zeros((ctx.F,) + (1,) * nd, dtype=F64) if e is None else torch.expm1(e) * (1 + 2.0**-50)
+        ua = ctx.b(ctx.u_acc, nd) * self.ulps
+        u = ctx.b(ctx.u, nd)
+        R = ((1 + r0) * (1 + ua) * (1 + u) - 1) * (1 + 2.0**-50)
+        A = ctx.b(ctx.he_acc, nd) * (1 + u) + ctx.b(ctx.he, nd)
+        return R, A
+
+
 def one_input_result(
     inp: RuleInput,
     out: Interval,
@@ -145,6 +164,7 @@ def one_input_result(
     arg: str = "self",
     zero_below: float | None = None,
     d2max: float | None = None,
+    model: type = ElementwiseError,
 ) -> RuleResult:
     """Result of an elementwise one-input op, with its Lipschitz bound from ``dsup``."""
     x = inp.tensor(arg)
@@ -155,5 +175,5 @@ def one_input_result(
         out=out,
         lipschitz={arg: L},
         curvature=curvature,
-        error=ElementwiseError(x, out, dsup, ulps, exact=exact, arg=arg, zero_below=zero_below, d2max=d2max),
+        error=model(x, out, dsup, ulps, exact=exact, arg=arg, zero_below=zero_below, d2max=d2max),
     )

@@ -85,6 +85,7 @@ class BinaryError:
             num = ex + safe_mul(q, ey)
             P = torch.where(den > 0, num / den.clamp(min=1e-300), torch.full_like(num, INF))
             P = torch.where(num == 0, torch.zeros_like(P), P)
+            P = self._div_relative(ctx, P, my, q, ex, nd)
             exact = False
         else:  # max / min: exact, 1-Lipschitz in the max norm
             return torch.maximum(ex, ey).expand((F, *self.out.shape)).clone()
@@ -98,6 +99,53 @@ class BinaryError:
         if exact:
             return P
         return P + local + ctx.store(ymag + local, nd)
+
+
+    def _div_relative(self, ctx: ErrorContext, P: torch.Tensor, my: torch.Tensor, q: torch.Tensor, ex: torch.Tensor, nd: int) -> torch.Tensor:
+        """A second bound for x / y when y's relative error is known (|y^ - y| <= Ry |y| + Ay,
+        y of one sign): |y^| >= |y| D with D = 1 - Ry - Ay / mig(y), and
+
+            |x^/y^ - x/y| <= |x^ - x| / |y^| + |q| (Ry + Ay / |y|) / D,
+
+        with |x^ - x| <= Rx |x| + Ax when x has a relative bound too (else the absolute one):
+        [|q| (Rx + Ry + Ay/mig) + Ax/mig] / D. A sum of exponentials (naive softmax) comes
+        close to 0 over the domain, but its error shrinks with it. The smaller bound is kept."""
+        if self.yname is None or self.y_scalar:
+            return P
+        ry = ctx.rel(self.yname)
+        if ry is None or not (bool((self.y.lo > 0).all()) or bool((self.y.hi < 0).all())):
+            return P
+        Ry, Ay = ry
+        inv = torch.where(my > 0, 1.0 / my, torch.full_like(my, INF)) * (1 + 2.0**-50)
+        D = (1 - Ry) - Ay * inv
+        rx = ctx.rel(self.xname) if (self.xname is not None and not self.x_scalar) else None
+        if rx is not None:
+            Rx, Ax = rx
+            num = safe_mul(q, Rx + Ry + Ay * inv) + Ax * inv
+        else:
+            num = safe_mul(q, Ry + Ay * inv) + safe_mul(ex, inv)
+        P2 = torch.where(D > 0, num / D.clamp(min=1e-300) * (1 + 2.0**-48), torch.full_like(num, INF))
+        return torch.minimum(P, P2.expand_as(P) if P2.shape != P.shape else P2)
+
+
+def _normalizes(inp: RuleInput, xname: str, yname: str, x: Interval, y: Interval) -> bool:
+    """x / sum(x, dims, keepdim=True) with x >= 0 over the domain: each quotient is one
+    non-negative term over a sum that contains it, so it lies in [0, 1] (a relation between
+    numerator and denominator that boxes lose: exp(z) / sum exp(z) would get [0, 3e16] on
+    logits in [-20, 20])."""
+    names = list(inp.args)
+    try:
+        xn, yn = inp.node.args[names.index(xname)], inp.node.args[names.index(yname)]
+    except (ValueError, IndexError):
+        return False
+    if not (isinstance(xn, torch.fx.Node) and isinstance(yn, torch.fx.Node)):
+        return False
+    if yn.target not in (aten.sum.dim_IntList,) or not yn.args or yn.args[0] is not xn:
+        return False
+    keep = yn.args[2] if len(yn.args) > 2 else yn.kwargs.get("keepdim", False)
+    if not keep or len(x.shape) != len(y.shape):
+        return False
+    return bool((x.lo >= 0).all()) and bool((y.lo > 0).all())
 
 
 def _binary(inp: RuleInput, kind: str, xname: str, yname: str, alpha: float = 1.0, swap: bool = False) -> RuleResult:
@@ -134,6 +182,8 @@ def _binary(inp: RuleInput, kind: str, xname: str, yname: str, alpha: float = 1.
         rhi = torch.where(has0, torch.full_like(y.lo, INF), 1.0 / y.lo)
         rlo, rhi = widen(rlo, rhi)
         lo, hi = mul_bounds(x.lo, x.hi, rlo, rhi)
+        if _normalizes(inp, xname, yname, x, y):
+            lo, hi = lo.clamp(min=0.0), hi.clamp(max=1.0)
         my = _mig(y.lo, y.hi)
         L = {xname: finite_max(torch.where(my > 0, 1.0 / my, torch.full_like(my, INF)))}
         yl = torch.where(my > 0, fmag(x) / (my * my), torch.full_like(my, INF))

@@ -36,7 +36,7 @@ import torch
 
 from certifier.formats import FUNCTION_ULPS
 from certifier.interval import INF, Interval, decreasing_map, increasing_map, unimodal_min_map, up, widen
-from curvature_rules._common import ElementwiseError, finite_max, one_input_result
+from curvature_rules._common import ElementwiseError, ExpError, finite_max, one_input_result
 from curvature_rules.registry import RuleInput, RuleResult, register_rule
 
 aten = torch.ops.aten
@@ -211,7 +211,7 @@ def exp_rule(inp: RuleInput) -> RuleResult:
     x = inp.tensor("self")
     out = increasing_map(x, torch.exp)
     dsup = lambda lo, hi: _up(torch.exp(hi))  # noqa: E731
-    return one_input_result(inp, out, dsup, _kappa(x, lambda lo, hi: _up(torch.exp(hi))), FUNCTION_ULPS["exp"])
+    return one_input_result(inp, out, dsup, _kappa(x, lambda lo, hi: _up(torch.exp(hi))), FUNCTION_ULPS["exp"], model=ExpError)
 
 
 @register_rule([aten.expm1.default])

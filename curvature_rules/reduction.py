@@ -63,6 +63,27 @@ class SumError:
         ymag = fmag(self.out).unsqueeze(0) + P + local
         return P + local + ctx.store(ymag, nd)
 
+    def propagate_rel(self, ctx: ErrorContext):
+        """A sum of non-negative terms whose input has a relative bound |x^ - x| <= R x + A:
+        |sum x^ - s| <= R s + sum A, the accumulation adds gamma_{n-1} sum|x^| <= gamma ((1 + R) s
+        + sum A) (additions never underflow) and the storage u and he. So R' = (R + gamma (1 +
+        R))(1 + u) + u with R the largest over the terms, A' = (1 + gamma) sum A (1 + u) + he."""
+        if self.mean or not bool((self.x.lo >= 0).all()):
+            return None
+        r = ctx.rel("self")
+        if r is None:
+            return None
+        R, A = r
+        F, nd = ctx.F, len(self.out.shape)
+        Rm = R.reshape(F, -1).amax(1)
+        red = torch.vmap(self.fn)  # type: ignore[arg-type]
+        SA = red(A.expand((F, *self.x.shape)).contiguous()) * (1 + (self.n + 2) * 2.0**-52)
+        g = torch.tensor([gamma(max(self.n - 1, 0), float(u)) for u in ctx.u_acc], dtype=F64)
+        u = ctx.u
+        R2 = ((Rm + g * (1 + Rm)) * (1 + u) + u) * (1 + 2.0**-50)
+        A2 = SA * ctx.b((1 + g) * (1 + u), nd) + ctx.b(ctx.he, nd)
+        return ctx.b(R2, nd), A2
+
 
 @register_rule([aten.sum.dim_IntList, aten.sum.default, aten.mean.dim, aten.mean.default])
 def sum_rule(inp: RuleInput) -> RuleResult:
@@ -82,8 +103,12 @@ def sum_rule(inp: RuleInput) -> RuleResult:
     if x.is_point and not dtype.is_floating_point:
         return RuleResult(out=Interval.point(inp.call_with()))
     slo, shi = fn(x.lo), fn(x.hi)
-    pad = fn(x.mag) * ((n + 2) * 2.0**-53)
-    lo, hi = widen(slo - pad, shi + pad)
+    # NB: the float64 sum of the lower (upper) ends errs by gamma_{n-1} times the sum of
+    # their own magnitudes (not of |x|'s: a sum of small positive terms stays positive).
+    k = (n + 2) * 2.0**-53
+    lo, hi = widen(slo - fn(x.lo.abs()) * k, shi + fn(x.hi.abs()) * k)
+    if bool((x.lo >= 0).all()):
+        lo = lo.clamp(min=0.0)  # a sum of non-negative terms
     if mean and n > 0:
         lo, hi = widen(lo / n, hi / n)
     out = Interval(lo, hi, dtype)
