@@ -357,10 +357,10 @@ def gelu_rule(inp: RuleInput) -> RuleResult:
     # The evaluation cancels in 1 + erf(x/sqrt 2) for x < 0: bound it relative to |x| too.
     err = res.error
     assert isinstance(err, ElementwiseError)
-    return RuleResult(out=res.out, lipschitz=res.lipschitz, curvature=res.curvature, error=_AbsXError(err))
+    return RuleResult(out=res.out, lipschitz=res.lipschitz, curvature=res.curvature, error=AbsXError(err))
 
 
-class _AbsXError:
+class AbsXError:
     """ElementwiseError plus ``ulps * u_acc * |x^|`` (evaluation error relative to |x|)."""
 
     def __init__(self, inner: ElementwiseError, ulps_x: float = 8.0) -> None:

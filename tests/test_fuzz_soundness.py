@@ -1,6 +1,7 @@
 """Random networks against their certified bounds.
 
-* Relu networks (MLPs and CNNs: bias or not, batch norm, max/avg pooling, strides, padding),
+* Relu networks (MLPs and CNNs: bias or not, batch norm, max/avg pooling, strides, padding;
+  relu, or tanh / sigmoid / GELU / tanh-GELU / hardtanh, which the adjoint pass also crosses),
   random input boxes (negative, narrow, wide), pre-activations placed on the relu kink, and
   random mixed assignments: the certified bound (forward and adjoint passes) must hold at
   single points and over the box (random plus adversarial inputs), in fp32, bf16, fp16
@@ -34,8 +35,12 @@ F64 = torch.float64
 BOXES = [(0.0, 1.0), (-1.0, 1.0), (-3.0, 0.5), (0.25, 0.5), (-50.0, 50.0)]
 
 
+ACTS = [nn.ReLU, nn.ReLU, nn.Tanh, nn.Sigmoid, nn.GELU, lambda: nn.GELU("tanh"), nn.Hardtanh]
+
+
 def random_model(rng: random.Random, seed: int):
     torch.manual_seed(seed)
+    act = rng.choice(ACTS)
     if rng.random() < 0.5:
         n = rng.choice([4, 9, 17, 33])
         layers, d = [nn.Flatten()], n
@@ -44,7 +49,7 @@ def random_model(rng: random.Random, seed: int):
             layers.append(nn.Linear(d, w, bias=rng.random() < 0.8))
             if rng.random() < 0.3:
                 layers.append(nn.BatchNorm1d(w))
-            layers.append(nn.ReLU())
+            layers.append(act())
             d = w
         layers.append(nn.Linear(d, rng.choice([1, 2, 5]), bias=rng.random() < 0.8))
         model, shape = nn.Sequential(*layers), (1, n)
@@ -59,7 +64,7 @@ def random_model(rng: random.Random, seed: int):
             h, ch = (h + 2 * pad - 3) // st + 1, oc
             if rng.random() < 0.5:
                 layers.append(nn.BatchNorm2d(oc))
-            layers.append(nn.ReLU())
+            layers.append(act())
             r = rng.random()
             if r < 0.4 and h >= 3:
                 k = rng.choice([2, 2, 3])
