@@ -213,23 +213,17 @@ def check_block(seed: int) -> int:
     return n
 
 
-@pytest.mark.parametrize("seed", [1, 3, 5, 10])
-def test_random_attention_blocks(seed):
-    assert check_block(seed) > 0
+QUICK = [(check_block, s) for s in (1, 3, 5, 10)] + [(check_case, s) for s in (11, 23, 37, 41, 58, 67)]
+#: (checker, first seed, blocks of 20 seeds)
+MANY = [(check_block, 500, 3), (check_case, 1000, 6)]
+
+
+@pytest.mark.parametrize("check,seed", QUICK, ids=[f"{c.__name__}-{s}" for c, s in QUICK])
+def test_random_networks(check, seed):
+    assert check(seed) > 0
 
 
 @pytest.mark.heavy
-@pytest.mark.parametrize("block", range(3))
-def test_random_attention_blocks_many(block):
-    assert sum(check_block(500 + 20 * block + k) for k in range(20)) > 0
-
-
-@pytest.mark.parametrize("seed", [11, 23, 37, 41, 58, 67])
-def test_random_relu_networks(seed):
-    assert check_case(seed) > 0
-
-
-@pytest.mark.heavy
-@pytest.mark.parametrize("block", range(6))
-def test_random_relu_networks_many(block):
-    assert sum(check_case(1000 + 20 * block + k) for k in range(20)) > 0
+@pytest.mark.parametrize("check,first", [(c, f + 20 * b) for c, f, n in MANY for b in range(n)])
+def test_random_networks_many(check, first):
+    assert sum(check(first + k) for k in range(20)) > 0
