@@ -283,7 +283,7 @@ class BilinearError:
 
             # NB: operands cast into the node's storage format (fp32 for tf32):
             # |a^| <= |a| (1 + 2^-24) + 2^-150, covered generously.
-            mx = (amax(absA, eA) + amax(absB.to(F64) if absB.dtype != F64 else absB, eB)) * (1 + 2.0**-20) + 2.0**-140
+            mx = (amax(absA, eA) + amax(absB, eB)) * (1 + 2.0**-20) + 2.0**-140
             rnd.add_(b(eta_mul * self.k * ((1 + u_mul) * mx + eta_mul) * (1 + gk)))
         ymag = fmag(self.out).unsqueeze(0)
         total = rnd.add_(P)
