@@ -66,64 +66,6 @@ MAX_KEPT = 1.25e8
 MAX_HINGES = 64
 _KNOWN = ("param", "buffer", "constant")
 
-
-def _ends(fp):
-    """Lower end of f' on [lo, hi] for an f' that is monotone or rises then falls (tanh,
-    sigmoid, erf, exp): its infimum is at an end. Never below 0 (these f are increasing)."""
-
-    def dmin(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
-        return torch.minimum(fp(lo), fp(hi)).clamp(min=0.0) * (1 - 2.0**-40)
-
-    return dmin
-
-
-def _dip(fp, crit: float, window: float, vmin: float):
-    """Lower end of f' on [lo, hi] for an f' that falls on (-inf, crit], rises to a maximum
-    and falls again (GELU: crit = -sqrt 2, f'' = phi (2 - x^2); SiLU: crit = -2.39936, the
-    root of x tanh(x/2) = 2): the ends, and ``vmin`` (below f'(crit)) when crit may lie inside
-    (``window`` covers the uncertainty of crit)."""
-
-    def dmin(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
-        v = torch.minimum(fp(lo), fp(hi))
-        inside = (lo <= crit + window) & (hi >= crit - window)
-        v = torch.where(inside, torch.minimum(v, torch.full_like(v, vmin)), v)
-        return v - v.abs() * 2.0**-40 - 1e-12
-
-    return dmin
-
-
-def _gelu_prime(t: torch.Tensor) -> torch.Tensor:
-    return 0.5 * (1 + torch.erf(t / math.sqrt(2))) + t * torch.exp(-0.5 * t * t) / math.sqrt(2 * math.pi)
-
-
-def _gelu_tanh_prime(t: torch.Tensor) -> torch.Tensor:
-    k = math.sqrt(2 / math.pi)
-    th = torch.tanh(k * (t + 0.044715 * t**3))
-    return 0.5 * (1 + th) + 0.5 * t * (1 - th * th) * k * (1 + 3 * 0.044715 * t * t)
-
-
-def _silu_prime(t: torch.Tensor) -> torch.Tensor:
-    sg = torch.sigmoid(t)
-    return sg * (1 + t * (1 - sg))
-
-
-#: Elementwise ops the pass goes through, each with the lower end of its derivative on a box
-#: (see _Adjoint._smooth; the upper end is the rule's own sup |f'|). Minima of f' (found by
-#: a 1e-5 grid scan on [-30, 30], matching autograd to 5e-15): GELU -0.128904 at -1.41421,
-#: its tanh form -0.128993 at -1.4185, SiLU -0.099839 at -2.39936. clamp's slope is 0 or 1.
-_SLOPES = {
-    "tanh": _ends(lambda t: 1 - torch.tanh(t) ** 2),
-    "sigmoid": _ends(lambda t: torch.sigmoid(t) * (1 - torch.sigmoid(t))),
-    "exp": _ends(torch.exp),
-    "erf": _ends(lambda t: (2 / math.sqrt(math.pi)) * torch.exp(-t * t)),
-    "hardtanh": lambda lo, hi: torch.zeros_like(lo),
-    "clamp": lambda lo, hi: torch.zeros_like(lo),
-    "clamp_min": lambda lo, hi: torch.zeros_like(lo),
-    "clamp_max": lambda lo, hi: torch.zeros_like(lo),
-    "gelu": _dip(_gelu_prime, -math.sqrt(2), 0.01, -0.1300),
-    "gelu_tanh": _dip(_gelu_tanh_prime, -1.4185, 0.2, -0.1300),
-    "silu": _dip(_silu_prime, -2.39936, 0.01, -0.1010),
-}
 _SUM_SLACK = 1 + 2.0**-40
 
 
@@ -411,11 +353,10 @@ class _Adjoint:
             return self._shape(info, model, C, R)
         if isinstance(model, ElementwiseError) and info.op == "relu" and acts == [model.arg]:
             return self._relu(info, model, C, R)
-        if isinstance(model, ElementwiseError) and info.op in _SLOPES and not model.exact and acts == [model.arg]:
-            return self._smooth(info, model, C, R, _SLOPES[info.op])
-        if isinstance(model, AbsXError) and info.op == "gelu" and acts == [model.inner.arg]:
-            tanh = info.node.kwargs.get("approximate", info.node.args[1] if len(info.node.args) > 1 else "none") == "tanh"
-            return self._smooth(info, model.inner, C, R, _SLOPES["gelu_tanh" if tanh else "gelu"], wrap=lambda e: AbsXError(e, model.ulps_x))
+        if isinstance(model, ElementwiseError) and model.dinf is not None and not model.exact and acts == [model.arg]:
+            return self._smooth(info, model, C, R)
+        if isinstance(model, AbsXError) and model.inner.dinf is not None and acts == [model.inner.arg]:
+            return self._smooth(info, model.inner, C, R, wrap=lambda e: AbsXError(e, model.ulps_x))
         if isinstance(model, BatchNormError) and acts == ["input"]:
             return self._batch_norm(info, model, C, R)
         if isinstance(model, AvgPoolError) and acts == ["self"]:
@@ -522,10 +463,10 @@ class _Adjoint:
         self._input(info, m.arg, C_in, R_in)
         return True
 
-    def _smooth(self, info: NodeInfo, m: ElementwiseError, C, R, dmin_fn, wrap=None) -> bool:
+    def _smooth(self, info: NodeInfo, m: ElementwiseError, C, R, wrap=None) -> bool:
         """y = f(x) elementwise: f(x^) - f(x) = f'(xi) (x^ - x) with xi in the widened box,
-        so the slope lies in [dmin, dmax]: dmax = sup |f'| there (the rule's own bound),
-        dmin from ``_SLOPES``."""
+        so the slope lies in [dinf, dsup] there (both from the op's rule: tanh, sigmoid, exp,
+        erf, clamp, GELU, SiLU); ``wrap`` rebuilds a wrapping error model (GELU's)."""
         p = info.producers[m.arg]
         x = self.widened(p, self.edge_cast(info, p))
         dmax = m.dsup(x.lo, x.hi)
@@ -533,7 +474,7 @@ class _Adjoint:
             return False
         local = replace(m, x=x, y=self.wid_out(info.name, m.y))
         self.charge(C, R, self.local(info, wrap(local) if wrap else local, {m.arg}))
-        dmin = torch.minimum(dmin_fn(x.lo, x.hi), dmax)
+        dmin = torch.minimum(m.dinf(x.lo, x.hi), dmax)
         if not bool(torch.isfinite(dmin).all()):
             return False
         dmin, dmax = dmin.unsqueeze(0), dmax.unsqueeze(0)

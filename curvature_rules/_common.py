@@ -100,6 +100,10 @@ class ElementwiseError:
     #: sup|f'| on [lo, hi] plus d2max * e (mean value theorem applied to f'), which avoids
     #: re-evaluating dsup on every configuration's inflated box.
     d2max: float | None = None
+    #: inf f' on [lo, hi], elementwise (signed), where the rule knows it: with ``dsup`` it
+    #: brackets the mean-value slope (f(x^) - f(x)) / (x^ - x), which the adjoint pass
+    #: (certifier.adjoint) carries with its sign. None: only |slope| <= dsup is known.
+    dinf: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
 
     def propagate(self, ctx: ErrorContext) -> torch.Tensor:
         e = ctx.err(self.arg)
@@ -164,6 +168,7 @@ def one_input_result(
     arg: str = "self",
     zero_below: float | None = None,
     d2max: float | None = None,
+    dinf: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     model: type = ElementwiseError,
 ) -> RuleResult:
     """Result of an elementwise one-input op, with its Lipschitz bound from ``dsup``."""
@@ -175,5 +180,5 @@ def one_input_result(
         out=out,
         lipschitz={arg: L},
         curvature=curvature,
-        error=model(x, out, dsup, ulps, exact=exact, arg=arg, zero_below=zero_below, d2max=d2max),
+        error=model(x, out, dsup, ulps, exact=exact, arg=arg, zero_below=zero_below, d2max=d2max, dinf=dinf),
     )

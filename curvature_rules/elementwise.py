@@ -72,7 +72,7 @@ def _gelu_d2(x):
 
 # Exact identities: g'' = phi (2 - x^2) so g' peaks at +-sqrt 2; |g''| <= 2 phi(0).
 GELU_D1_MAX = grid_sup(_gelu_d1, 0.8, 1.0, 2.0)[0]  # g'(sqrt 2) ~ 1.1285
-GELU_D1_NEG = grid_sup(lambda x: -_gelu_d1(x), 0.8, -2.0, -1.0)[0]  # -g'(-sqrt 2) ~ 0.1685
+GELU_D1_NEG = grid_sup(lambda x: -_gelu_d1(x), 0.8, -2.0, -1.0)[0]  # -g'(-sqrt 2) ~ 0.1289
 GELU_MIN_X = -0.7517915247
 GELU_MIN = -0.1700  # true minimum -0.16997...
 GELU_D2_GLOBAL = 2.0 / math.sqrt(2 * math.pi) + 1e-12  # |g''| = phi (2 - x^2) peaks at 0
@@ -82,6 +82,12 @@ GELU_D2_TAIL = grid_sup(lambda x: _gelu_d2(x).abs(), 1.0, SQRT2, 12.0)[0]  # ~0.
 def _gelu_tanh(x):
     c = math.sqrt(2 / math.pi)
     return 0.5 * x * (1 + torch.tanh(c * (x + 0.044715 * x**3)))
+
+
+def _gelu_tanh_d1(x):
+    c = math.sqrt(2 / math.pi)
+    th = torch.tanh(c * (x + 0.044715 * x**3))
+    return 0.5 * (1 + th) + 0.5 * x * (1 - th * th) * c * (1 + 3 * 0.044715 * x * x)
 
 
 def _num_d(fn, x, h=1e-5):
@@ -95,6 +101,8 @@ _d1 = _num_d(_gelu_tanh, _x)
 _d2 = _num_d(lambda t: _num_d(_gelu_tanh, t), _x, 1e-4)
 GELU_T_D1_MAX = float(_d1.abs().max()) + 1e-3
 GELU_T_D2_MAX = float(_d2.abs().max()) + 1e-3
+GELU_T_D1_NEG = float((-_d1).max()) + 1e-3  # -min g' ~ 0.129 at -1.4185
+GELU_T_D1_NEG_X = float(_x[int(torch.argmin(_d1))])
 GELU_T_MIN = float(_gelu_tanh(_x).min()) - 1e-3
 GELU_T_MIN_X = float(_x[int(torch.argmin(_gelu_tanh(_x)))])
 del _x, _d1, _d2
@@ -142,9 +150,48 @@ def _kappa(x: Interval, fn) -> float:
     return 0.5 * finite_max(fn(x.lo, x.hi))
 
 
+#: Absolute slack of a derivative evaluated in float64 from O(1) quantities: 1 - tanh(x)^2
+#: and Phi(x) + x phi(x) cancel (at x = 20 the float64 value of 1 - tanh^2 is 0, the true one
+#: 1.7e-17), so a relative margin alone does not cover them.
+D_ABS = 2.0**-50
+
+
 def _up(t: torch.Tensor) -> torch.Tensor:
     t = torch.where(torch.isnan(t), torch.full_like(t, INF), t)
-    return up(t, 2.0**-40)
+    return up(t, 2.0**-40) + D_ABS
+
+
+def _down(t: torch.Tensor) -> torch.Tensor:
+    """A value <= t covering the float64 evaluation of a derivative (NaN: -inf)."""
+    t = torch.where(torch.isnan(t), torch.full_like(t, -INF), t)
+    return t - t.abs() * 2.0**-40 - D_ABS
+
+
+def _at_mag(d1: Callable[[torch.Tensor], torch.Tensor]):
+    """inf f' on [lo, hi] for an even f' that decreases in |x| (tanh, sigmoid, erf): at the
+    point farthest from 0."""
+    return lambda lo, hi: _down(d1(_mag(lo, hi)))
+
+
+def _dip_inf(d1: Callable[[torch.Tensor], torch.Tensor], crit: float, window: float, vmin: float):
+    """inf f' on [lo, hi] for an f' that falls on (-inf, crit], rises to a maximum, then falls
+    (GELU: f'' = phi (2 - x^2), crit = -sqrt 2; SiLU: crit = -2.3994): the ends, and ``vmin``
+    (<= f'(crit)) where crit, known within ``window``, may lie inside."""
+
+    def dinf(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+        v = _down(torch.minimum(d1(lo), d1(hi)))
+        inside = (lo <= crit + window) & (hi >= crit - window)
+        return torch.where(inside, torch.minimum(v, torch.full_like(v, vmin)), v)
+
+    return dinf
+
+
+def _zero_inf(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    return torch.zeros_like(lo)
+
+
+#: inf SiLU' on a box: its f' falls to -0.0998 at x = -2.3994 (the root of x tanh(x/2) = 2).
+SILU_DINF = _dip_inf(_silu_d1, -2.39936, 0.01, -SILU_D1_NEG)
 
 
 # ---------------------------------------------------------------------- rules
@@ -184,7 +231,7 @@ def clamp_rule(inp: RuleInput) -> RuleResult:
         mn = -INF if a is None else float(a)  # type: ignore[arg-type]
         mx = INF if b is None else float(b)  # type: ignore[arg-type]
     out = Interval(x.lo.clamp(min=mn, max=mx), x.hi.clamp(min=mn, max=mx), x.dtype)
-    return one_input_result(inp, out, lambda lo, hi: torch.ones_like(lo), 0.0, 0)
+    return one_input_result(inp, out, lambda lo, hi: torch.ones_like(lo), 0.0, 0, dinf=_zero_inf)
 
 
 @register_rule([aten.abs.default])
@@ -211,7 +258,8 @@ def exp_rule(inp: RuleInput) -> RuleResult:
     x = inp.tensor("self")
     out = increasing_map(x, torch.exp)
     dsup = lambda lo, hi: _up(torch.exp(hi))  # noqa: E731
-    return one_input_result(inp, out, dsup, _kappa(x, lambda lo, hi: _up(torch.exp(hi))), FUNCTION_ULPS["exp"], model=ExpError)
+    dinf = lambda lo, hi: _down(torch.exp(lo))  # noqa: E731
+    return one_input_result(inp, out, dsup, _kappa(x, lambda lo, hi: _up(torch.exp(hi))), FUNCTION_ULPS["exp"], dinf=dinf, model=ExpError)
 
 
 @register_rule([aten.expm1.default])
@@ -300,7 +348,8 @@ def tanh_rule(inp: RuleInput) -> RuleResult:
     dsup = lambda lo, hi: _up(1 - torch.tanh(_mig(lo, hi)) ** 2)  # noqa: E731
     g2 = lambda a: 2 * torch.tanh(a).abs() * (1 - torch.tanh(a) ** 2)  # noqa: E731
     kap = lambda lo, hi: _peak_sup(lo, hi, g2, TANH_D2_X, TANH_D2_MAX)  # noqa: E731
-    return one_input_result(inp, out, dsup, _kappa(x, kap), FUNCTION_ULPS["tanh"], d2max=TANH_D2_MAX)
+    dinf = _at_mag(lambda a: 1 - torch.tanh(a) ** 2)
+    return one_input_result(inp, out, dsup, _kappa(x, kap), FUNCTION_ULPS["tanh"], d2max=TANH_D2_MAX, dinf=dinf)
 
 
 @register_rule([aten.sigmoid.default])
@@ -312,7 +361,7 @@ def sigmoid_rule(inp: RuleInput) -> RuleResult:
     dsup = lambda lo, hi: _up(ds(_mig(lo, hi)))  # noqa: E731
     g2 = lambda a: ds(a) * (1 - 2 * torch.sigmoid(a)).abs()  # noqa: E731
     kap = lambda lo, hi: _peak_sup(lo, hi, g2, SIG_D2_X, SIG_D2_MAX)  # noqa: E731
-    return one_input_result(inp, out, dsup, _kappa(x, kap), FUNCTION_ULPS["sigmoid"] + 2, d2max=SIG_D2_MAX)
+    return one_input_result(inp, out, dsup, _kappa(x, kap), FUNCTION_ULPS["sigmoid"] + 2, d2max=SIG_D2_MAX, dinf=_at_mag(ds))
 
 
 @register_rule([aten.erf.default])
@@ -324,7 +373,8 @@ def erf_rule(inp: RuleInput) -> RuleResult:
     dsup = lambda lo, hi: _up(c * torch.exp(-_mig(lo, hi) ** 2))  # noqa: E731
     g2 = lambda a: 2 * c * a.abs() * torch.exp(-a * a)  # noqa: E731
     kap = lambda lo, hi: _peak_sup(lo, hi, g2, ERF_D2_X, ERF_D2_MAX)  # noqa: E731
-    return one_input_result(inp, out, dsup, _kappa(x, kap), FUNCTION_ULPS["erf"], d2max=ERF_D2_MAX)
+    dinf = _at_mag(lambda a: c * torch.exp(-a * a))
+    return one_input_result(inp, out, dsup, _kappa(x, kap), FUNCTION_ULPS["erf"], d2max=ERF_D2_MAX, dinf=dinf)
 
 
 def _gelu_dsup(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
@@ -349,11 +399,13 @@ def gelu_rule(inp: RuleInput) -> RuleResult:
     approx = str(inp.get("approximate", "none"))
     if approx == "tanh":
         out = unimodal_min_map(x, _gelu_tanh, GELU_T_MIN_X, GELU_T_MIN)
-        res = one_input_result(inp, out, lambda lo, hi: torch.full_like(lo, GELU_T_D1_MAX), 0.5 * GELU_T_D2_MAX, FUNCTION_ULPS["gelu"])
+        dinf = _dip_inf(_gelu_tanh_d1, GELU_T_D1_NEG_X, 0.01, -GELU_T_D1_NEG)
+        res = one_input_result(inp, out, lambda lo, hi: torch.full_like(lo, GELU_T_D1_MAX), 0.5 * GELU_T_D2_MAX, FUNCTION_ULPS["gelu"], dinf=dinf)
     else:
         out = unimodal_min_map(x, lambda t: t * _Phi(t), GELU_MIN_X, GELU_MIN)
         # |g''| = phi(x) |2 - x^2| <= 2 phi(0) everywhere.
-        res = one_input_result(inp, out, _gelu_dsup, _kappa(x, _gelu_kappa), FUNCTION_ULPS["gelu"], d2max=GELU_D2_GLOBAL)
+        dinf = _dip_inf(_gelu_d1, -SQRT2, 1e-9, -GELU_D1_NEG)
+        res = one_input_result(inp, out, _gelu_dsup, _kappa(x, _gelu_kappa), FUNCTION_ULPS["gelu"], d2max=GELU_D2_GLOBAL, dinf=dinf)
     # The evaluation cancels in 1 + erf(x/sqrt 2) for x < 0: bound it relative to |x| too.
     err = res.error
     assert isinstance(err, ElementwiseError)
@@ -390,7 +442,7 @@ def silu_rule(inp: RuleInput) -> RuleResult:
         v = torch.where(torch.isinf(lo) | torch.isinf(hi), torch.maximum(v, torch.ones_like(v)), v)
         return _up(v)
 
-    return one_input_result(inp, out, dsup, 0.25, FUNCTION_ULPS["sigmoid"] + 3, d2max=0.5 + 1e-12)
+    return one_input_result(inp, out, dsup, 0.25, FUNCTION_ULPS["sigmoid"] + 3, d2max=0.5 + 1e-12, dinf=SILU_DINF)
 
 
 @register_rule([aten.softplus.default])

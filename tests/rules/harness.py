@@ -604,7 +604,28 @@ def _check_lipschitz(case: NodeCase, smp: Sampler, bt: Batcher, X: dict[str, tor
                 f"lipschitz: {case.info.name} ({case.op}) w.r.t. {name!r}: ||J||_inf = {m!r} > L = {L!r} at point {k}"
             )
             worst = max(worst, m)
+            _check_slope_floor(case, name, J)
         rep.lipschitz_ratio[f"{case.info.name}:{name}"] = worst / L if L > 0 else (0.0 if worst == 0 else math.inf)
+
+
+def _check_slope_floor(case: NodeCase, name: str, J: torch.Tensor) -> None:
+    """An elementwise rule's ``dinf`` (the least f' on its box, signed; the adjoint pass
+    relies on it) is below f'(x) at every sampled point: the Jacobian's diagonal."""
+    err = case.info.result.error
+    model = getattr(err, "inner", err)
+    dinf = getattr(model, "dinf", None)
+    if dinf is None or J.shape[1] != J.shape[2]:
+        return
+    iv = case.args[name].iv
+    floor = dinf(iv.lo, iv.hi).reshape(1, -1)
+    d = J.diagonal(dim1=1, dim2=2)
+    bad = d < floor - 64 * EPS64 * d.abs()
+    if bool(bad.any()):
+        k, i = [int(t) for t in torch.nonzero(bad)[0]]
+        raise AssertionError(
+            f"slope floor: {case.info.name} ({case.op}) f' = {float(d[k, i])!r} < dinf = {float(floor[0, i])!r} "
+            f"on [{float(iv.lo.reshape(-1)[i])!r}, {float(iv.hi.reshape(-1)[i])!r}] at point {k}"
+        )
 
 
 def _d2_ff(case: NodeCase, vals: dict[str, torch.Tensor], h: dict[str, torch.Tensor]) -> torch.Tensor:
