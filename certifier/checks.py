@@ -40,12 +40,12 @@ def validate_assignment(report, n: int, adv_steps: int, seed: int, progress=None
         fin = input_format(report)
         if all(f in ("fp64", "fp32", "bf16", "fp16") for f in a.formats.values()):
             # PyTorch's own kernels, as a user runs the config (apply_precision).
-            model, align, how = apply_precision(loaded.module, cfg), (run_dtype(fin) if fin else None), None
+            model, align, emulated = apply_precision(loaded.module, cfg), (run_dtype(fin) if fin else None), False
         else:
             # fp8 has no general kernels and tf32 is a kernel mode: emulated op by op.
-            model, align, how = Emulated(loaded.module, cfg), (FORMATS[fin].storage.name if fin else None), "emulated"
+            model, align, emulated = Emulated(loaded.module, cfg), (FORMATS[fin].storage.name if fin else None), True
         ob = observe(loaded, model, None, n, adv_steps, seed, on_step=lambda k, t: p("validate", k, t), align_dtype=align)
-        runs.append(_row("assignment", ob, a.bound, how))
+        runs.append(_row("assignment", ob, a.bound, emulated))
     for f in FORMAT_ORDER:
         b = cert["uniform"][f]["bound"]
         if b is None or f == "fp64":
@@ -56,12 +56,12 @@ def validate_assignment(report, n: int, adv_steps: int, seed: int, progress=None
         else:
             emu = Emulated(loaded.module, {"*": f})
             ob = observe(loaded, emu, None, n, adv_steps, seed, on_step=lambda k, t: p(f"validate {f}", k, t), align_dtype=FORMATS[f].storage.name)
-            runs.append(_row(f"uniform {f}", ob, b, "emulated"))
+            runs.append(_row(f"uniform {f}", ob, b, emulated=True))
     sound = all(r["observed"] is None or r["bound"] is None or r["observed"] <= r["bound"] for r in runs)
     return {"n_random": n, "adversarial_steps": adv_steps, "seed": seed, "runs": runs, "sound": sound}
 
 
-def _row(name: str, ob, bound: float | None, how: str | None = None) -> dict:
+def _row(name: str, ob, bound: float | None, emulated: bool = False) -> dict:
     b = None if bound is None or not math.isfinite(bound) else float(bound)
     ratio = (b / ob.max_error) if (b is not None and ob.max_error > 0) else None
     row = {
@@ -72,8 +72,9 @@ def _row(name: str, ob, bound: float | None, how: str | None = None) -> dict:
         "ratio": ratio,
         "evaluations": ob.evaluations,
     }
-    if how:
-        row["note"] = f"{how} (certifier.emulate: op by op, per the arithmetic model)"
+    if emulated:
+        row["emulated"] = True
+        row["note"] = "emulated (certifier.emulate: op by op, per the arithmetic model)"
     return row
 
 

@@ -296,7 +296,7 @@ def render_validation(v: dict) -> None:
         t.add_column(c, justify="right" if c != "run" else "left")
     for r in v["runs"]:
         ratio = r.get("ratio")
-        name = r["name"] + (" (emulated)" if str(r.get("note", "")).startswith("emulated") else "")
+        name = r["name"] + (" (emulated)" if r.get("emulated") else "")
         t.add_row(name, fmt_num(r["observed"]), fmt_num(r["bound"]), fmt_num(ratio) if ratio is not None else "-", str(r["evaluations"]))
     out_console.print(t)
 

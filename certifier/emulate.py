@@ -141,7 +141,9 @@ class Emulated(torch.nn.Module):
         self.default = FORMATS[fm.pop("*", fm.get("", default))]
         self.formats = {k: FORMATS[v] for k, v in fm.items()}
         self.inner = copy.deepcopy(model).to(F64).eval()
-        if len({f.storage.name for f in self.formats.values()} | {self.default.storage.name}) == 1:
+        stores = {f.storage.name for f in self.formats.values()} | {self.default.storage.name}
+        if len(stores) == 1:
+            store = FORMATS[next(iter(stores))]
             # One storage format everywhere: store the parameters rounded (every read rounds
             # them to that format anyway), so that the adversarial search's quantized
             # reference (certifier.validate) sees the rounded weights. Not done for mixed
@@ -150,7 +152,7 @@ class Emulated(torch.nn.Module):
             with torch.no_grad():
                 for t in list(self.inner.parameters()) + list(self.inner.buffers()):
                     if t.is_floating_point():
-                        t.copy_(round_to(t, self.default.storage if not self.formats else next(iter(self.formats.values())).storage))
+                        t.copy_(round_to(t, store))
         self._stack: list[str] = []
         for name, mod in self.inner.named_modules():
             if name in self.formats and name != "":

@@ -125,7 +125,7 @@ class BinaryError:
         else:
             num = safe_mul(q, Ry + Ay * inv) + safe_mul(ex, inv)
         P2 = torch.where(D > 0, num / D.clamp(min=1e-300) * (1 + 2.0**-48), torch.full_like(num, INF))
-        return torch.minimum(P, P2.expand_as(P) if P2.shape != P.shape else P2)
+        return torch.minimum(P, P2)
 
 
 def _normalizes(inp: RuleInput, xname: str, yname: str, x: Interval, y: Interval) -> bool:

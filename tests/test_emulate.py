@@ -135,7 +135,7 @@ def test_validate_runs_fp8_and_tf32_emulated(tmp_path):
     rows = {r["name"]: r for r in v["runs"]}
     assert v["sound"]
     for name in ("uniform tf32", "uniform fp8_e5m2"):
-        assert rows[name]["note"].startswith("emulated")
+        assert rows[name]["emulated"] and rows[name]["note"].startswith("emulated")
         assert 0 < rows[name]["observed"] <= rows[name]["bound"]
-    assert "note" not in rows["uniform fp16"]  # PyTorch's own kernels
+    assert "emulated" not in rows["uniform fp16"]  # PyTorch's own kernels
     assert "uniform fp8_e5m2 (emulated)" in res.output
