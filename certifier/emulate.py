@@ -53,6 +53,14 @@ _PRODUCTS = {
 }
 
 
+def _spacing(x: torch.Tensor, f: Format, p: int) -> torch.Tensor:
+    """The spacing of ``f``'s values (p significand bits) around each element of x: 2^(E-p+1)
+    with E the exponent of x's binade, never below the smallest normal's (gradual underflow)."""
+    emin = round(torch.log2(torch.tensor(f.min_normal, dtype=F64)).item())
+    _, e = torch.frexp(x)  # x = m 2^e with 0.5 <= |m| < 1: the binade is [2^(e-1), 2^e)
+    return torch.ldexp(torch.ones_like(x), (torch.clamp(e - 1, min=emin) - p + 1).to(torch.int32))
+
+
 def round_to(t: torch.Tensor, fmt: Format | str, *, truncate: bool = False, p: int | None = None) -> torch.Tensor:
     """``t`` (float64) rounded to ``fmt`` in one step, as a float64 tensor.
 
@@ -64,10 +72,7 @@ def round_to(t: torch.Tensor, fmt: Format | str, *, truncate: bool = False, p: i
     x = t.to(F64)
     if f.name == "fp64" and p == 53:
         return x
-    emin = round(torch.log2(torch.tensor(f.min_normal, dtype=F64)).item())
-    _, e = torch.frexp(x)  # x = m 2^e with 0.5 <= |m| < 1: the binade is [2^(e-1), 2^e)
-    E = torch.clamp(e - 1, min=emin)
-    spacing = torch.ldexp(torch.ones_like(x), (E - p + 1).to(torch.int32))
+    spacing = _spacing(x, f, p)
     q = x / spacing  # exact: a power-of-two scaling well inside float64's range
     q = torch.trunc(q) if truncate else torch.round(q)  # torch.round: half to even
     r = q * spacing
@@ -83,9 +88,7 @@ def neighbours(t: torch.Tensor, fmt: Format | str) -> tuple[torch.Tensor, torch.
     handling)."""
     f = FORMATS[fmt] if isinstance(fmt, str) else fmt
     x = t.to(F64)
-    emin = round(torch.log2(torch.tensor(f.min_normal, dtype=F64)).item())
-    _, e = torch.frexp(x)
-    spacing = torch.ldexp(torch.ones_like(x), (torch.clamp(e - 1, min=emin) - f.p + 1).to(torch.int32))
+    spacing = _spacing(x, f, f.p)
     a = torch.floor(x / spacing) * spacing
     return a, a + spacing
 
@@ -104,10 +107,14 @@ class _Rounding(TorchDispatchMode):
         mutable = func._schema.is_mutable
         if mutable:
             # In-place / out= ops: compute in place (float64, at least as accurate as the
-            # accumulation format) and round what they wrote.
+            # accumulation format) and round what they wrote (only that: a tensor they only
+            # read may be the caller's).
             out = func(*args, **kwargs)
-            for a in list(args) + list(kwargs.values()):
-                if isinstance(a, torch.Tensor) and a.is_floating_point():
+            schema = func._schema.arguments
+            named = dict(zip((a.name for a in schema), args)) | kwargs
+            for arg in schema:
+                a = named.get(arg.name)
+                if arg.alias_info is not None and arg.alias_info.is_write and isinstance(a, torch.Tensor) and a.is_floating_point():
                     with torch.no_grad():
                         a.copy_(round_to(a, st).to(a.dtype))
             return out

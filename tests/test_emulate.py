@@ -139,3 +139,18 @@ def test_validate_runs_fp8_and_tf32_emulated(tmp_path):
         assert 0 < rows[name]["observed"] <= rows[name]["bound"]
     assert "emulated" not in rows["uniform fp16"]  # PyTorch's own kernels
     assert "uniform fp8_e5m2 (emulated)" in res.output
+
+
+def test_in_place_ops_round_only_what_they_write():
+    """z.add_(y) rounds z (written) to bf16 but leaves the caller's y (only read) alone."""
+
+    class M(torch.nn.Module):
+        def forward(self, x, y):
+            z = x * 1.0
+            z.add_(y)
+            return z
+
+    y = torch.full((3,), 1.0 + 2.0**-20, dtype=F64)
+    out = Emulated(M(), {"*": "bf16"})(torch.full((3,), 0.1, dtype=F64), y)
+    assert float(y[0]) == 1.0 + 2.0**-20
+    assert bool((round_to(out, "bf16") == out).all())
