@@ -48,6 +48,7 @@ from dataclasses import replace
 
 import torch
 
+from certifier.ball import weighted_abs_sup
 from certifier.interval import INF, Interval
 from certifier.rounding import ErrorResult, _clean, _Ctx, _Run, run_errors
 from certifier.walker import BoundsAnalysis, NodeInfo
@@ -226,6 +227,29 @@ class _Adjoint:
         t = w * m
         t = torch.where(w == 0, torch.zeros_like(t), t)
         self._add(t.sum(1))
+
+    def couple(self, info: NodeInfo, model: BilinearError, C: torch.Tensor, R: torch.Tensor) -> None:
+        """Take back what :meth:`charge` paid for the output magnitudes of a linear node
+        beyond their joint maximum over the domain.
+
+        The node's local bound is ``rest_i + s (|y_i| + e_i)`` (``BilinearError.out_slope``),
+        charged at the box maxima ``|y_i| <= fmag(out)_i``. At any one input the exact outputs
+        lie in the box *and* in the node's l2 ball (certifier.ball), so
+        ``sum_i w_i s |y_i| <= s * weighted_abs_sup(w)``; the difference to
+        ``s sum_i w_i fmag(out)_i`` is subtracted (shrunk by 2^-40 for the float64 sums)."""
+        ball = self.ba.nodes[info.name].ball
+        if ball is None or self.J == 0:
+            return
+        slope = float(model.out_slope(_LocalCtx(self.run_, info, set()))[0])
+        mag = fmag(self.ba.nodes[info.name].primary)
+        w = (C.abs() + R).reshape(self.J, -1)
+        if ball.center.numel() != w.shape[1] or slope <= 0:
+            return
+        box = (w * mag.reshape(1, -1)).sum(1)
+        joint = weighted_abs_sup(w, ball.center, mag, ball.radius)
+        gain = ((box - joint).clamp(min=0) * slope) * (1 - 2.0**-40)
+        if bool(torch.isfinite(gain).all()) and bool((gain > 0).any()):
+            self._add(-gain)
 
     def cut(self, C: torch.Tensor, R: torch.Tensor, e: torch.Tensor | None) -> None:
         """Charge a node's whole forward error bound (everything upstream of it included)."""
@@ -412,6 +436,7 @@ class _Adjoint:
                 model = replace(model, bias=Interval.point(rb[0]))
                 rounded.add(m.bias_name)
             self.charge(C, R, self.local(info, model, {acts[0]}, frozenset(rounded)))
+            self.couple(info, model, C, R)
             dW = rw[1]
             c, r = (wid.lo + wid.hi) * 0.5, (wid.hi - wid.lo) * 0.5
             g = (m.k + 2) * 2.0**-52
@@ -426,6 +451,7 @@ class _Adjoint:
         else:
             model = replace(m, A=wid, out=out) if on_a else replace(m, B=wid, out=out)
             self.charge(C, R, self.local(info, model, {acts[0]}))
+            self.couple(info, model, C, R)
 
         def vjp(W: torch.Tensor, cot: torch.Tensor) -> torch.Tensor:
             z = torch.zeros((self.J, *act_iv.shape), dtype=F64)

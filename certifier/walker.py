@@ -15,6 +15,7 @@ products of per-edge Lipschitz bounds, infinity norms).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import operator
 import time
@@ -22,8 +23,9 @@ from dataclasses import dataclass, field
 
 import torch
 
+from certifier.ball import Ball, BallPass
 from certifier.capture import Captured
-from certifier.interval import INF, Interval
+from certifier.interval import INF, Interval, down, up
 from certifier.loader import LoadedModel
 from curvature_rules import RuleInput, RuleResult, lookup
 
@@ -47,6 +49,8 @@ class NodeInfo:
     producers: dict[str, str]  # argument name -> producing node name (tensor arguments)
     unsupported: str | None = None
     kind: str = "call"  # call | param | buffer | constant | input | getitem
+    #: l2 ball around a center holding every exact value over the domain (certifier.ball)
+    ball: Ball | None = None
 
     @property
     def primary(self) -> Interval | None:
@@ -217,12 +221,16 @@ def analyze_bounds(
     captured: Captured,
     progress=None,
     boxes: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
+    relational: bool = True,
 ) -> BoundsAnalysis:
     """Propagate sound intervals from the input domain through every node.
 
     ``boxes`` (one ``(lo, hi)`` pair of tensors of the input's shape per input) replaces the
     declared domain with an elementwise box; a point box ``lo == hi`` gives a sound enclosure
     of the exact value of every node at that input (used to check witnesses, smt.witness).
+
+    ``relational``: also propagate an l2 ball per node (:mod:`certifier.ball`) and intersect
+    each linear node's box with it; off, boxes alone (for comparisons).
     """
     t0 = time.perf_counter()
     env: dict[str, object] = {}
@@ -230,6 +238,7 @@ def analyze_bounds(
     unsupported: list[dict] = []
     graph_nodes = list(captured.graph.nodes)
     total = len(graph_nodes)
+    balls = BallPass() if relational else None
     for k, node in enumerate(graph_nodes):
         if progress is not None and k % 50 == 0:
             progress(k, total)
@@ -254,6 +263,8 @@ def analyze_bounds(
                 unsupported.append({"node": node.name, "op": "placeholder", "module": "", "reason": "unsupported input kind"})
             env[node.name] = iv
             nodes[node.name] = NodeInfo(node.name, node, "input" if kind == "input" else kind, captured.layer_of(node.name), iv, None, {}, kind=kind)
+            if balls is not None and kind == "input":
+                nodes[node.name].ball = balls.step(nodes[node.name], nodes)[0]
             continue
         if node.op == "output":
             continue
@@ -269,6 +280,8 @@ def analyze_bounds(
             out = v[idx] if isinstance(v, (tuple, list)) else v  # type: ignore[index]
             env[node.name] = out
             nodes[node.name] = NodeInfo(node.name, node, "getitem", layer, out, None, {"self": src.name}, kind="getitem")  # type: ignore[union-attr]
+            if balls is not None:
+                nodes[node.name].ball = balls.step(nodes[node.name], nodes)[0]
             continue
         opname = _short(node.target)
         info_unsup = None
@@ -305,13 +318,41 @@ def analyze_bounds(
             out = _unknown_like(node)
             unsupported.append({"node": node.name, "op": str(node.target), "module": captured.module_of.get(node.name, ""), "reason": info_unsup})
             result = RuleResult(out=out, lipschitz={a: INF for a in producers}, curvature=INF, error=None)
-        env[node.name] = out
-        nodes[node.name] = NodeInfo(node.name, node, opname, layer, out, result, producers, unsupported=info_unsup)
+        info = NodeInfo(node.name, node, opname, layer, out, result, producers, unsupported=info_unsup)
+        if balls is not None and info_unsup is None:
+            t1 = time.perf_counter()
+            info.ball, rad = balls.step(info, nodes)
+            if rad is not None:
+                _tighten(info, rad)
+            balls.seconds += time.perf_counter() - t1
+        env[node.name] = info.out
+        nodes[node.name] = info
     outputs = [o.name for o in captured.outputs if o is not None]
     ba = BoundsAnalysis(loaded, captured, nodes, outputs, unsupported, time.perf_counter() - t0)
     ba.gains = compute_gains(ba)
     ba.layers = summarize_layers(ba)
     return ba
+
+
+def _tighten(info: NodeInfo, rad: torch.Tensor) -> None:
+    """Intersect a linear node's box with ``c_i +- r_i`` from its ball (certifier.ball); the
+    rule's error model then sees the tighter output magnitudes."""
+    iv, res = info.out, info.result
+    if not isinstance(iv, Interval) or iv.is_point or res is None or info.ball is None:
+        return
+    c = info.ball.center
+    if c.shape != iv.lo.shape or rad.shape != c.shape:
+        return
+    lo = torch.maximum(iv.lo, down(c - rad))
+    hi = torch.minimum(iv.hi, up(c + rad))
+    if bool((lo > hi).any()):  # cannot happen for sound enclosures; keep the box
+        return
+    new = Interval(lo, hi, iv.dtype)
+    err = res.error
+    if err is not None and dataclasses.is_dataclass(err) and isinstance(getattr(err, "out", None), Interval):
+        err = dataclasses.replace(err, out=new)
+    info.out = new
+    info.result = dataclasses.replace(res, out=new, error=err)
 
 
 def _check_shapes(node: torch.fx.Node, out: object) -> None:

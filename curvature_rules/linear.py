@@ -308,6 +308,20 @@ class BilinearError:
             total = total + b(u_acc) * (ymag + total)
         return ctx.store(ymag + total, nd).add_(total)
 
+    def out_slope(self, ctx: ErrorContext) -> torch.Tensor:
+        """Per configuration, the derivative of :meth:`propagate`'s bound with respect to the
+        output magnitude ``ymag = fmag(out)``: the bound is ``rest + slope * ymag`` elementwise,
+        with ``rest`` free of ymag (the certifier.adjoint pass bounds the sum of slope * |y|
+        jointly over the domain). Mirrors propagate's last lines: the store charges
+        ``u (ymag + total)``, and a scaled product or bias adds ``u_acc (ymag + total)``
+        (twice with a bias) to total first."""
+        u, u_acc = ctx.u, ctx.u_acc
+        if self.bias is not None and (self.alpha != 1.0 or self.beta != 1.0):
+            return u * (1 + 2 * u_acc) + 2 * u_acc
+        if self.bias is None and self.alpha != 1.0:
+            return u * (1 + u_acc) + u_acc
+        return u.clone()
+
 
 def _mm_op(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.matmul(a, b)
