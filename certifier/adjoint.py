@@ -142,6 +142,19 @@ def _hinges(ba: BoundsAnalysis) -> list[str]:
     return out[:MAX_HINGES]
 
 
+def _l2(m: torch.Tensor) -> torch.Tensor:
+    """An upper bound of the l2 norm of a nonnegative error bound (float64, rounded up)."""
+    m = m.reshape(-1)
+    if m.numel() == 0:
+        return torch.zeros((), dtype=F64)
+    mx = m.max()
+    if not bool(torch.isfinite(mx)):
+        return torch.full((), INF, dtype=F64)
+    if float(mx) == 0:
+        return torch.zeros((), dtype=F64)
+    return mx * torch.sqrt(((m / mx) ** 2).sum() * (1 + (m.numel() + 4) * 2.0**-52)) * (1 + 2.0**-50)
+
+
 def _fits(ba: BoundsAnalysis, F: int) -> bool:
     J = sum(ba.nodes[o].primary.numel() for o in _float_outputs(ba))
     if J == 0:
@@ -190,6 +203,8 @@ class _Adjoint:
         self.layer = ""
         self.adj: dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor]] = {}
         self.total = torch.zeros(self.J, dtype=F64)
+        #: the l2 part of the current node's adjoint rows (see the module docstring)
+        self.nu = torch.zeros(self.J, dtype=F64)
 
     # ------------------------------------------------------------------ helpers
     def E(self, name: str, idx: int = 0) -> torch.Tensor | None:
@@ -218,17 +233,22 @@ class _Adjoint:
             return iv
         return Interval(iv.lo - e, iv.hi + e, iv.dtype)
 
-    def charge(self, C: torch.Tensor, R: torch.Tensor, m: torch.Tensor | None) -> None:
-        """total += (|C| + R) m, summed over the node's elements (0 coefficients exact)."""
+    def charge(self, C: torch.Tensor, R: torch.Tensor, m: torch.Tensor | None, nu: torch.Tensor | None = None) -> None:
+        """total += (|C| + R) m + nu ||m||_2, summed over the node's elements (0 coefficients
+        exact); ``nu`` (default: the current node's) is the l2 part of the adjoint rows."""
         if m is None:
             return
+        nu = self.nu if nu is None else nu
         w = (C.abs() + R).reshape(self.J, -1)
         m = m.reshape(1, -1).expand_as(w) if m.numel() == w.shape[1] else m.expand(C.shape[1:]).reshape(1, -1).expand_as(w)
         t = w * m
         t = torch.where(w == 0, torch.zeros_like(t), t)
-        self._add(t.sum(1))
+        t = t.sum(1)
+        if bool((nu > 0).any()):
+            t = t + torch.where(nu > 0, nu * _l2(m[0]), torch.zeros_like(nu))
+        self._add(t)
 
-    def couple(self, info: NodeInfo, model: BilinearError, C: torch.Tensor, R: torch.Tensor) -> None:
+    def couple(self, info: NodeInfo, model: BilinearError, C: torch.Tensor, R: torch.Tensor, loc: torch.Tensor | None) -> None:
         """Take back what :meth:`charge` paid for the output magnitudes of a linear node
         beyond their joint maximum over the domain.
 
@@ -236,7 +256,9 @@ class _Adjoint:
         charged at the box maxima ``|y_i| <= fmag(out)_i``. At any one input the exact outputs
         lie in the box *and* in the node's l2 ball (certifier.ball), so
         ``sum_i w_i s |y_i| <= s * weighted_abs_sup(w)``; the difference to
-        ``s sum_i w_i fmag(out)_i`` is subtracted (shrunk by 2^-40 for the float64 sums)."""
+        ``s sum_i w_i fmag(out)_i`` is subtracted (shrunk by 2^-40 for the float64 sums).
+        Likewise the l2 part ``nu ||loc||_2``: ``||loc(x)|| <= ||loc - s fmag|| + s ||y(x)||``
+        with ``||y(x)|| <= min(||fmag||, ||c|| + rho)``."""
         ball = self.ba.nodes[info.name].ball
         if ball is None or self.J == 0:
             return
@@ -248,6 +270,15 @@ class _Adjoint:
         box = (w * mag.reshape(1, -1)).sum(1)
         joint = weighted_abs_sup(w, ball.center, mag, ball.radius)
         gain = ((box - joint).clamp(min=0) * slope) * (1 - 2.0**-40)
+        if loc is not None and bool((self.nu > 0).any()):
+            lm = loc.reshape(-1)
+            if lm.numel() == mag.numel():
+                rest = (lm - slope * mag.reshape(-1)).clamp(min=0) + lm.abs() * 2.0**-40
+                ynorm = min(float(_l2(mag)), float(_l2(ball.center.abs())) + ball.radius)
+                joint2 = (float(_l2(rest)) + slope * ynorm) * (1 + 2.0**-40)
+                g2 = (float(_l2(lm)) - joint2) * (1 - 2.0**-40)
+                if g2 > 0:
+                    gain = gain + self.nu * g2
         if bool(torch.isfinite(gain).all()) and bool((gain > 0).any()):
             self._add(-gain)
 
@@ -257,15 +288,19 @@ class _Adjoint:
             self.cuts += 1
         self.charge(C, R, e)
 
-    def charge_signed(self, C: torch.Tensor, R: torch.Tensor, vc: torch.Tensor, vr: torch.Tensor) -> None:
+    def charge_signed(self, C: torch.Tensor, R: torch.Tensor, vc: torch.Tensor, vr: torch.Tensor, alt: torch.Tensor | None = None) -> None:
         """total += |A v| for an error v in [vc - vr, vc + vr] that is known up to vr (a
         weight's exact rounding applied to an input box): the center's signs are kept."""
         w = C.reshape(self.J, -1)
         vc, vr = vc.reshape(-1), vr.reshape(-1)
         Rf = R.reshape(self.J, -1)
         n = vc.numel()
-        dot = (w @ vc).abs()
-        rad = w.abs() @ vr + Rf @ (vc.abs() + vr) + (w.abs() @ vc.abs()) * ((n + 2) * 2.0**-52)
+        dot = (w @ vc).abs() + w.abs() @ vr + (w.abs() @ vc.abs()) * ((n + 2) * 2.0**-52)
+        if alt is not None:  # another bound on |C v| (the input's ball, see _bilinear)
+            dot = torch.minimum(dot, alt)
+        rad = Rf @ (vc.abs() + vr)
+        if bool((self.nu > 0).any()):
+            rad = rad + self.nu * _l2(vc.abs() + vr)
         self._add(dot + rad)
 
     def _add(self, v: torch.Tensor) -> None:
@@ -296,13 +331,13 @@ class _Adjoint:
             return None
         return r, d
 
-    def push(self, name: str, C: torch.Tensor, R: torch.Tensor, idx: int = 0) -> None:
+    def push(self, name: str, C: torch.Tensor, R: torch.Tensor, nu: torch.Tensor, idx: int = 0) -> None:
         key = (name, idx)
         if key in self.adj:
-            c0, r0 = self.adj[key]
-            self.adj[key] = (c0 + C, r0 + R)
+            c0, r0, n0 = self.adj[key]
+            self.adj[key] = (c0 + C, r0 + R, (n0 + nu) * _SUM_SLACK)
         else:
-            self.adj[key] = (C, R)
+            self.adj[key] = (C, R, nu)
 
     def known(self, pname: str) -> bool:
         """An input whose value is exact: a parameter or constant, or a node the forward pass
@@ -342,7 +377,7 @@ class _Adjoint:
             n = iv.numel()
             C = torch.zeros((self.J, n), dtype=F64)
             C[torch.arange(off, off + n), torch.arange(n)] = 1.0
-            self.push(o, C.reshape((self.J, *iv.shape)), torch.zeros((self.J, *iv.shape), dtype=F64))
+            self.push(o, C.reshape((self.J, *iv.shape)), torch.zeros((self.J, *iv.shape), dtype=F64), torch.zeros(self.J, dtype=F64))
             off += n
         for name in reversed(list(ba.nodes)):
             keys = [k for k in self.adj if k[0] == name]
@@ -355,11 +390,13 @@ class _Adjoint:
                 continue  # exact values
             if info.kind == "getitem":
                 src = info.producers["self"]
-                for (C, R) in entries.values():
-                    self.push(src, C, R, int(info.node.args[1]))
+                for (C, R, nu) in entries.values():
+                    self.push(src, C, R, nu, int(info.node.args[1]))
                 continue
-            if set(entries) != {0} or not self._handle(info, *entries[0]):
-                for idx, (C, R) in entries.items():
+            self.nu = entries[0][2] if 0 in entries else None
+            if set(entries) != {0} or not self._handle(info, *entries[0][:2]):
+                for idx, (C, R, nu) in entries.items():
+                    self.nu = nu
                     self.cut(C, R, self.E(name, idx))
             if not bool(torch.isfinite(self.total).all()):
                 return None
@@ -389,11 +426,14 @@ class _Adjoint:
             return self._max_pool(info, C, R)
         return False
 
-    def _input(self, info: NodeInfo, arg: str, C_in: torch.Tensor, R_in: torch.Tensor) -> None:
-        """Charge the cast on the edge from ``arg``'s producer, and pass the adjoint on."""
+    def _input(self, info: NodeInfo, arg: str, C_in: torch.Tensor, R_in: torch.Tensor, nu_in: torch.Tensor | None = None) -> None:
+        """Charge the cast on the edge from ``arg``'s producer, and pass the adjoint on.
+        ``nu_in``: the l2 part of the rows passed on (default: unchanged, for maps of l2 norm
+        at most 1)."""
+        nu_in = self.nu if nu_in is None else nu_in
         p = info.producers[arg]
         cast = self.edge_cast(info, p)
-        self.charge(C_in, R_in, cast)
+        self.charge(C_in, R_in, cast, nu_in)
         prod = self.ba.nodes[p]
         if cast is None and self.by_layer is not None and prod.layer != info.layer and prod.kind != "input":
             # For the allocation's linear model only (not part of the bound): the cast this
@@ -403,10 +443,11 @@ class _Adjoint:
             e = self.E(p)
             m = fmag(prod.primary)
             w = (C_in.abs() + R_in).reshape(self.J, -1)
-            v = (w * (float(u[0]) * (m if e is None else m + e) + float(he[0])).reshape(1, -1)).sum(1)
+            cst = float(u[0]) * (m if e is None else m + e) + float(he[0])
+            v = (w * cst.reshape(1, -1)).sum(1) + nu_in * _l2(cst.expand(C_in.shape[1:]))
             acc = self.boundary.get(info.layer)
             self.boundary[info.layer] = v if acc is None else acc + v
-        self.push(p, C_in, R_in)
+        self.push(p, C_in, R_in, nu_in)
 
     def _bilinear(self, info: NodeInfo, m: BilinearError, acts: list[str], C, R) -> bool:
         if len(acts) != 1 or acts[0] not in (m.a_name, m.b_name):
@@ -435,8 +476,9 @@ class _Adjoint:
             if rb is not None:
                 model = replace(model, bias=Interval.point(rb[0]))
                 rounded.add(m.bias_name)
-            self.charge(C, R, self.local(info, model, {acts[0]}, frozenset(rounded)))
-            self.couple(info, model, C, R)
+            loc = self.local(info, model, {acts[0]}, frozenset(rounded))
+            self.charge(C, R, loc)
+            self.couple(info, model, C, R, loc)
             dW = rw[1]
             c, r = (wid.lo + wid.hi) * 0.5, (wid.hi - wid.lo) * 0.5
             g = (m.k + 2) * 2.0**-52
@@ -447,11 +489,12 @@ class _Adjoint:
                 db = rb[1].reshape(m.bias.shape) * m.beta
                 vc = vc + db
                 vr = vr + (vc.abs() + db.abs()) * 2.0**-52
-            self.charge_signed(C, R, vc, vr)
+            self.charge_signed(C, R, vc, vr, self._signed_ball(info, m, on_a, p, wid, C, dW, None if rb is None else rb[1]))
         else:
             model = replace(m, A=wid, out=out) if on_a else replace(m, B=wid, out=out)
-            self.charge(C, R, self.local(info, model, {acts[0]}))
-            self.couple(info, model, C, R)
+            loc = self.local(info, model, {acts[0]})
+            self.charge(C, R, loc)
+            self.couple(info, model, C, R, loc)
 
         def vjp(W: torch.Tensor, cot: torch.Tensor) -> torch.Tensor:
             z = torch.zeros((self.J, *act_iv.shape), dtype=F64)
@@ -461,9 +504,72 @@ class _Adjoint:
         g = (m.k + 2) * 2.0**-52
         a = abs(m.alpha)
         C_in = vjp(known, C) * m.alpha
-        R_in = vjp(known.abs(), R + g * C.abs()) * (a * (1 + g))
-        self._input(info, acts[0], C_in, R_in)
+        sigma = self.ba.op_norms.get(info.name)
+        if sigma is not None:
+            # A dense map spreads an elementwise radius over every input (|W|^T R loses all
+            # sign cancellation); as an l2 part it costs only ||W||_2 ||R||_2.
+            R_in = vjp(known.abs(), g * C.abs()) * (a * (1 + g))
+            rn = torch.stack([_l2(r) for r in R.reshape(self.J, -1)]) if self.J else torch.zeros(0, dtype=F64)
+            nu_in = (self.nu + rn) * (a * sigma * (1 + 2.0**-40))
+        else:
+            R_in = vjp(known.abs(), R + g * C.abs()) * (a * (1 + g))
+            nu_in = self.nu * (a * self._op_norm(info, m, on_a, known) * (1 + 2.0**-40))
+        self._input(info, acts[0], C_in, R_in, nu_in)
         return True
+
+    def _signed_ball(self, info, m: BilinearError, on_a: bool, p: str, wid: Interval, C, dW, db) -> torch.Tensor | None:
+        """Bound on ``|C (alpha op(x^, dW) + beta db)|`` per row, from the input's ball.
+
+        With ``g = alpha C op(., dW)^T`` (one vector per row) and ``x^ = c + t``:
+        ``C v = g.c + C beta db + g.t``, and ``|g.t|`` over ``|t| <= d`` (the widened box
+        around c) and ``||t|| <= rho + ||e||`` (the ball, widened by the input's error
+        bound) is at most :func:`weighted_abs_sup` of |g|. The float64 products are covered
+        by a relative ``(n + k + 4) 2^-52`` of their absolute sums."""
+        ball = self.ba.nodes[p].ball
+        if ball is None or ball.center.shape != wid.lo.shape:
+            return None
+        e = self.E(p)
+        cast = self.edge_cast(info, p)
+        e = cast if e is None else (e if cast is None else e + cast)
+        c = ball.center
+        rho = ball.radius + (0.0 if e is None else float(_l2(e.expand(c.shape))))
+        d = torch.maximum(wid.hi - c, c - wid.lo).clamp(min=0)
+        fn = (lambda x: m.op(x, dW)) if on_a else (lambda x: m.op(dW, x))
+        fa = (lambda x: m.op(x, dW.abs())) if on_a else (lambda x: m.op(dW.abs(), x))
+        z = torch.zeros((self.J, *c.shape), dtype=F64)
+        Cf = C.reshape(self.J, *C.shape[1:])
+        g = torch.func.vjp(fn, z)[1](Cf)[0] * m.alpha
+        n_in = c.numel()
+        gf = g.reshape(self.J, -1)
+        center = gf @ c.reshape(-1)
+        absum = gf.abs() @ c.reshape(-1).abs()
+        if db is not None:
+            dbv = (db.reshape(m.bias.shape) * m.beta).expand(C.shape[1:]).reshape(-1)
+            Cr = C.reshape(self.J, -1)
+            center = center + Cr @ dbv
+            absum = absum + Cr.abs() @ dbv.abs()
+        spread = weighted_abs_sup(gf.abs(), torch.zeros(n_in, dtype=F64), d, rho)
+        # rounding of g itself: |g^ - g| <= gamma |C| op(., |dW|)^T, against |x^| <= |c| + d
+        ga = torch.func.vjp(fa, z)[1](C.abs().reshape(self.J, *C.shape[1:]))[0] * abs(m.alpha)
+        tiny = (ga.reshape(self.J, -1) @ (c.abs() + d).reshape(-1)) * ((m.k + 4) * 2.0**-52)
+        out = center.abs() + spread + absum * ((n_in + m.k + 4) * 2.0**-52) + tiny
+        return torch.where(torch.isfinite(out), out, torch.full_like(out, INF))
+
+    def _op_norm(self, info: NodeInfo, m: BilinearError, on_a: bool, known: torch.Tensor) -> float:
+        """An l2 operator norm bound of ``x -> op(x, W)``: the walker's (certifier.ball), or
+        Schur's ``sqrt(||A||_1 ||A||_inf)`` from |W|'s row and column sums."""
+        if not bool((self.nu > 0).any()):
+            return 0.0
+        s = self.ba.op_norms.get(info.name)
+        if s is not None:
+            return s
+        act = m.A if on_a else m.B
+        fn = (lambda x: m.op(x, known.abs())) if on_a else (lambda x: m.op(known.abs(), x))
+        ones = torch.ones(act.shape, dtype=F64)
+        out, vjp = torch.func.vjp(fn, ones)
+        row = float(out.max())
+        col = float(vjp(torch.ones_like(out))[0].max())
+        return math.sqrt(row * col) * (1 + (m.k + 8) * 2.0**-52)
 
     def _shape(self, info: NodeInfo, m: ShapeError, C, R) -> bool:
         p = info.producers[m.arg]
@@ -471,7 +577,13 @@ class _Adjoint:
         z = torch.zeros((self.J, *shp), dtype=F64)
         _, f = torch.func.vjp(torch.vmap(m.fn), z)
         # NB: shape ops move or duplicate elements; the adjoint sums duplicates exactly.
-        self._input(info, m.arg, f(C)[0], f(R)[0])
+        nu_in = None
+        if bool((self.nu > 0).any()):
+            # an input feeding k outputs sums k entries: l2 norm grows by at most sqrt(k)
+            ones = torch.ones((1, *C.shape[1:]), dtype=F64)
+            k = float(f(ones.expand(self.J, *C.shape[1:]))[0][0].max()) if C.numel() else 1.0
+            nu_in = self.nu * math.sqrt(max(k, 1.0)) * (1 + 2.0**-50)
+        self._input(info, m.arg, f(C)[0], f(R)[0], nu_in)
         return True
 
     def _relu(self, info: NodeInfo, m: ElementwiseError, C, R) -> bool:
@@ -509,7 +621,8 @@ class _Adjoint:
         lo2, hi2 = c.amin(0), c.amax(0)
         C_in = (lo2 + hi2) * 0.5
         R_in = (hi2 - lo2) * 0.5 + (lo2.abs() + hi2.abs()) * 2.0**-52
-        self._input(info, m.arg, C_in, R_in)
+        dm = float(torch.maximum(dmin.abs(), dmax.abs()).max()) if dmin.numel() else 0.0
+        self._input(info, m.arg, C_in, R_in, self.nu * dm * (1 + 2.0**-50))
         return True
 
     def _batch_norm(self, info: NodeInfo, m: BatchNormError, C, R) -> bool:
@@ -520,7 +633,7 @@ class _Adjoint:
         nd = len(m.x.shape)
         s = m.scale.reshape((1, 1, -1) + (1,) * (nd - 2))
         # NB: scale = w rsqrt(rv + eps) in float64: relative error well under 2^-48.
-        self._input(info, "input", C * s, R * s.abs() + (C.abs() + R) * s.abs() * 2.0**-48)
+        self._input(info, "input", C * s, R * s.abs() + (C.abs() + R) * s.abs() * 2.0**-48, self.nu * float(m.scale.abs().max()) * (1 + 2.0**-47))
         return True
 
     def _avg_pool(self, info: NodeInfo, m: AvgPoolError, C, R) -> bool:
@@ -531,7 +644,13 @@ class _Adjoint:
         _, f = torch.func.vjp(lambda t: _batched(m.fn, t, m.nsp), z)
         g = (m.k + 4) * 2.0**-52
         # The window weights are positive: the radius goes through the same map.
-        self._input(info, "self", f(C)[0], f(R + g * C.abs())[0] * (1 + g))
+        nu_in = None
+        if bool((self.nu > 0).any()):
+            ones = torch.ones((1, *m.x.shape), dtype=F64)
+            row = float(_batched(m.fn, ones, m.nsp).max())
+            col = float(f(torch.ones((self.J, *C.shape[1:]), dtype=F64))[0][0].max())
+            nu_in = self.nu * math.sqrt(row * col) * (1 + (m.k + 8) * 2.0**-52)
+        self._input(info, "self", f(C)[0], f(R + g * C.abs())[0] * (1 + g), nu_in)
         return True
 
     def _max_pool(self, info: NodeInfo, C, R) -> bool:

@@ -218,6 +218,7 @@ class BallPass:
     def __init__(self) -> None:
         self.balls: dict[str, Ball] = {}
         self._norms: dict[tuple, float | None] = {}
+        self.op_norm: dict[str, float] = {}  # node -> norm of its map in the activation
         self.seconds = 0.0
 
     # The rules' error models (curvature_rules) carry the maps; imported lazily to keep
@@ -386,6 +387,7 @@ class BallPass:
         S = self._norm(info, m, on_a, W, bin_.center.shape)
         if S is None:
             return None, None
+        self.op_norm[info.name] = S
         alpha = abs(m.alpha)
         c = fn(bin_.center, W) * m.alpha
         dot = fn(bin_.center.abs(), W.abs()) * alpha

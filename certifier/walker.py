@@ -110,6 +110,8 @@ class BoundsAnalysis:
     seconds: float
     gains: dict[str, float] = field(default_factory=dict)
     layers: dict[str, LayerSummary] = field(default_factory=dict)
+    #: node -> rigorous l2 norm bound of its linear map in the activation (certifier.ball)
+    op_norms: dict[str, float] = field(default_factory=dict)
 
     def output_range(self) -> tuple[float, float]:
         los, his = [], []
@@ -329,6 +331,8 @@ def analyze_bounds(
         nodes[node.name] = info
     outputs = [o.name for o in captured.outputs if o is not None]
     ba = BoundsAnalysis(loaded, captured, nodes, outputs, unsupported, time.perf_counter() - t0)
+    if balls is not None:
+        ba.op_norms = dict(balls.op_norm)
     ba.gains = compute_gains(ba)
     ba.layers = summarize_layers(ba)
     return ba
