@@ -100,6 +100,12 @@ def sigma_max_upper(M: torch.Tensor) -> torch.Tensor:
     most ``rank^(2^-(K+1))`` in lambda (plus rounding).
     """
     M = M.to(torch.complex128 if M.is_complex() else F64)
+    # Scale each matrix by a power of two (exact) so its largest entry is in [1, 2): the
+    # absolute underflow terms below are then negligible; a zero matrix has norm 0.
+    amax = M.abs().amax((-2, -1)) if M.numel() else torch.zeros(M.shape[:-2], dtype=F64)
+    zero = amax == 0
+    scale = torch.where(zero, torch.ones_like(amax), torch.exp2(torch.floor(torch.log2(torch.where(zero, torch.ones_like(amax), amax)))))
+    M = M / scale[..., None, None]
     if M.shape[-2] < M.shape[-1]:
         M = M.mH
     k, n = M.shape[-2], M.shape[-1]
@@ -121,7 +127,8 @@ def sigma_max_upper(M: torch.Tensor) -> torch.Tensor:
     for f in reversed(fs):
         rn = torch.sqrt(r + err) * (1 + 4 * U)
         r = f * (rn + 2 * U) * (1 + 4 * U)
-    return torch.sqrt((r + eG) * (1 + 4 * U)) * (1 + 4 * U)
+    out = torch.sqrt((r + eG) * (1 + 4 * U)) * (1 + 4 * U) * scale
+    return torch.where(zero, torch.zeros_like(out), out)
 
 
 def conv_norm_upper(w: torch.Tensor, spatial: tuple[int, ...], stride, padding, dilation, groups: int) -> float | None:

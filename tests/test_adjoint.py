@@ -185,7 +185,7 @@ def test_a_dropped_error_source_is_caught(monkeypatch):
     layers, gives a bound below the observed error."""
 
     def dead(self, info, m, C, R):
-        self.push(info.producers[m.arg], torch.zeros_like(C), torch.zeros_like(R))
+        self.push(info.producers[m.arg], torch.zeros_like(C), torch.zeros_like(R), torch.zeros_like(self.nu))
         return True
 
     with monkeypatch.context() as mp:
@@ -232,11 +232,11 @@ def test_allocation_uses_the_adjoint_shares():
     from certifier.allocate import certify_assignment, plan_layers
     from certifier.pipeline import Options, run_certify
 
-    rep = run_certify(EXAMPLES / "mlp.py", Options(eps=1.0))
+    rep = run_certify(EXAMPLES / "mlp.py", Options(eps=1.0, formats=("fp64", "fp32", "tf32", "bf16", "fp16")))
     a = rep.assignment
     assert a.certified and a.bound <= 1.0
     assert rep.certificate["assignment"]["bound_pass"] == "adjoint"
-    plain = plan_layers(rep.bounds, 1.0, list(FORMATS_ORDER), 0.125, rep.local)
+    plain = plan_layers(rep.bounds, 1.0, ["fp64", "fp32", "tf32", "bf16", "fp16"], 0.125, rep.local)
     b = certify_assignment(rep.bounds, 1.0, plain)
     assert a.cost < b.cost
     assert sum(f != "fp32" for f in a.formats.values()) > sum(f != "fp32" for f in b.formats.values())

@@ -1,0 +1,156 @@
+"""The l2 ball side domain (certifier.ball): rigorous operator norms, the water-filling bound,
+and the balls themselves, checked by sampling and by gradient ascent on ||y(x) - c||."""
+
+import math
+import random
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from certifier.ball import conv_norm_upper, sigma_max_upper, weighted_abs_sup
+from certifier.capture import capture
+from certifier.loader import InputSpec, LoadedModel
+from certifier.trace import node_values
+from certifier.walker import analyze_bounds
+
+F64 = torch.float64
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (7, 3), (256, 784), (10, 256), (4, 5, 6), (64, 64)])
+def test_sigma_max_upper_is_above_and_close(shape):
+    g = torch.Generator().manual_seed(sum(shape))
+    for M in (torch.randn(*shape, generator=g, dtype=F64), torch.rand(*shape, generator=g, dtype=F64) * 1e-30,
+              torch.complex(torch.randn(*shape, generator=g, dtype=F64), torch.randn(*shape, generator=g, dtype=F64))):
+        true = torch.linalg.matrix_norm(M, 2)
+        up = sigma_max_upper(M)
+        assert bool((up >= true).all())
+        assert bool((up <= true * 1.03 + 1e-300).all()), (up, true)
+
+
+def test_sigma_max_upper_low_rank_and_zero():
+    u = torch.randn(300, 1, dtype=F64)
+    M = u @ torch.randn(1, 200, dtype=F64)  # rank 1: Frobenius = spectral
+    assert float(sigma_max_upper(M)) >= float(torch.linalg.matrix_norm(M, 2))
+    assert float(sigma_max_upper(torch.zeros(5, 4, dtype=F64))) < 1e-250
+
+
+def _conv_matrix(w, shape, stride, padding, dilation, groups):
+    n = math.prod(shape)
+    basis = torch.eye(n, dtype=F64).reshape(n, *shape)
+    out = torch.nn.functional.conv2d(basis, w, None, stride, padding, dilation, groups)
+    return out.reshape(n, -1)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_conv_norm_upper_bounds_the_operator(seed):
+    rng = random.Random(seed)
+    groups = rng.choice([1, 1, 2])
+    ci, co = 2 * rng.randint(1, 3), 2 * rng.randint(1, 3)
+    k = rng.choice([1, 2, 3, 5])
+    H, W = rng.randint(k + 1, 9), rng.randint(k + 1, 9)
+    stride, pad, dil = [rng.choice([1, 2]), rng.choice([1, 3])], [rng.choice([0, 1, 2])] * 2, [rng.choice([1, 2]), 1]
+    if (k - 1) * dil[0] + 1 > H + 2 * pad[0]:
+        dil = [1, 1]
+    torch.manual_seed(seed)
+    w = torch.randn(co, ci // groups, k, k, dtype=F64)
+    A = _conv_matrix(w, (ci, H, W), stride, pad, dil, groups)
+    true = float(torch.linalg.matrix_norm(A, 2))
+    up = conv_norm_upper(w, (H, W), stride, pad, dil, groups)
+    assert up is not None and up >= true, (up, true)
+    if stride == [1, 1]:
+        assert up <= 3 * true + 1e-12  # the circular embedding is a mild relaxation
+
+
+def test_weighted_abs_sup_against_ascent():
+    g = torch.Generator().manual_seed(0)
+    for trial in range(20):
+        n = 30
+        c = torch.randn(n, generator=g, dtype=F64)
+        mag = c.abs() + torch.rand(n, generator=g, dtype=F64) * 3
+        rho = float(torch.rand(1, generator=g)) * 5
+        v = torch.rand(3, n, generator=g, dtype=F64)
+        v[0, :5] = 0
+        up = weighted_abs_sup(v, c, mag, rho)
+        box = (v * mag).sum(1)
+        assert bool((up <= box * (1 + 1e-12)).all())
+        # random feasible points: y = c + t, |y| <= mag, ||t|| <= rho
+        for _ in range(200):
+            t = torch.randn(n, generator=g, dtype=F64)
+            t = t / t.norm() * rho * float(torch.rand(1, generator=g))
+            y = torch.maximum(torch.minimum(c + t, mag), -mag)
+            assert bool(((v * y.abs()).sum(1) <= up * (1 + 1e-12)).all())
+        # the relaxation's own optimum is reached: t_i = min(cap_i, lam v_i)
+        cap = (mag - c.abs()).clamp(min=0)
+        lo, hi = 0.0, 1e9
+        for _ in range(200):
+            lam = (lo + hi) / 2
+            if (torch.minimum(cap, lam * v[1]) ** 2).sum() > rho**2:
+                hi = lam
+            else:
+                lo = lam
+        val = (v[1] * (c.abs() + torch.minimum(cap, lo * v[1]))).sum()
+        assert float(up[1]) >= float(val) * (1 - 1e-12)
+        assert float(up[1]) <= float(val) * (1 + 1e-6) + 1e-12 or float(up[1]) == pytest.approx(float(box[1]))
+
+
+def _loaded(model, shape, lo, hi):
+    return LoadedModel(Path("t.py"), "t", model.eval(), (torch.zeros(shape),), [InputSpec(tuple(shape), torch.float32, lo, hi)], "")
+
+
+class _Res(nn.Module):
+    def __init__(self, d):
+        super().__init__()
+        self.a = nn.Linear(d, d)
+        self.b = nn.Linear(d, d)
+
+    def forward(self, x):
+        return self.b(torch.tanh(self.a(x)) + x) - 0.5 * x
+
+
+def _models():
+    torch.manual_seed(0)
+    yield "mlp", nn.Sequential(nn.Flatten(), nn.Linear(20, 16), nn.ReLU(), nn.Linear(16, 16), nn.Sigmoid(), nn.Linear(16, 3)), (1, 20), 0.0, 1.0
+    yield "cnn", nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(3, 1), nn.Conv2d(4, 3, 2, stride=2),
+                               nn.GELU(), nn.AvgPool2d(2, 1), nn.Flatten(), nn.Linear(3 * 2 * 2, 2)), (1, 2, 8, 8), -1.0, 1.0
+    yield "residual", _Res(12), (3, 12), -2.0, 2.0
+
+
+@pytest.mark.parametrize("which", ["mlp", "cnn", "residual"])
+def test_balls_hold_by_sampling_and_ascent(which):
+    name, model, shape, lo, hi = next(m for m in _models() if m[0] == which)
+    if which == "cnn":
+        with torch.no_grad():
+            model[1].running_mean.uniform_(-0.3, 0.3)
+            model[1].running_var.uniform_(0.5, 2.0)
+    lm = _loaded(model, shape, lo, hi)
+    cap = capture(lm)
+    ba = analyze_bounds(lm, cap)
+    balls = {k: i.ball for k, i in ba.nodes.items() if i.ball is not None and i.kind == "call"}
+    assert len(balls) >= 4, sorted(balls)
+    worst = {k: 0.0 for k in balls}
+
+    def check(x):
+        vals = node_values(cap, (x,))
+        for k, b in balls.items():
+            v = vals[k][0] if isinstance(vals[k], (tuple, list)) else vals[k]
+            d = float((v.detach().to(F64) - b.center).norm())
+            assert d <= b.radius * (1 + 1e-9) + 1e-12, (k, d, b.radius)
+            worst[k] = max(worst[k], d / b.radius if b.radius > 0 else 0.0)
+
+    g = torch.Generator().manual_seed(1)
+    for _ in range(50):
+        check(lo + (hi - lo) * torch.rand(shape, generator=g, dtype=F64))
+    # ascent on the distance to the last ball's center
+    last = list(balls)[-1]
+    x = (lo + (hi - lo) * torch.rand(shape, generator=g, dtype=F64)).requires_grad_(True)
+    for _ in range(40):
+        vals = node_values(cap, (x,), grad=True)
+        d = (vals[last] - balls[last].center).norm()
+        (gx,) = torch.autograd.grad(d, x)
+        with torch.no_grad():
+            x = (x + 0.2 * (hi - lo) * gx.sign()).clamp(lo, hi)
+        x.requires_grad_(True)
+        check(x.detach())
+    assert max(worst.values()) > 0.01  # the check saw values far from the centers
