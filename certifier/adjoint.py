@@ -282,6 +282,33 @@ class _Adjoint:
         if bool(torch.isfinite(gain).all()) and bool((gain > 0).any()):
             self._add(-gain)
 
+    def couple_in(self, info: NodeInfo, model: BilinearError, on_a: bool, p: str, wid: Interval, C, R) -> None:
+        """Like :meth:`couple`, for the accumulation term ``c |W^| |x^|`` of a linear node whose
+        weight is passed rounded (``BilinearError.in_slope``): its charge
+        ``c sum_i w_i (|W^| |x^|)_i = c sum_j v_j |x^_j|`` with ``v = |W^|^T w`` is paid at the
+        box maxima of the input; jointly over the input's box and ball it is at most
+        ``c * weighted_abs_sup(v)``."""
+        ball = self.ba.nodes[p].ball
+        if ball is None or self.J == 0 or ball.center.shape != wid.lo.shape:
+            return
+        slope = float(model.in_slope(_LocalCtx(self.run_, info, set()))[0])
+        W = (model.B if on_a else model.A).value.to(F64).abs()
+        fn = (lambda x: model.op(x, W)) if on_a else (lambda x: model.op(W, x))
+        z = torch.zeros((self.J, *ball.center.shape), dtype=F64)
+        w = (C.abs() + R).reshape(self.J, *C.shape[1:])
+        v = torch.func.vjp(fn, z)[1](w)[0].reshape(self.J, -1)
+        e = self.E(p)
+        cast = self.edge_cast(info, p)
+        e = cast if e is None else (e if cast is None else e + cast)
+        rho = ball.radius + (0.0 if e is None else float(_l2(e.expand(ball.center.shape))))
+        mag = fmag(wid).reshape(-1)
+        n = mag.numel()
+        box = (v @ mag) * (1 - (model.k + n + 8) * 2.0**-52)
+        joint = weighted_abs_sup(v, ball.center, mag, rho)
+        gain = (box - joint).clamp(min=0) * slope * (1 - 2.0**-40)
+        if bool(torch.isfinite(gain).all()) and bool((gain > 0).any()):
+            self._add(-gain)
+
     def cut(self, C: torch.Tensor, R: torch.Tensor, e: torch.Tensor | None) -> None:
         """Charge a node's whole forward error bound (everything upstream of it included)."""
         if e is not None and bool((e > 0).any()) and bool(((C != 0) | (R != 0)).any()):
@@ -479,6 +506,7 @@ class _Adjoint:
             loc = self.local(info, model, {acts[0]}, frozenset(rounded))
             self.charge(C, R, loc)
             self.couple(info, model, C, R, loc)
+            self.couple_in(info, model, on_a, p, wid, C, R)
             dW = rw[1]
             c, r = (wid.lo + wid.hi) * 0.5, (wid.hi - wid.lo) * 0.5
             g = (m.k + 2) * 2.0**-52
@@ -495,6 +523,8 @@ class _Adjoint:
             loc = self.local(info, model, {acts[0]})
             self.charge(C, R, loc)
             self.couple(info, model, C, R, loc)
+            if _Ctx(self.run_, info).cast_point(kname) is None:
+                self.couple_in(info, model, on_a, p, wid, C, R)  # P = 0: no cast on W
 
         def vjp(W: torch.Tensor, cot: torch.Tensor) -> torch.Tensor:
             z = torch.zeros((self.J, *act_iv.shape), dtype=F64)

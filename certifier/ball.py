@@ -178,41 +178,45 @@ def conv_norm_upper(w: torch.Tensor, spatial: tuple[int, ...], stride, padding, 
 
 
 # ---------------------------------------------------------------------- water-filling
-def weighted_abs_sup(v: torch.Tensor, c: torch.Tensor, mag: torch.Tensor, rho: float, iters: int = 60) -> torch.Tensor:
+def weighted_abs_sup(v: torch.Tensor, c: torch.Tensor, mag: torch.Tensor, rho: float) -> torch.Tensor:
     """Upper bound of ``sup sum_i v_ji |y_i|`` over ``|y_i| <= mag_i`` and ``||y - c||_2 <= rho``,
     per row j of ``v`` (J, n) (v >= 0).
 
     ``|y_i| <= |c_i| + t_i`` with ``t_i = |y_i - c_i|``, ``sum t_i^2 <= rho^2`` and
     ``t_i <= cap_i = max(mag_i - |c_i|, 0)``. The relaxed problem ``max sum v_i t_i`` is solved
-    by ``t_i = min(cap_i, lam v_i)`` with lam where the constraint binds; any larger lam gives
-    a larger objective, so the upper end of a bisection bracket is used. Never above the box
-    bound ``sum v_i mag_i``.
+    by ``t_i = min(cap_i, lam v_i)`` at the lam where the constraint binds (water-filling):
+    with the breakpoints ``cap_i / v_i`` sorted, ``g(lam) = sum min(cap_i, lam v_i)^2`` is
+    quadratic between them, so lam is found exactly per row. The objective is nondecreasing in
+    lam, so lam is rounded up (2^-30) and a row whose g does not reach rho^2 there keeps the
+    box bound ``sum v_i mag_i``, which is never exceeded.
     """
-    v = v.reshape(v.shape[0], -1)
-    cabs = c.reshape(1, -1).abs()
-    mag = mag.reshape(1, -1)
-    cap = (mag - cabs).clamp(min=0)
+    v = v.reshape(v.shape[0], -1).to(F64)
+    J, n = v.shape
+    cabs = c.reshape(1, -1).abs().to(F64)
+    mag = mag.reshape(1, -1).to(F64)
     box = (v * mag).sum(1)
-    if not math.isfinite(rho):
+    if not math.isfinite(rho) or n == 0:
         return box
+    cap = (mag - cabs).clamp(min=0).expand(J, n)
     base = (v * torch.minimum(cabs, mag)).sum(1)
     r2 = rho * rho
-    full = ((cap * cap).sum(1) <= r2).expand(v.shape[0])
-    vmax = v.amax(1, keepdim=True)
-    # g(lam) = sum min(cap, lam v)^2 is nondecreasing; g(hi) >= r2 at hi = max cap / min v>0
-    lo = torch.zeros((v.shape[0], 1), dtype=F64)
-    vpos = torch.where(v > 0, v, torch.full_like(v, math.inf)).amin(1, keepdim=True)
-    hi = torch.where(vmax > 0, cap.amax(1, keepdim=True) / vpos, torch.zeros_like(vmax)) * (1 + 2.0**-20) + 2.0**-1000
-    for _ in range(iters):
-        mid = (lo + hi) * 0.5
-        g = (torch.minimum(cap, mid * v) ** 2).sum(1, keepdim=True)
-        big = g >= r2
-        hi = torch.where(big, mid, hi)
-        lo = torch.where(big, lo, mid)
-    t = torch.minimum(cap, hi * v)
-    wf = base + (v * t).sum(1)
-    wf = wf * (1 + (v.shape[1] + 4) * 2 * U) + 2.0**-1000
-    return torch.where(full, box, torch.minimum(wf, box))
+    # breakpoints: t_i saturates at lam >= cap_i / v_i (v_i = 0: never contributes)
+    bp = torch.where(v > 0, cap / torch.where(v > 0, v, torch.ones_like(v)), torch.full_like(v, math.inf))
+    bps, order = torch.sort(bp, dim=1)
+    vs, cs = torch.gather(v, 1, order), torch.gather(cap, 1, order)
+    # before breakpoint k (lam <= bps_k): saturated = first k, g = A_k + lam^2 B_k
+    A = torch.cumsum(cs * cs, 1) - cs * cs  # sum of cap^2 over the first k (exclusive)
+    B = (vs * vs).flip(1).cumsum(1).flip(1)  # sum of v^2 from k on (inclusive)
+    with torch.no_grad():
+        lam_k = torch.sqrt(((r2 - A) / torch.where(B > 0, B, torch.ones_like(B))).clamp(min=0))
+    prev = torch.cat([torch.zeros((J, 1), dtype=F64), bps[:, :-1]], 1)
+    ok = (A <= r2) & (B > 0) & (lam_k >= prev) & (lam_k <= bps)
+    lam = torch.where(ok, lam_k, torch.full_like(lam_k, math.inf)).amin(1, keepdim=True)
+    lam = lam * (1 + 2.0**-30) + 2.0**-1000
+    t = torch.minimum(cap, lam * v)
+    reach = ((t * t).sum(1) >= r2) & torch.isfinite(lam[:, 0])
+    wf = (base + (v * t).sum(1)) * (1 + (n + 4) * 2 * U) + 2.0**-1000
+    return torch.where(reach, torch.minimum(wf, box), box)
 
 
 # ---------------------------------------------------------------------- transfer

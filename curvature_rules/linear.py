@@ -322,6 +322,22 @@ class BilinearError:
             return u * (1 + u_acc) + u_acc
         return u.clone()
 
+    def in_slope(self, ctx: ErrorContext) -> torch.Tensor:
+        """Per configuration, the derivative of :meth:`propagate`'s bound with respect to
+        ``AB`` (the bound on ``|A^| |B^|``) when neither operand carries an error or a cast
+        (``P = 0``: the adjoint pass's local bound with the weight passed already rounded):
+        ``total = c AB + ...`` with ``c = gamma_k (1 + u_mul)^2 + 2 u_mul + u_mul^2``, scaled
+        by |alpha| and the branch factors below, and the result is ``u ymag + (1 + u) total``."""
+        u, u_acc, u_mul = ctx.u, ctx.u_acc, ctx.u_mul
+        kk = self.k + (1 if self.bias is not None else 0)
+        gk = torch.tensor([gamma(kk, float(x)) for x in u_acc], dtype=F64)
+        c = (gk * (1 + u_mul) ** 2 + 2 * u_mul + u_mul**2) * abs(self.alpha)
+        if self.bias is not None and (self.alpha != 1.0 or self.beta != 1.0):
+            c = c * (1 + 2 * u_acc)
+        elif self.bias is None and self.alpha != 1.0:
+            c = c * (1 + u_acc)
+        return c * (1 + u)
+
 
 def _mm_op(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.matmul(a, b)
