@@ -263,6 +263,9 @@ class _Adjoint:
         if ball is None or self.J == 0:
             return
         slope = float(model.out_slope(_LocalCtx(self.run_, info, set()))[0])
+        self._couple_out(info, ball, slope, C, R, loc)
+
+    def _couple_out(self, info: NodeInfo, ball, slope: float, C, R, loc) -> None:
         mag = fmag(self.ba.nodes[info.name].primary)
         w = (C.abs() + R).reshape(self.J, -1)
         if ball.center.numel() != w.shape[1] or slope <= 0:
@@ -659,7 +662,12 @@ class _Adjoint:
         p = info.producers["input"]
         x = self.widened(p, self.edge_cast(info, p))
         out = self.iv(info.name, 0)
-        self.charge(C, R, self.local(info, replace(m, x=x, out=self.wid_out(info.name, out)), {"input"}))
+        loc = self.local(info, replace(m, x=x, out=self.wid_out(info.name, out)), {"input"})
+        self.charge(C, R, loc)
+        ball = self.ba.nodes[info.name].ball
+        if ball is not None:
+            # BatchNormError's bound is ``tot + u (fmag(out) + tot) + he``: slope u in |y|
+            self._couple_out(info, ball, float(_LocalCtx(self.run_, info, set()).u[0]), C, R, loc)
         nd = len(m.x.shape)
         s = m.scale.reshape((1, 1, -1) + (1,) * (nd - 2))
         # NB: scale = w rsqrt(rv + eps) in float64: relative error well under 2^-48.
@@ -718,7 +726,15 @@ class _Adjoint:
         # window is a cut: its forward error bound enters as is.
         e_out = self.E(info.name, 0)
         multi = ~single
+        nu_in = None
+        if bool(multi.any()) and bool((self.nu > 0).any()):
+            # The l2 part of the rows cannot be split between cut and passed windows: all
+            # of it is charged here against the whole output's error bound.
+            self.charge(torch.zeros_like(C), torch.zeros_like(R), e_out)
+            nu_in = torch.zeros_like(self.nu)
+        nu_keep, self.nu = self.nu, torch.zeros_like(self.nu)
         self.cut(torch.where(multi, C, torch.zeros_like(C)), torch.where(multi, R, torch.zeros_like(R)), e_out)
+        self.nu = nu_keep
         keep = single.repeat_interleave(kh, -2).repeat_interleave(kw, -1) & cand.unsqueeze(0)
         Cu = C.repeat_interleave(kh, -2).repeat_interleave(kw, -1)
         Ru = R.repeat_interleave(kh, -2).repeat_interleave(kw, -1)
@@ -727,5 +743,5 @@ class _Adjoint:
         C_in[..., : Ho * kh, : Wo * kw] = torch.where(keep, Cu, torch.zeros_like(Cu))
         R_in[..., : Ho * kh, : Wo * kw] = torch.where(keep, Ru, torch.zeros_like(Ru))
         assert H >= Ho * kh and W >= Wo * kw
-        self._input(info, "self", C_in, R_in)
+        self._input(info, "self", C_in, R_in, nu_in)
         return True
