@@ -48,7 +48,7 @@ from dataclasses import replace
 
 import torch
 
-from certifier.ball import weighted_abs_sup
+from certifier.ball import map_norm, weighted_abs_sup
 from certifier.interval import INF, Interval
 from certifier.rounding import ErrorResult, _clean, _Ctx, _Run, run_errors
 from certifier.walker import BoundsAnalysis, NodeInfo
@@ -203,6 +203,7 @@ class _Adjoint:
         self.layer = ""
         self.adj: dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor]] = {}
         self.total = torch.zeros(self.J, dtype=F64)
+        self._dw_norms: dict = {}
         #: the l2 part of the current node's adjoint rows (see the module docstring)
         self.nu = torch.zeros(self.J, dtype=F64)
 
@@ -318,19 +319,26 @@ class _Adjoint:
             self.cuts += 1
         self.charge(C, R, e)
 
-    def charge_signed(self, C: torch.Tensor, R: torch.Tensor, vc: torch.Tensor, vr: torch.Tensor, alt: torch.Tensor | None = None) -> None:
+    def charge_signed(self, C: torch.Tensor, R: torch.Tensor, vc: torch.Tensor, vr: torch.Tensor, alt=None) -> None:
         """total += |A v| for an error v in [vc - vr, vc + vr] that is known up to vr (a
-        weight's exact rounding applied to an input box): the center's signs are kept."""
+        weight's exact rounding applied to an input box): the center's signs are kept.
+        ``alt`` = (bound on |C v| per row, center of v, l2 radius of v around it) from the
+        input's ball (:meth:`_signed_ball`): the R and nu parts then also use the ball."""
         w = C.reshape(self.J, -1)
         vc, vr = vc.reshape(-1), vr.reshape(-1)
         Rf = R.reshape(self.J, -1)
         n = vc.numel()
         dot = (w @ vc).abs() + w.abs() @ vr + (w.abs() @ vc.abs()) * ((n + 2) * 2.0**-52)
-        if alt is not None:  # another bound on |C v| (the input's ball, see _bilinear)
-            dot = torch.minimum(dot, alt)
-        rad = Rf @ (vc.abs() + vr)
+        vmag = vc.abs() + vr
+        rad = Rf @ vmag
+        vnorm = _l2(vmag)
+        if alt is not None:  # the input's ball, see _bilinear
+            dot = torch.minimum(dot, alt[0])
+            if alt[2] is not None:
+                rad = torch.minimum(rad, weighted_abs_sup(Rf, alt[1].reshape(-1), vmag, alt[2]))
+                vnorm = torch.minimum(vnorm, (_l2(alt[1].abs()) + alt[2]) * (1 + 2.0**-50))
         if bool((self.nu > 0).any()):
-            rad = rad + self.nu * _l2(vc.abs() + vr)
+            rad = rad + self.nu * vnorm
         self._add(dot + rad)
 
     def _add(self, v: torch.Tensor) -> None:
@@ -586,7 +594,20 @@ class _Adjoint:
         ga = torch.func.vjp(fa, z)[1](C.abs().reshape(self.J, *C.shape[1:]))[0] * abs(m.alpha)
         tiny = (ga.reshape(self.J, -1) @ (c.abs() + d).reshape(-1)) * ((m.k + 4) * 2.0**-52)
         out = center.abs() + spread + absum * ((n_in + m.k + 4) * 2.0**-52) + tiny
-        return torch.where(torch.isfinite(out), out, torch.full_like(out, INF))
+        out = torch.where(torch.isfinite(out), out, torch.full_like(out, INF))
+        # v itself: v(x^) = alpha op(c, dW) + beta db + alpha op(t, dW), ||op(t, dW)|| <= ||dW|| ||t||
+        zc = fn(c) * m.alpha
+        za = fa(c.abs()) * abs(m.alpha)
+        if db is not None:
+            dbv = db.reshape(m.bias.shape) * m.beta
+            zc = zc + dbv
+            za = za + dbv.abs()
+        key = ("dW", info.name)
+        if key not in self._dw_norms:
+            self._dw_norms[key] = map_norm(self.ba.nodes[info.name], on_a, dW, c.shape)
+        s = self._dw_norms[key]
+        zr = None if s is None else (abs(m.alpha) * s * rho + float(_l2(za * ((m.k + 4) * 2.0**-52)))) * (1 + 2.0**-40)
+        return out, zc, zr
 
     def _op_norm(self, info: NodeInfo, m: BilinearError, on_a: bool, known: torch.Tensor) -> float:
         """An l2 operator norm bound of ``x -> op(x, W)``: the walker's (certifier.ball), or
@@ -677,7 +698,11 @@ class _Adjoint:
     def _avg_pool(self, info: NodeInfo, m: AvgPoolError, C, R) -> bool:
         p = info.producers["self"]
         x = self.widened(p, self.edge_cast(info, p))
-        self.charge(C, R, self.local(info, replace(m, x=x, out=self.wid_out(info.name, m.out)), {"self"}))
+        loc = self.local(info, replace(m, x=x, out=self.wid_out(info.name, m.out)), {"self"})
+        self.charge(C, R, loc)
+        ball = self.ba.nodes[info.name].ball
+        if ball is not None:
+            self._couple_out(info, ball, float(m.out_slope(_LocalCtx(self.run_, info, set()))[0]), C, R, loc)
         z = torch.zeros((self.J, *m.x.shape), dtype=F64)
         _, f = torch.func.vjp(lambda t: _batched(m.fn, t, m.nsp), z)
         g = (m.k + 4) * 2.0**-52

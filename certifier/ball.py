@@ -415,20 +415,23 @@ class BallPass:
 
     def _norm(self, info, m, on_a: bool, W: torch.Tensor, xshape) -> float | None:
         key = (info.producers[m.b_name if on_a else m.a_name], on_a, tuple(xshape))
-        if key in self._norms:
-            return self._norms[key]
-        S: float | None = None
-        if info.op == "convolution":
-            a = info.node.args
-            if on_a and not bool(a[6]):  # not transposed
-                S = conv_norm_upper(W, tuple(xshape[2:]), list(a[3]), list(a[4]), list(a[5]), int(a[8]))
-        elif info.op in _MATMUL_OPS and W.dim() >= 2:
-            Wm = W.reshape(-1, W.shape[-2], W.shape[-1])
-            # x @ W (or W @ x) acts on each matrix of the batch separately with the same
-            # (broadcast) W, or batch-wise: the norm is the largest over W's matrices.
-            if min(Wm.shape[-2:]) <= MAX_GRAM and Wm.numel() <= MAX_MATRIX:
-                S = float(sigma_max_upper(Wm).max())
-        if S is not None:
-            S = _up(S)
-        self._norms[key] = S
-        return S
+        if key not in self._norms:
+            self._norms[key] = map_norm(info, on_a, W, xshape)
+        return self._norms[key]
+
+
+def map_norm(info, on_a: bool, W: torch.Tensor, xshape) -> float | None:
+    """Rigorous l2 norm bound of the linear map ``x -> op(x, W)`` (or ``op(W, x)``) of a
+    matmul or (non-transposed) convolution node; None where none is computed."""
+    S: float | None = None
+    if info.op == "convolution":
+        a = info.node.args
+        if on_a and not bool(a[6]):  # not transposed
+            S = conv_norm_upper(W, tuple(xshape[2:]), list(a[3]), list(a[4]), list(a[5]), int(a[8]))
+    elif info.op in _MATMUL_OPS and W.dim() >= 2:
+        Wm = W.to(F64).reshape(-1, W.shape[-2], W.shape[-1])
+        # x @ W (or W @ x) acts on each matrix of the batch separately with the same
+        # (broadcast) W, or batch-wise: the norm is the largest over W's matrices.
+        if min(Wm.shape[-2:]) <= MAX_GRAM and Wm.numel() <= MAX_MATRIX:
+            S = float(sigma_max_upper(Wm).max())
+    return None if S is None else _up(S)

@@ -88,6 +88,12 @@ class AvgPoolError:
         local = local + ctx.b(u_acc, nd) * (fmag(self.out).unsqueeze(0) + P + local) + ctx.b(he_acc, nd)
         return P + local + ctx.store(fmag(self.out).unsqueeze(0) + P + local, nd)
 
+    def out_slope(self, ctx: ErrorContext) -> torch.Tensor:
+        """Derivative of :meth:`propagate`'s bound in ``fmag(out)`` (it is affine in it): the
+        division charges ``u_acc`` of it, the store ``u`` of that plus the rest."""
+        u_acc = ctx.u if self.acc_storage else ctx.u_acc
+        return u_acc * (1 + ctx.u) + ctx.u
+
 
 @register_rule(
     [
