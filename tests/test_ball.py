@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from certifier.ball import conv_norm_upper, sigma_max_upper, weighted_abs_sup
+from certifier.interval import Interval
 from certifier.capture import capture
 from certifier.loader import InputSpec, LoadedModel
 from certifier.trace import node_values
@@ -154,3 +155,103 @@ def test_balls_hold_by_sampling_and_ascent(which):
         x.requires_grad_(True)
         check(x.detach())
     assert max(worst.values()) > 0.01  # the check saw values far from the centers
+
+
+# ---------------------------------------------------------------------- the adjoint's couplings
+def _mlp_setup(**kw):
+    from certifier.loader import load_model
+    from conftest import EXAMPLES
+
+    lm = load_model(EXAMPLES / "mlp.py")
+    cap = capture(lm)
+    return lm, cap, analyze_bounds(lm, cap, **kw)
+
+
+@pytest.mark.parametrize("fmt", ["fp32", "tf32", "bf16", "fp16", "fp8_e4m3"])
+@pytest.mark.parametrize("alpha,beta,bias", [(1.0, 1.0, True), (0.5, 1.0, True), (1.0, 2.0, True), (0.5, 1.0, False), (1.0, 1.0, False)])
+def test_bilinear_slopes_are_the_bound_s_derivatives(fmt, alpha, beta, bias):
+    """The couplings subtract slope x (box magnitude - joint bound); a slope above the bound's
+    true derivative would over-subtract. propagate is affine in fmag(out) and in AB: check
+    both slopes against finite differences of the bound itself."""
+    from dataclasses import replace
+
+    from certifier.adjoint import _LocalCtx
+    from certifier.rounding import _Run
+    from curvature_rules._common import fmag
+
+    lm, cap, ba = _mlp_setup()
+    info = ba.nodes["addmm_1"]
+    m = info.result.error
+    m = replace(m, alpha=alpha, beta=beta, bias=m.bias if bias else None, bias_name=m.bias_name if bias else None)
+    run = _Run(ba, [{L: fmt for L in ba.layers}], local_only=False)
+    ctx = _LocalCtx(run, info, {"mat1"}, frozenset({"mat2", "self"}))
+    W = Interval.point(m.B.value.to(torch.float32))
+    m = replace(m, B=W)
+    base = m.propagate(ctx)[0]
+    # output magnitudes doubled
+    big = replace(m, out=Interval(m.out.lo * 2, m.out.hi * 2, m.out.dtype))
+    d_out = big.propagate(ctx)[0] - base
+    s_out = float(m.out_slope(ctx)[0])
+    dm = fmag(m.out) * 1.0
+    assert torch.allclose(d_out, s_out * dm, rtol=1e-6, atol=1e-300)
+    # input magnitudes doubled: AB doubles
+    from curvature_rules.linear import upper32
+
+    bigx = replace(m, A=Interval(m.A.lo * 2, m.A.hi * 2, m.A.dtype))
+    d_in = bigx.propagate(ctx)[0] - base
+    AB = upper32(m.op, fmag(m.A), None, m.k, b32=W.value.abs(), bmax=float(W.value.abs().max()))
+    s_in = float(m.in_slope(ctx)[0])
+    # eta_mul (tf32 subnormal) terms scale with the operand maxima, not AB: at most the
+    # slope times AB plus that (tiny) term
+    assert bool((d_in >= s_in * AB * (1 - 1e-6)).all())
+    assert bool((d_in <= s_in * AB * (1 + 1e-6) + 1e-30).all())
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn"])
+def test_relational_bounds_are_not_worse(name):
+    """The ball only intersects boxes and takes back charges: every uniform bound with it is at
+    most the box-only bound."""
+    from certifier.adjoint import certified_errors
+    from certifier.loader import load_model
+    from conftest import EXAMPLES
+
+    lm = load_model(EXAMPLES / f"{name}.py")
+    cap = capture(lm)
+    fm = ["fp32", "tf32", "bf16", "fp16", "fp8_e5m2"]
+    out = []
+    for rel in (False, True):
+        ba = analyze_bounds(lm, cap, relational=rel)
+        out.append(certified_errors(ba, [{L: f for L in ba.layers} for f in fm]).bound)
+    for f, b0, b1 in zip(fm, *out):
+        assert b1 <= b0 * (1 + 1e-9), (f, b0, b1)
+    if name == "mlp":  # the MLP's fp16 bound drops > 10x (0.70 -> 0.032 when written)
+        assert out[1][3] < out[0][3] / 10
+
+
+@pytest.mark.parametrize("fmt", ["fp32", "bf16", "fp16", "fp8_e5m2"])
+def test_batch_norm_and_avg_pool_out_slopes(fmt):
+    """BatchNormError's bound is affine in fmag(out) with slope u (what the adjoint's coupling
+    takes back), AvgPoolError's with AvgPoolError.out_slope."""
+    from dataclasses import replace
+
+    from certifier.adjoint import _LocalCtx
+    from certifier.loader import load_model
+    from certifier.rounding import _Run
+    from conftest import EXAMPLES
+    from curvature_rules._common import fmag
+
+    lm = load_model(EXAMPLES / "cnn.py")
+    cap = capture(lm)
+    ba = analyze_bounds(lm, cap)
+    run = _Run(ba, [{L: fmt for L in ba.layers}], local_only=False)
+    bn = ba.nodes["_native_batch_norm_legit_no_training_1"]
+    m = bn.result.error
+    ctx = _LocalCtx(run, bn, {"input"})
+    out = bn.out[0]
+    d = replace(m, out=Interval(out.lo * 2, out.hi * 2, out.dtype)).propagate(ctx)[0] - m.propagate(ctx)[0]
+    assert torch.allclose(d, float(ctx.u[0]) * fmag(out), rtol=1e-6, atol=1e-300)
+    ap = ba.nodes["_adaptive_avg_pool2d"]
+    m = ap.result.error
+    ctx = _LocalCtx(run, ap, {"self"})
+    d = replace(m, out=Interval(m.out.lo * 2, m.out.hi * 2, m.out.dtype)).propagate(ctx) - m.propagate(ctx)
+    assert torch.allclose(d, float(m.out_slope(ctx)[0]) * fmag(m.out), rtol=1e-6, atol=1e-300)
