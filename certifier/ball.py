@@ -295,7 +295,9 @@ class BallPass:
             if info.op == "relu":
                 return Ball(torch.relu(bin_.center), bin_.radius), None
             xin = nodes[p].primary
-            L = float(m.dsup(xin.lo, xin.hi).max()) if xin.numel() else 0.0
+            # |f(y) - f(c)| <= sup|f'| on the segment [y, c]: the box's hull with the center
+            c0 = bin_.center
+            L = float(m.dsup(torch.minimum(xin.lo, c0), torch.maximum(xin.hi, c0)).max()) if xin.numel() else 0.0
             c = self._eval(info, nodes, {p: bin_.center})
             if c is None or not math.isfinite(L):
                 return None, None
