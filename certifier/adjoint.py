@@ -596,12 +596,27 @@ class _Adjoint:
         a = abs(m.alpha)
         C_in = vjp(known, C) * m.alpha
         sigma = self.ba.op_norms.get(info.name)
-        if sigma is not None:
+        if sigma is not None and bool((R > 0).any()):
             # A dense map spreads an elementwise radius over every input (|W|^T R loses all
-            # sign cancellation); as an l2 part it costs only ||W||_2 ||R||_2.
-            R_in = vjp(known.abs(), g * C.abs()) * (a * (1 + g))
+            # sign cancellation); as an l2 part it costs only ||W||_2 ||R||_2 -- against the
+            # l2 norm of whatever it is charged with upstream. Per row, the route whose cost
+            # against this input's forward error bound is smaller is taken (both are sound).
+            R_base = vjp(known.abs(), g * C.abs()) * (a * (1 + g))
+            R_full = vjp(known.abs(), R + g * C.abs()) * (a * (1 + g))
             rn = torch.stack([_l2(r) for r in R.reshape(self.J, -1)]) if self.J else torch.zeros(0, dtype=F64)
-            nu_in = (self.nu + rn) * (a * sigma * (1 + 2.0**-40))
+            nu_l2 = (self.nu + rn) * (a * sigma * (1 + 2.0**-40))
+            nu_el = self.nu * (a * sigma * (1 + 2.0**-40))
+            e = self.E(p)
+            m_in = fmag(self.ba.nodes[p].primary) if e is None else e
+            m_in = m_in.expand(act_iv.shape).reshape(1, -1)
+            cost_l2 = (R_base.reshape(self.J, -1) * m_in).sum(1) + nu_l2 * _l2(m_in)
+            cost_el = (R_full.reshape(self.J, -1) * m_in).sum(1) + nu_el * _l2(m_in)
+            use_l2 = (cost_l2 <= cost_el).reshape((self.J,) + (1,) * (R_base.dim() - 1))
+            R_in = torch.where(use_l2, R_base, R_full)
+            nu_in = torch.where(use_l2.reshape(-1), nu_l2, nu_el)
+        elif sigma is not None:
+            R_in = vjp(known.abs(), g * C.abs()) * (a * (1 + g))
+            nu_in = self.nu * (a * sigma * (1 + 2.0**-40))
         else:
             R_in = vjp(known.abs(), R + g * C.abs()) * (a * (1 + g))
             nu_in = self.nu * (a * self._op_norm(info, m, on_a, known) * (1 + 2.0**-40))
@@ -733,17 +748,76 @@ class _Adjoint:
         p = info.producers["input"]
         x = self.widened(p, self.edge_cast(info, p))
         out = self.iv(info.name, 0)
-        loc = self.local(info, replace(m, x=x, out=self.wid_out(info.name, out)), {"input"})
+        model = replace(m, x=x, out=self.wid_out(info.name, out))
+        # The parameters' casts are known exactly: the node's rounding is bounded with the
+        # rounded parameters, and their effect dy = x (s^ - s) - (rm^ s^ - rm s) + (b^ - b)
+        # (per channel, affine in x) is charged with its signs (charge_signed).
+        rounded: dict[str, torch.Tensor] = {}
+        for nm in ("weight", "bias", "running_mean", "running_var"):
+            if nm in info.producers:
+                r = self.rounded_known(info, nm, self.ba.nodes[info.producers[nm]].primary)
+                if r is not None:
+                    rounded[nm] = r[0].to(F64)
+        if rounded:
+            w2 = rounded.get("weight", m.w)
+            b2 = rounded.get("bias", m.b)
+            rm2 = rounded.get("running_mean", m.rm)
+            rv2 = rounded.get("running_var", m.rv)
+            s2 = torch.rsqrt(rv2 + m.eps) * (w2 if w2 is not None else 1.0)
+            model = replace(model, w=w2, b=b2, rm=rm2, rv=rv2, scale=s2)
+        loc = self.local(info, model, {"input"}, frozenset(rounded))
         self.charge(C, R, loc)
         ball = self.ba.nodes[info.name].ball
         if ball is not None:
             # BatchNormError's bound is ``tot + u (fmag(out) + tot) + he``: slope u in |y|
             self._couple_out(info, ball, float(_LocalCtx(self.run_, info, set()).u[0]), C, R, loc)
+        if rounded:
+            self._bn_params(info, m, p, x, C, R, s2, rm2, b2)
         nd = len(m.x.shape)
         s = m.scale.reshape((1, 1, -1) + (1,) * (nd - 2))
         # NB: scale = w rsqrt(rv + eps) in float64: relative error well under 2^-48.
         self._input(info, "input", C * s, R * s.abs() + (C.abs() + R) * s.abs() * 2.0**-48, self.nu * float(m.scale.abs().max()) * (1 + 2.0**-47))
         return True
+
+    def _bn_params(self, info: NodeInfo, m: BatchNormError, p: str, x: Interval, C, R, s2, rm2, b2) -> None:
+        """Charge ``|C dy|`` for the batch norm's parameter rounding ``dy = x ds + k`` (per
+        channel ``ds = s^ - s``, ``k = -(rm^ s^ - rm s) + (b^ - b)``), x in the widened input
+        box and, where there is one, the input's ball (as :meth:`_signed_ball`). The float64
+        evaluation of ds and k errs by at most 2^-50 of the magnitudes involved."""
+        nd = len(m.x.shape)
+        sh = (1, -1) + (1,) * (nd - 2)
+        b0 = m.b if m.b is not None else torch.zeros_like(m.scale)
+        b2 = b2 if b2 is not None else torch.zeros_like(m.scale)
+        ds = (s2 - m.scale).reshape(sh)
+        k = (-(rm2 * s2 - m.rm * m.scale) + (b2 - b0)).reshape(sh)
+        e_ds = ((s2.abs() + m.scale.abs()) * 2.0**-50).reshape(sh)
+        e_k = ((rm2 * s2).abs() + (m.rm * m.scale).abs() + b2.abs() + b0.abs()).reshape(sh) * 2.0**-50
+        cb, rb = (x.lo + x.hi) * 0.5, (x.hi - x.lo) * 0.5
+        xm = cb.abs() + rb
+        vc = cb * ds + k
+        vr = rb * ds.abs() + xm * e_ds + e_k + (cb * ds).abs() * 2.0**-52
+        alt = None
+        ball = self.ba.nodes[p].ball
+        if ball is not None and ball.center.shape == x.lo.shape:
+            e = self.E(p)
+            cast = self.edge_cast(info, p)
+            e = cast if e is None else (e if cast is None else e + cast)
+            c = ball.center
+            rho = ball.radius + (0.0 if e is None else float(_l2(e.expand(c.shape))))
+            d = torch.maximum(x.hi - c, c - x.lo).clamp(min=0)
+            Cf = C.reshape(self.J, -1)
+            g = (C * ds.unsqueeze(0)).reshape(self.J, -1)
+            kk = k.expand(c.shape).reshape(-1)
+            center = g @ c.reshape(-1) + Cf @ kk
+            n = c.numel()
+            err = (Cf.abs() @ ((c.abs() + d) * e_ds + e_k).expand(c.shape).reshape(-1)) + (g.abs() @ c.reshape(-1).abs() + Cf.abs() @ kk.abs()) * ((n + 4) * 2.0**-52)
+            spread = weighted_abs_sup(g.abs(), torch.zeros(n, dtype=F64), d, rho)
+            dot = center.abs() + spread + err
+            zc = c * ds + k
+            za = ((c.abs() * e_ds + e_k) + (c * ds).abs() * 2.0**-52).expand(c.shape)
+            zr = (float(ds.abs().max()) * rho + float(_l2(za))) * (1 + 2.0**-40)
+            alt = (torch.where(torch.isfinite(dot), dot, torch.full_like(dot, INF)), zc, zr)
+        self.charge_signed(C, R, vc.expand(x.lo.shape), vr.expand(x.lo.shape), alt)
 
     def _avg_pool(self, info: NodeInfo, m: AvgPoolError, C, R) -> bool:
         p = info.producers["self"]
