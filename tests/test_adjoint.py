@@ -308,3 +308,37 @@ def test_slope_floor_on_random_boxes(act):
     x = t.clone().requires_grad_(True)
     (g,) = torch.autograd.grad(act.double()(x).sum(), x)
     assert bool((floor <= g.amin(1)).all())
+
+
+def _bn_case():
+    """Eval BatchNorm1d(1) at x = 1024 with running mean 1000.3 (1000.5 in fp16, spacing 0.5):
+    the parameter's rounding (0.2 after the scale) is far above the store's (u |23.7|)."""
+    m = torch.nn.Sequential(torch.nn.BatchNorm1d(1)).eval()
+    with torch.no_grad():
+        m[0].running_mean.fill_(1000.3)
+        m[0].running_var.fill_(0.9)
+        m[0].weight.fill_(1.0)
+        m[0].bias.fill_(0.0)
+    return _loaded(m, (1, 1), 1024.0, 1024.0)
+
+
+def test_batch_norm_parameter_rounding_is_charged(monkeypatch):
+    """The adjoint pass charges batch norm's parameter casts exactly (with signs): its bound
+    holds, and dropping that charge lowers it by the exact effect of the rounded parameters
+    (0.21 here; the input's cast, charged u |x| = 0.5, keeps even the lowered bound above the
+    observed error, so the difference is what is checked)."""
+    lm = _bn_case()
+    mod = cast_model(lm.module, "fp16")
+    x = torch.full((1, 1), 1024.0)
+    b, obs = _point_bound_and_error(lm, {"*": "fp16"}, mod, torch.float16, x)
+    assert obs > 0.15 and obs <= b
+    bn = lm.module[0]
+    r16 = lambda t: t.detach().to(torch.float16).to(F64)  # noqa: E731
+    s = bn.weight.detach().to(F64) / torch.sqrt(bn.running_var.detach().to(F64) + bn.eps)
+    s2 = r16(bn.weight) / torch.sqrt(r16(bn.running_var) + bn.eps)
+    dy = float((1024.0 * (s2 - s) - (r16(bn.running_mean) * s2 - bn.running_mean.detach().to(F64) * s)).abs())
+    assert dy > 0.2
+    with monkeypatch.context() as mp:
+        mp.setattr(adjoint._Adjoint, "_bn_params", lambda self, *a, **k: None)
+        b2, _ = _point_bound_and_error(lm, {"*": "fp16"}, mod, torch.float16, x)
+    assert b - b2 >= dy * 0.99
