@@ -31,6 +31,29 @@ bound ``e_n`` (which covers everything upstream of it) enters as ``(|A^c| + A^r)
 the result is never worse than sound, and the certified bound is the smaller of the two
 passes, per configuration.
 
+Relational refinements (certifier.ball gives each node an l2 ball ``||y(x) - c|| <= rho``
+holding its exact values over the domain):
+
+* Each row also carries an l2 part ``nu``: the row is ``C + D + E`` with ``|D| <= R``
+  elementwise and ``||E||_2 <= nu``; a charge against m adds ``nu ||m||_2``. Through a dense
+  map W the radius R (the undecided relus' [0, 1] slopes) may become ``||W||_2 ||R||_2`` of
+  nu instead of ``|W|^T R``, which keeps no sign (per row, whichever costs less against the
+  input's error bound); nu scales by each later map's l2 norm.
+* Couplings: a charge ``sum_i w_i m_i`` whose m is affine in a node's output or input
+  magnitudes (storage ``u |y|``, accumulation ``gamma |W^| |x^|``) pays those magnitudes at
+  their box maxima; at one input they lie in the box *and* the ball, so the sum is at most
+  the water-filling bound (ball.weighted_abs_sup), and the difference is taken back
+  (:meth:`_Adjoint.couple`, :meth:`_Adjoint.couple_in`; the slopes come from the error
+  models, ``out_slope`` / ``in_slope``, and are tested against finite differences).
+* The weight rounding ``(W^ - W) x^`` is charged with the input's ball as well: its center
+  part through ``g = C op(., dW)^T`` and its R / nu parts through ``||dW||_2``.
+* Batch norm's parameter casts are charged exactly like a weight's (``dy = x ds + k``).
+* The outputs' pass is rerun with their own refined bounds (fp8: the storage of ``|y| + e``).
+
+A refined bound ``t`` of a node's stored value bounds ``|y^ - y|``; the magnitude of the
+node's pre-rounding value needs a bound of ``|f(x^) - f(x)|``, which is ``t`` plus the node's
+own charges (``better_p``), not ``t``.
+
 The float64 arithmetic of the pass itself is covered: each pushed radius is inflated by
 the rounding of the products that formed the center (Higham Thm 3.5), and the final sums
 by a relative 2^-40.
