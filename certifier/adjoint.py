@@ -346,29 +346,38 @@ class _Adjoint:
         if bool(torch.isfinite(gain).all()) and bool((gain > 0).any()):
             self._add(-gain)
 
+    def computed_ball(self, info: NodeInfo, p: str, shape) -> tuple[torch.Tensor, float] | None:
+        """(center, radius) of a ball holding the *computed* input ``x^`` from ``p`` into
+        ``info``: p's ball widened by p's error bound and the cast on the edge."""
+        ball = self.ba.nodes[p].ball
+        if ball is None or ball.center.shape != shape:
+            return None
+        e = self.E(p)
+        cast = self.edge_cast(info, p)
+        e = cast if e is None else (e if cast is None else e + cast)
+        c = ball.center
+        return c, ball.radius + (0.0 if e is None else float(_l2(e.expand(c.shape))))
+
     def couple_in(self, info: NodeInfo, model: BilinearError, on_a: bool, p: str, wid: Interval, C, R) -> None:
         """Like :meth:`couple`, for the accumulation term ``c |W^| |x^|`` of a linear node whose
         weight is passed rounded (``BilinearError.in_slope``): its charge
         ``c sum_i w_i (|W^| |x^|)_i = c sum_j v_j |x^_j|`` with ``v = |W^|^T w`` is paid at the
         box maxima of the input; jointly over the input's box and ball it is at most
         ``c * weighted_abs_sup(v)``."""
-        ball = self.ba.nodes[p].ball
-        if ball is None or self.J == 0 or ball.center.shape != wid.lo.shape:
+        cb = self.computed_ball(info, p, wid.lo.shape)
+        if cb is None or self.J == 0:
             return
+        center, rho = cb
         slope = float(model.in_slope(_LocalCtx(self.run_, info, set()))[0])
         W = (model.B if on_a else model.A).value.to(F64).abs()
         fn = (lambda x: model.op(x, W)) if on_a else (lambda x: model.op(W, x))
-        z = torch.zeros((self.J, *ball.center.shape), dtype=F64)
+        z = torch.zeros((self.J, *center.shape), dtype=F64)
         w = (C.abs() + R).reshape(self.J, *C.shape[1:])
         v = torch.func.vjp(fn, z)[1](w)[0].reshape(self.J, -1)
-        e = self.E(p)
-        cast = self.edge_cast(info, p)
-        e = cast if e is None else (e if cast is None else e + cast)
-        rho = ball.radius + (0.0 if e is None else float(_l2(e.expand(ball.center.shape))))
         mag = fmag(wid).reshape(-1)
         n = mag.numel()
         box = (v @ mag) * (1 - (model.k + n + 8) * 2.0**-52)
-        joint = weighted_abs_sup(v, ball.center, mag, rho)
+        joint = weighted_abs_sup(v, center, mag, rho)
         gain = (box - joint).clamp(min=0) * slope * (1 - 2.0**-40)
         if bool(torch.isfinite(gain).all()) and bool((gain > 0).any()):
             self._add(-gain)
@@ -654,14 +663,10 @@ class _Adjoint:
         around c) and ``||t|| <= rho + ||e||`` (the ball, widened by the input's error
         bound) is at most :func:`weighted_abs_sup` of |g|. The float64 products are covered
         by a relative ``(n + k + 4) 2^-52`` of their absolute sums."""
-        ball = self.ba.nodes[p].ball
-        if ball is None or ball.center.shape != wid.lo.shape:
+        cb = self.computed_ball(info, p, wid.lo.shape)
+        if cb is None:
             return None
-        e = self.E(p)
-        cast = self.edge_cast(info, p)
-        e = cast if e is None else (e if cast is None else e + cast)
-        c = ball.center
-        rho = ball.radius + (0.0 if e is None else float(_l2(e.expand(c.shape))))
+        c, rho = cb
         d = torch.maximum(wid.hi - c, c - wid.lo).clamp(min=0)
         fn = (lambda x: m.op(x, dW)) if on_a else (lambda x: m.op(dW, x))
         fa = (lambda x: m.op(x, dW.abs())) if on_a else (lambda x: m.op(dW.abs(), x))
@@ -820,13 +825,9 @@ class _Adjoint:
         vc = cb * ds + k
         vr = rb * ds.abs() + xm * e_ds + e_k + (cb * ds).abs() * 2.0**-52
         alt = None
-        ball = self.ba.nodes[p].ball
-        if ball is not None and ball.center.shape == x.lo.shape:
-            e = self.E(p)
-            cast = self.edge_cast(info, p)
-            e = cast if e is None else (e if cast is None else e + cast)
-            c = ball.center
-            rho = ball.radius + (0.0 if e is None else float(_l2(e.expand(c.shape))))
+        cb = self.computed_ball(info, p, x.lo.shape)
+        if cb is not None:
+            c, rho = cb
             d = torch.maximum(x.hi - c, c - x.lo).clamp(min=0)
             Cf = C.reshape(self.J, -1)
             g = (C * ds.unsqueeze(0)).reshape(self.J, -1)
