@@ -15,8 +15,8 @@ from certifier.errors import VerifyError
 from certifier.formats import FORMAT_ORDER
 from tests.gate_support import base_certificate, failed_names, invoke, workspace
 
-# The mlp certificate at eps 1e-2 runs layer 3 (the middle Linear) in fp64 and the rest in fp32.
-FP64_LAYERS = {"3"}
+# The mlp certificate at eps 5e-3 runs layer 1 (the first Linear) in fp64 and the rest in fp32.
+FP64_LAYERS = {"1"}
 
 
 def test_base_certificate_assignment_is_what_these_tests_assume():
@@ -76,12 +76,12 @@ def test_format_conditions_on_the_real_certificate(tmp_path):
     assert invoke(*base, "--min-format", "fp32", "--allow-formats", "fp32,fp64", "--max-format", "fp64").exit_code == 0
     r = invoke(*base, "--allow-formats", "fp32")
     assert r.exit_code == 1 and failed_names(r) == {"allow-formats"}
-    assert "layer 3 runs in fp64" in r.output and "layer 1 " not in r.output and "layer 5 " not in r.output
+    assert "layer 1 runs in fp64" in r.output and "layer 3 " not in r.output and "layer 5 " not in r.output
     r = invoke(*base, "--max-format", "fp32")
     assert r.exit_code == 1 and failed_names(r) == {"max-format"}
     r = invoke(*base, "--min-format", "fp64")
     assert r.exit_code == 1 and failed_names(r) == {"min-format"}
-    assert "layer 0 runs in fp32" in r.output and "layer 3 " not in r.output
+    assert "layer 0 runs in fp32" in r.output and "layer 1 " not in r.output
 
 
 def test_every_failed_condition_is_named_in_text_and_json(tmp_path):
@@ -164,7 +164,7 @@ def test_hardware_condition_against_a_profile(tmp_path, fake_profiles):
     assert invoke(*base, "--hardware", "hpc").exit_code == 0
     r = invoke(*base, "--hardware", "fp32-only")
     assert r.exit_code == 1 and failed_names(r) == {"hardware"}
-    assert "layer 3 runs in fp64, which hardware profile fp32-only does not offer" in r.output
+    assert "layer 1 runs in fp64, which hardware profile fp32-only does not offer" in r.output
     r = invoke(*base, "--hardware", "tpu9000")
     assert r.exit_code == 2 and "unknown hardware profile 'tpu9000'" in r.output
 

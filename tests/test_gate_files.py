@@ -25,8 +25,8 @@ from tests.gate_support import base_certificate, invoke, workspace
     ("array", lambda t: "[1, 2]", "not a JSON object"),
     ("not-a-certificate", lambda t: '{"hello": 1}', "not a certify certificate"),
     ("duplicate-key", lambda t: t.replace('"verdict": "certified"', '"verdict": "uncertifiable", "verdict": "certified"'), "duplicate key 'verdict'"),
-    ("nan", lambda t: t.replace('"eps": 0.01', '"eps": NaN'), "NaN is not allowed"),
-    ("overflow", lambda t: t.replace('"eps": 0.01', '"eps": 1e999'), "out of range"),
+    ("nan", lambda t: t.replace('"eps": 0.005', '"eps": NaN'), "NaN is not allowed"),
+    ("overflow", lambda t: t.replace('"eps": 0.005', '"eps": 1e999'), "out of range"),
     ("lone-surrogate", lambda t: t.replace('"Linear"', '"\\ud800"', 1), "not a valid certificate"),
 ])
 def test_bad_certificate_is_exit_2_with_a_clear_message(tmp_path, name, content, msg):

@@ -131,8 +131,8 @@ def _edit(ws, fn, rehash: bool = False, unsign: bool = False) -> None:
 def test_changing_eps_in_the_certificate_fails(tmp_path):
     ws = workspace(tmp_path)
     text = ws["cert"].read_text()
-    assert '"eps": 0.01,' in text
-    ws["cert"].write_text(text.replace('"eps": 0.01,', '"eps": 0.02,'))
+    assert '"eps": 0.005,' in text
+    ws["cert"].write_text(text.replace('"eps": 0.005,', '"eps": 0.02,'))
     r = verify(ws)
     assert r.exit_code == 1
     assert failed_names(r) == {"body-hash", "signature"}
@@ -150,7 +150,7 @@ def test_changing_eps_with_a_recomputed_hash_fails_signature_and_replay(tmp_path
     r = invoke("verify", ws["cert"], "--model", ws["model"], "--replay")
     assert r.exit_code == 1, r.output
     assert failed_names(r) == {"replay"}
-    assert "spec.eps: 0.01 in the certificate" not in r.output  # replay uses the forged eps ...
+    assert "spec.eps: 0.005 in the certificate" not in r.output  # replay uses the forged eps ...
     assert "layers" in r.output  # ... and the error shares no longer match it
 
 
@@ -164,14 +164,14 @@ def test_eps_tightened_below_the_bound_fails_consistency(tmp_path):
 
 def test_max_eps_condition_names_eps(tmp_path):
     ws = workspace(tmp_path)
-    r = verify(ws, "--max-eps", "5e-3")
+    r = verify(ws, "--max-eps", "2.5e-3")
     assert r.exit_code == 1 and failed_names(r) == {"eps"}
-    assert "eps 0.01, more than the allowed 0.005" in r.output
+    assert "eps 0.005, more than the allowed 0.0025" in r.output
 
 
 # ------------------------------------------------------------------ certificate body
 @pytest.mark.parametrize("old,new", [
-    ('"bound": 0.0062', '"bound": 0.0061'),  # a digit inside a number
+    ('"bound": 0.0011', '"bound": 0.0012'),  # a digit inside a number
     ('"module": "Linear"', '"module": "Linebr"'),  # a letter inside a string
     ('"certified": true,\n    "cost"', '"certified": false,\n    "cost"'),
 ])
