@@ -352,6 +352,8 @@ class BallPass:
             if b is None:
                 return None, None
             balls[a] = b
+        if len(info.node.args) > 2:
+            return None, None  # alpha passed positionally: not read here
         alpha = info.node.kwargs.get("alpha", 1)
         c = self._eval(info, nodes, {p: balls[a].center for a, p in info.producers.items()})
         if c is None or not isinstance(alpha, (int, float)):
@@ -379,8 +381,10 @@ class BallPass:
                 return type(a)(sub(x) for x in a)
             return a
 
+        if "dtype" in info.node.kwargs:
+            return None  # a dtype change is not an op on the center
         args = sub(tuple(info.node.args))
-        kwargs = {k: sub(v) for k, v in info.node.kwargs.items() if k != "dtype"}
+        kwargs = {k: sub(v) for k, v in info.node.kwargs.items()}
         out = info.node.target(*args, **kwargs)
         if not isinstance(out, torch.Tensor) or not out.is_floating_point():
             return None
