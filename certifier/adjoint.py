@@ -71,7 +71,7 @@ from dataclasses import replace
 
 import torch
 
-from certifier.ball import map_norm, weighted_abs_sup
+from certifier.ball import l2_upper, l2_upper_rows, map_norm, weighted_abs_sup
 from certifier.interval import INF, Interval
 from certifier.rounding import ErrorResult, _clean, _Ctx, _Run, run_errors
 from certifier.walker import BoundsAnalysis, NodeInfo
@@ -118,6 +118,7 @@ def certified_errors(ba: BoundsAnalysis, assignments: list[Mapping[str, str]], *
         # maximum) in every later pass.
         better: dict[str, torch.Tensor] = {}
         better_p: dict[str, torch.Tensor] = {}
+        dw_norms: dict[str, float | None] = {}
 
         def refine(names: list[str], adj: _Adjoint, t: torch.Tensor) -> None:
             off = 0
@@ -137,11 +138,11 @@ def certified_errors(ba: BoundsAnalysis, assignments: list[Mapping[str, str]], *
             e = e[0] if isinstance(e, (tuple, list)) else e
             if e is None:
                 continue  # exact already
-            adj = _Adjoint(ba, a, c, errs, better, [n], better_p)
+            adj = _Adjoint(ba, a, c, errs, better, [n], better_p, dw_norms)
             t = adj.run()
             if t is not None:
                 refine([n], adj, t)
-        adj = _Adjoint(ba, a, c, errs, better, outs, better_p)
+        adj = _Adjoint(ba, a, c, errs, better, outs, better_p, dw_norms)
         adj.by_layer = {}
         t = adj.run()
         b = float(t.max()) if t is not None and t.numel() else None
@@ -152,7 +153,7 @@ def certified_errors(ba: BoundsAnalysis, assignments: list[Mapping[str, str]], *
             if t is None or b is None or not all(errs.get(o) is not None for o in outs):
                 break
             refine(outs, adj, t)
-            adj2 = _Adjoint(ba, a, c, errs, better, outs, better_p)
+            adj2 = _Adjoint(ba, a, c, errs, better, outs, better_p, dw_norms)
             adj2.by_layer = {}
             t2 = adj2.run()
             b2 = float(t2.max()) if t2 is not None and t2.numel() else None
@@ -199,19 +200,6 @@ def _hinges(ba: BoundsAnalysis) -> list[str]:
     return out[:MAX_HINGES]
 
 
-def _l2(m: torch.Tensor) -> torch.Tensor:
-    """An upper bound of the l2 norm of a nonnegative error bound (float64, rounded up)."""
-    m = m.reshape(-1)
-    if m.numel() == 0:
-        return torch.zeros((), dtype=F64)
-    mx = m.max()
-    if not bool(torch.isfinite(mx)):
-        return torch.full((), INF, dtype=F64)
-    if float(mx) == 0:
-        return torch.zeros((), dtype=F64)
-    return mx * torch.sqrt(((m / mx) ** 2).sum() * (1 + (m.numel() + 4) * 2.0**-52)) * (1 + 2.0**-50)
-
-
 def _fits(ba: BoundsAnalysis, F: int) -> bool:
     J = sum(ba.nodes[o].primary.numel() for o in _float_outputs(ba))
     if J == 0:
@@ -244,7 +232,7 @@ class _LocalCtx(_Ctx):
 
 
 class _Adjoint:
-    def __init__(self, ba: BoundsAnalysis, assignment: Mapping[str, str], c: int, errs: dict, better: dict, outputs: list[str], better_p: dict | None = None) -> None:
+    def __init__(self, ba: BoundsAnalysis, assignment: Mapping[str, str], c: int, errs: dict, better: dict, outputs: list[str], better_p: dict | None = None, dw_norms: dict | None = None) -> None:
         self.ba = ba
         self.c = c
         self.errs = errs
@@ -263,7 +251,8 @@ class _Adjoint:
         self.layer = ""
         self.adj: dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor]] = {}
         self.total = torch.zeros(self.J, dtype=F64)
-        self._dw_norms: dict = {}
+        #: node -> ||W^ - W||_2 bound for this configuration (shared by its passes)
+        self.dw_norms = {} if dw_norms is None else dw_norms
         #: the l2 part of the current node's adjoint rows (see the module docstring)
         self.nu = torch.zeros(self.J, dtype=F64)
 
@@ -306,7 +295,7 @@ class _Adjoint:
         t = torch.where(w == 0, torch.zeros_like(t), t)
         t = t.sum(1)
         if bool((nu > 0).any()):
-            t = t + torch.where(nu > 0, nu * _l2(m[0]), torch.zeros_like(nu))
+            t = t + torch.where(nu > 0, nu * l2_upper(m[0]), torch.zeros_like(nu))
         self._add(t)
 
     def couple(self, info: NodeInfo, model: BilinearError, C: torch.Tensor, R: torch.Tensor, loc: torch.Tensor | None) -> None:
@@ -338,9 +327,9 @@ class _Adjoint:
             lm = loc.reshape(-1)
             if lm.numel() == mag.numel():
                 rest = (lm - slope * mag.reshape(-1)).clamp(min=0) + lm.abs() * 2.0**-40
-                ynorm = min(float(_l2(mag)), float(_l2(ball.center.abs())) + ball.radius)
-                joint2 = (float(_l2(rest)) + slope * ynorm) * (1 + 2.0**-40)
-                g2 = (float(_l2(lm)) - joint2) * (1 - 2.0**-40)
+                ynorm = min(l2_upper(mag), l2_upper(ball.center) + ball.radius)
+                joint2 = (l2_upper(rest) + slope * ynorm) * (1 + 2.0**-40)
+                g2 = (l2_upper(lm) - joint2) * (1 - 2.0**-40)
                 if g2 > 0:
                     gain = gain + self.nu * g2
         if bool(torch.isfinite(gain).all()) and bool((gain > 0).any()):
@@ -356,7 +345,7 @@ class _Adjoint:
         cast = self.edge_cast(info, p)
         e = cast if e is None else (e if cast is None else e + cast)
         c = ball.center
-        return c, ball.radius + (0.0 if e is None else float(_l2(e.expand(c.shape))))
+        return c, ball.radius + (0.0 if e is None else l2_upper(e.expand(c.shape)))
 
     def couple_in(self, info: NodeInfo, model: BilinearError, on_a: bool, p: str, wid: Interval, C, R) -> None:
         """Like :meth:`couple`, for the accumulation term ``c |W^| |x^|`` of a linear node whose
@@ -382,11 +371,13 @@ class _Adjoint:
         if bool(torch.isfinite(gain).all()) and bool((gain > 0).any()):
             self._add(-gain)
 
-    def cut(self, C: torch.Tensor, R: torch.Tensor, e: torch.Tensor | None) -> None:
-        """Charge a node's whole forward error bound (everything upstream of it included)."""
-        if e is not None and bool((e > 0).any()) and bool(((C != 0) | (R != 0)).any()):
+    def cut(self, C: torch.Tensor, R: torch.Tensor, e: torch.Tensor | None, nu: torch.Tensor | None = None) -> None:
+        """Charge a node's whole forward error bound (everything upstream of it included);
+        ``nu``: the rows' l2 part (default: the current node's)."""
+        nu = self.nu if nu is None else nu
+        if e is not None and bool((e > 0).any()) and (bool(((C != 0) | (R != 0)).any()) or bool((nu > 0).any())):
             self.cuts += 1
-        self.charge(C, R, e)
+        self.charge(C, R, e, nu)
 
     def charge_signed(self, C: torch.Tensor, R: torch.Tensor, vc: torch.Tensor, vr: torch.Tensor, alt=None) -> None:
         """total += |A v| for an error v in [vc - vr, vc + vr] that is known up to vr (a
@@ -400,12 +391,12 @@ class _Adjoint:
         dot = (w @ vc).abs() + w.abs() @ vr + (w.abs() @ vc.abs()) * ((n + 2) * 2.0**-52)
         vmag = vc.abs() + vr
         rad = Rf @ vmag
-        vnorm = _l2(vmag)
+        vnorm = l2_upper(vmag)
         if alt is not None:  # the input's ball, see _bilinear
             dot = torch.minimum(dot, alt[0])
             if alt[2] is not None:
                 rad = torch.minimum(rad, weighted_abs_sup(Rf, alt[1].reshape(-1), vmag, alt[2]))
-                vnorm = torch.minimum(vnorm, (_l2(alt[1].abs()) + alt[2]) * (1 + 2.0**-50))
+                vnorm = min(vnorm, (l2_upper(alt[1]) + alt[2]) * (1 + 2.0**-50))
         if bool((self.nu > 0).any()):
             rad = rad + self.nu * vnorm
         self._add(dot + rad)
@@ -564,7 +555,7 @@ class _Adjoint:
             m = fmag(prod.primary)
             w = (C_in.abs() + R_in).reshape(self.J, -1)
             cst = float(u[0]) * (m if e is None else m + e) + float(he[0])
-            v = (w * cst.reshape(1, -1)).sum(1) + nu_in * _l2(cst.expand(C_in.shape[1:]))
+            v = (w * cst.reshape(1, -1)).sum(1) + nu_in * l2_upper(cst.expand(C_in.shape[1:]))
             acc = self.boundary.get(info.layer)
             self.boundary[info.layer] = v if acc is None else acc + v
         self.push(p, C_in, R_in, nu_in)
@@ -635,14 +626,14 @@ class _Adjoint:
             # against this input's forward error bound is smaller is taken (both are sound).
             R_base = vjp(known.abs(), g * C.abs()) * (a * (1 + g))
             R_full = vjp(known.abs(), R + g * C.abs()) * (a * (1 + g))
-            rn = torch.stack([_l2(r) for r in R.reshape(self.J, -1)]) if self.J else torch.zeros(0, dtype=F64)
+            rn = l2_upper_rows(R.reshape(self.J, -1))
             nu_l2 = (self.nu + rn) * (a * sigma * (1 + 2.0**-40))
             nu_el = self.nu * (a * sigma * (1 + 2.0**-40))
             e = self.E(p)
             m_in = fmag(self.ba.nodes[p].primary) if e is None else e
             m_in = m_in.expand(act_iv.shape).reshape(1, -1)
-            cost_l2 = (R_base.reshape(self.J, -1) * m_in).sum(1) + nu_l2 * _l2(m_in)
-            cost_el = (R_full.reshape(self.J, -1) * m_in).sum(1) + nu_el * _l2(m_in)
+            cost_l2 = (R_base.reshape(self.J, -1) * m_in).sum(1) + nu_l2 * l2_upper(m_in)
+            cost_el = (R_full.reshape(self.J, -1) * m_in).sum(1) + nu_el * l2_upper(m_in)
             use_l2 = (cost_l2 <= cost_el).reshape((self.J,) + (1,) * (R_base.dim() - 1))
             R_in = torch.where(use_l2, R_base, R_full)
             nu_in = torch.where(use_l2.reshape(-1), nu_l2, nu_el)
@@ -695,11 +686,10 @@ class _Adjoint:
             dbv = db.reshape(m.bias.shape) * m.beta
             zc = zc + dbv
             za = za + dbv.abs()
-        key = ("dW", info.name)
-        if key not in self._dw_norms:
-            self._dw_norms[key] = map_norm(self.ba.nodes[info.name], on_a, dW, c.shape)
-        s = self._dw_norms[key]
-        zr = None if s is None else (abs(m.alpha) * s * rho + float(_l2(za * ((m.k + 4) * 2.0**-52)))) * (1 + 2.0**-40)
+        if info.name not in self.dw_norms:
+            self.dw_norms[info.name] = map_norm(self.ba.nodes[info.name], on_a, dW, c.shape)
+        s = self.dw_norms[info.name]
+        zr = None if s is None else (abs(m.alpha) * s * rho + l2_upper(za * ((m.k + 4) * 2.0**-52))) * (1 + 2.0**-40)
         return out, zc, zr
 
     def _op_norm(self, info: NodeInfo, m: BilinearError, on_a: bool, known: torch.Tensor) -> float:
@@ -839,7 +829,8 @@ class _Adjoint:
             dot = center.abs() + spread + err
             zc = c * ds + k
             za = ((c.abs() * e_ds + e_k) + (c * ds).abs() * 2.0**-52).expand(c.shape)
-            zr = (float(ds.abs().max()) * rho + float(_l2(za))) * (1 + 2.0**-40)
+            # z - zc = t ds + x^ (true ds - ds) + (true k - k): the middle term's t part too
+            zr = ((float(ds.abs().max()) + float(e_ds.max())) * rho + l2_upper(za)) * (1 + 2.0**-40)
             alt = (torch.where(torch.isfinite(dot), dot, torch.full_like(dot, INF)), zc, zr)
         self.charge_signed(C, R, vc.expand(x.lo.shape), vr.expand(x.lo.shape), alt)
 
@@ -902,12 +893,10 @@ class _Adjoint:
         nu_in = None
         if bool(multi.any()) and bool((self.nu > 0).any()):
             # The l2 part of the rows cannot be split between cut and passed windows: all
-            # of it is charged here against the whole output's error bound.
-            self.charge(torch.zeros_like(C), torch.zeros_like(R), e_out)
+            # of it is a cut here, against the whole output's error bound.
+            self.cut(torch.zeros_like(C), torch.zeros_like(R), e_out)
             nu_in = torch.zeros_like(self.nu)
-        nu_keep, self.nu = self.nu, torch.zeros_like(self.nu)
-        self.cut(torch.where(multi, C, torch.zeros_like(C)), torch.where(multi, R, torch.zeros_like(R)), e_out)
-        self.nu = nu_keep
+        self.cut(torch.where(multi, C, torch.zeros_like(C)), torch.where(multi, R, torch.zeros_like(R)), e_out, torch.zeros_like(self.nu))
         keep = single.repeat_interleave(kh, -2).repeat_interleave(kw, -1) & cand.unsqueeze(0)
         Cu = C.repeat_interleave(kh, -2).repeat_interleave(kw, -1)
         Ru = R.repeat_interleave(kh, -2).repeat_interleave(kw, -1)

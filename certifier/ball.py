@@ -67,8 +67,9 @@ def _up(x: float) -> float:
     return x * (1 + 2.0**-40) + 2.0**-1000 if math.isfinite(x) else math.inf
 
 
-def _norm_up(t: torch.Tensor) -> float:
-    """An upper bound of ``||t||_2`` (float64 sum of squares of n terms, rounded up)."""
+def l2_upper(t: torch.Tensor) -> float:
+    """An upper bound of ``||t||_2`` (float64 sum of squares of n terms, rounded up; inf or
+    NaN entries give inf)."""
     if t.numel() == 0:
         return 0.0
     t = t.to(F64)
@@ -81,9 +82,22 @@ def _norm_up(t: torch.Tensor) -> float:
     return _up(m * math.sqrt(s * (1 + (t.numel() + 4) * 2 * U)))
 
 
+def l2_upper_rows(M: torch.Tensor) -> torch.Tensor:
+    """:func:`l2_upper` of each row of a 2-d tensor."""
+    M = M.to(F64).abs()
+    if M.shape[1] == 0:
+        return torch.zeros(M.shape[0], dtype=F64)
+    m = M.amax(1, keepdim=True)
+    safe = torch.where(m > 0, m, torch.ones_like(m))
+    s = ((M / safe) ** 2).sum(1, keepdim=True) * (1 + (M.shape[1] + 4) * 2 * U)
+    out = (m * torch.sqrt(s))[:, 0] * (1 + 2.0**-40) + 2.0**-1000
+    out = torch.where(m[:, 0] > 0, out, torch.zeros_like(out))
+    return torch.where(torch.isfinite(m[:, 0]), out, torch.full_like(out, math.inf))
+
+
 def box_radius(c: torch.Tensor, iv: Interval) -> float:
     """``||max(c - lo, hi - c)||_2``: the box seen as a ball around c."""
-    return _norm_up(torch.maximum(c - iv.lo, iv.hi - c).clamp(min=0))
+    return l2_upper(torch.maximum(c - iv.lo, iv.hi - c).clamp(min=0))
 
 
 # ---------------------------------------------------------------------- spectral norms
@@ -141,8 +155,11 @@ def conv_norm_upper(w: torch.Tensor, spatial: tuple[int, ...], stride, padding, 
     multi-channel convolution is block-diagonalised by the DFT (Sedghi, Gupta, Long, "The
     Singular Values of Convolutional Layers", ICLR 2019): its norm is the largest
     ``sigma_max(K^(f))`` over frequencies f, ``K^(f) = sum_t K_t exp(-2 pi i f.(t d) / N)``.
-    K^ is evaluated directly (not by an FFT) so its rounding has a simple bound:
-    per entry ``(64 u + 3 (T + 4) u) sum_t |K_t|`` for T kernel taps.
+    K^ is evaluated directly (not by an FFT) so its rounding has a simple bound. The phase
+    ``theta = 2 pi sum_d f_d t_d d_d / N_d`` is a sum of nsp quotients in [0, 1): it errs by at
+    most ``2 pi u (2 nsp^2 + 2 nsp)`` (quotients, sum, 2 pi and the product), and cos / sin add
+    a few ulps, so ``|E^ - E| <= (2 pi (2 nsp^2 + 2 nsp) + 8) u``; the sum of T real x complex
+    products adds ``3 (T + 4) u`` of ``sum_t |K_t|`` per entry.
     """
     nsp = len(spatial)
     ks = tuple(w.shape[2:])
@@ -171,7 +188,7 @@ def conv_norm_upper(w: torch.Tensor, spatial: tuple[int, ...], stride, padding, 
         Wg = W[gi * cog : (gi + 1) * cog]  # (cog, ci, T)
         Kf = torch.einsum("oit,ft->foi", Wg.to(torch.complex128), E)
         S = Wg.abs().sum(-1)  # (cog, ci)
-        delta = (64 * U + 3 * (T + 4) * U) * _norm_up(S)
+        delta = ((2 * math.pi * (2 * nsp * nsp + 2 * nsp) + 8) * U + 3 * (T + 4) * U) * l2_upper(S)
         s = sigma_max_upper(Kf)
         best = max(best, float(s.max()) + delta)
     return _up(best)
@@ -230,7 +247,6 @@ class BallPass:
         self.balls: dict[str, Ball] = {}
         self._norms: dict[tuple, float | None] = {}
         self.op_norm: dict[str, float] = {}  # node -> norm of its map in the activation
-        self.seconds = 0.0
 
     # The rules' error models (curvature_rules) carry the maps; imported lazily to keep
     # this module free of a cycle with the walker.
@@ -268,7 +284,7 @@ class BallPass:
             return None, None
         if info.kind == "input":
             c = (iv.lo + iv.hi) * 0.5
-            return Ball(c, _norm_up(torch.maximum(c - iv.lo, iv.hi - c))), None
+            return Ball(c, l2_upper(torch.maximum(c - iv.lo, iv.hi - c))), None
         if info.kind == "getitem":
             if int(info.node.args[1]) != 0:
                 return None, None
@@ -301,7 +317,7 @@ class BallPass:
             c = self._eval(info, nodes, {p: bin_.center})
             if c is None or not math.isfinite(L):
                 return None, None
-            d = _norm_up(c.abs() * 2.0**-49 + 2.0**-1000)
+            d = l2_upper(c.abs() * 2.0**-49 + 2.0**-1000)
             return Ball(c, _up(L * (1 + 2.0**-40) * bin_.radius + d)), None
         if isinstance(m, BatchNormError) and arg == "input":
             nd = len(m.x.shape)
@@ -310,7 +326,7 @@ class BallPass:
             s = m.scale.reshape(shp)
             b = (m.b if m.b is not None else torch.zeros_like(m.scale)).reshape(shp)
             c = (bin_.center - rm) * s + b
-            d = _norm_up(((bin_.center - rm).abs() * s.abs() + b.abs()) * 2.0**-47 + 2.0**-1000)
+            d = l2_upper(((bin_.center - rm).abs() * s.abs() + b.abs()) * 2.0**-47 + 2.0**-1000)
             L = float(m.scale.abs().max()) * (1 + 2.0**-47)
             return Ball(c, _up(L * bin_.radius + d)), None
         if isinstance(m, AvgPoolError) and arg == "self":
@@ -322,7 +338,7 @@ class BallPass:
             _, vjp = torch.func.vjp(m.fn, ones)
             col = float(vjp(torch.ones_like(c))[0].max())
             S = math.sqrt(row * col) * (1 + (m.k + 8) * 2 * U)
-            d = _norm_up(_batched(m.fn, bin_.center.abs().unsqueeze(0), m.nsp)[0] * (m.k + 4) * 2 * U + 2.0**-1000)
+            d = l2_upper(_batched(m.fn, bin_.center.abs().unsqueeze(0), m.nsp)[0] * (m.k + 4) * 2 * U + 2.0**-1000)
             return Ball(c, _up(S * bin_.radius + d)), None
         if isinstance(m, MaxPoolError) and arg == "self":
             args = list(info.node.args) + [None] * 6
@@ -363,7 +379,7 @@ class BallPass:
             dup = c.numel() / max(b.center.numel(), 1)
             scale = abs(alpha) if a == "other" else 1.0
             rad += scale * math.sqrt(dup) * b.radius
-        d = _norm_up(c.abs() * 2.0**-51 + 2.0**-1000)
+        d = l2_upper(c.abs() * 2.0**-51 + 2.0**-1000)
         return Ball(c, _up(rad + d)), None
 
     def _eval(self, info, nodes, centers: dict[str, torch.Tensor]) -> torch.Tensor | None:
@@ -417,7 +433,7 @@ class BallPass:
         delta = dot * ((m.k + 4) * 2 * U) + 2.0**-1000
         rows = torch.sqrt(fn(torch.ones_like(bin_.center), W * W).clamp(min=0)) * (1 + (m.k + 4) * 2 * U)
         r = rows * (alpha * bin_.radius) * (1 + 2.0**-40) + delta
-        return Ball(c, _up(alpha * S * bin_.radius + _norm_up(delta))), r
+        return Ball(c, _up(alpha * S * bin_.radius + l2_upper(delta))), r
 
     def _norm(self, info, m, on_a: bool, W: torch.Tensor, xshape) -> float | None:
         key = (info.producers[m.b_name if on_a else m.a_name], on_a, tuple(xshape))

@@ -322,11 +322,9 @@ def analyze_bounds(
             result = RuleResult(out=out, lipschitz={a: INF for a in producers}, curvature=INF, error=None)
         info = NodeInfo(node.name, node, opname, layer, out, result, producers, unsupported=info_unsup)
         if balls is not None and info_unsup is None:
-            t1 = time.perf_counter()
             info.ball, rad = balls.step(info, nodes)
             if rad is not None:
                 _tighten(info, rad)
-            balls.seconds += time.perf_counter() - t1
         env[node.name] = info.out
         nodes[node.name] = info
     outputs = [o.name for o in captured.outputs if o is not None]

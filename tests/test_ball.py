@@ -255,3 +255,19 @@ def test_batch_norm_and_avg_pool_out_slopes(fmt):
     ctx = _LocalCtx(run, ap, {"self"})
     d = replace(m, out=Interval(m.out.lo * 2, m.out.hi * 2, m.out.dtype)).propagate(ctx) - m.propagate(ctx)
     assert torch.allclose(d, float(m.out_slope(ctx)[0]) * fmag(m.out), rtol=1e-6, atol=1e-300)
+
+
+def test_l2_upper_rows_bounds_each_row():
+    from certifier.ball import l2_upper, l2_upper_rows
+
+    g = torch.Generator().manual_seed(3)
+    M = torch.randn(6, 50, generator=g, dtype=F64) * torch.logspace(-200, 200, 6, dtype=F64).reshape(6, 1)
+    M[2] = 0.0
+    M[4, 7] = math.inf
+    up = l2_upper_rows(M)
+    mx = M.abs().amax(1, keepdim=True).clamp(min=1e-300)
+    true = (M / mx).norm(dim=1) * mx[:, 0]  # scaled: squares of 1e-200 underflow
+    for i in (0, 1, 3, 5):
+        assert float(up[i]) >= float(true[i]) and float(up[i]) <= float(true[i]) * (1 + 1e-10)
+        assert float(up[i]) == pytest.approx(l2_upper(M[i]), rel=1e-12)
+    assert float(up[2]) == 0.0 and math.isinf(float(up[4]))
