@@ -12,6 +12,15 @@ shrunk to the single worst observed input x* (the same analysis, no worst case o
 so ``bound / at x*`` is what the worst case over the domain costs and ``at x* / observed`` is
 the analysis's own slack at one input (every summation order, rounding errors of every sign).
 
+``sign`` is a diagnostic of that slack (certifier.adjoint.sign_factor): at x*, the adjoint
+pass's elementwise charges (each rounding, cast or cut at its worst sign; ``share`` = their
+part of the bound at x*, the rest being l2 charges) summed, over their l2 norm. Errors of
+those sizes with independent random signs would add up to about the l2 norm; a bound that
+holds for every sign pattern pays the sum. Where ``at x*/obs`` is below ``sign``, the bound
+at x* is closer to the observed error than the sign patterns alone would allow for random
+signs (the adversarial search found errors more aligned than random). The l2 norm is no
+bound.
+
     python benchmarks/tightness.py                      # MLP, CNN, hostile examples
     python benchmarks/tightness.py --models bert_base gpt2_small --n 10 --adv 10
 """
@@ -32,7 +41,7 @@ warnings.filterwarnings("ignore")
 from certifier.capture import capture  # noqa: E402
 from certifier.formats import FORMATS  # noqa: E402
 from certifier.loader import load_model  # noqa: E402
-from certifier.adjoint import certified_errors  # noqa: E402
+from certifier.adjoint import certified_errors, sign_factor  # noqa: E402
 from certifier.rounding import run_errors  # noqa: E402
 from certifier.emulate import Emulated  # noqa: E402
 from certifier.validate import cast_model, observe, runnable  # noqa: E402
@@ -46,6 +55,10 @@ def fmt(x: float) -> str:
     return "unbounded" if not math.isfinite(x) else f"{x:.3g}"
 
 
+def fmt2(x: float) -> str:
+    return "-" if math.isnan(x) else f"{x:.2g}"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="*", default=DEFAULT)
@@ -55,7 +68,7 @@ def main() -> int:
     args = ap.parse_args()
     rows = []
     bad = 0
-    print(f"{'model':14s} {'format':8s} {'forward':>11s} {'bound':>11s} {'observed':>11s} {'ratio':>9s} {'at x*':>11s} {'domain':>8s} {'at x*/obs':>9s} {'target':>7s}  note")
+    print(f"{'model':14s} {'format':8s} {'forward':>11s} {'bound':>11s} {'observed':>11s} {'ratio':>9s} {'at x*':>11s} {'domain':>8s} {'at x*/obs':>9s} {'share':>6s} {'sign':>6s} {'target':>7s}  note")
     for name in args.models:
         lm = load_model(ROOT / "examples" / f"{name}.py")
         cap = capture(lm)
@@ -70,9 +83,12 @@ def main() -> int:
                 ob = observe(lm, Emulated(lm.module, {"*": f}), None, args.n, args.adv, seed=0, align_dtype=FORMATS[f].storage.name)
             ratio = b / ob.max_error if ob.max_error > 0 else math.inf
             at = math.inf
+            share = sign = math.nan
             if ob.worst_input is not None:
                 pt = analyze_bounds(lm, cap, boxes=[(x, x) for x in ob.worst_input])
-                at = certified_errors(pt, [{"*": f}], keep_nodes=False).bound[0]
+                terms: list = []
+                at = certified_errors(pt, [{"*": f}], keep_nodes=False, terms=terms).bound[0]
+                share, sign = sign_factor(at, terms[0])
             dom = b / at if at > 0 else math.inf
             slack = at / ob.max_error if ob.max_error > 0 else math.inf
             note = ov.reason() if ov else ""
@@ -82,7 +98,7 @@ def main() -> int:
             tgt = TARGET.get(name)
             if tgt and math.isfinite(ratio) and ratio > tgt:
                 note = (note + "; " if note else "") + "target missed"
-            print(f"{name:14s} {f:8s} {fmt(bf):>11s} {fmt(b):>11s} {ob.max_error:>11.3g} {fmt(ratio):>9s} {fmt(at):>11s} {fmt(dom):>8s} {fmt(slack):>9s} {str(tgt or '-'):>7s}  {note}  ({time.perf_counter() - t0:.1f}s)")
+            print(f"{name:14s} {f:8s} {fmt(bf):>11s} {fmt(b):>11s} {ob.max_error:>11.3g} {fmt(ratio):>9s} {fmt(at):>11s} {fmt(dom):>8s} {fmt(slack):>9s} {fmt2(share):>6s} {fmt2(sign):>6s} {str(tgt or '-'):>7s}  {note}  ({time.perf_counter() - t0:.1f}s)")
             rows.append((name, f, b, ob.max_error, ratio))
     return 1 if bad else 0
 

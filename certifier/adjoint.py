@@ -95,9 +95,14 @@ _KNOWN = ("param", "buffer", "constant")
 _SUM_SLACK = 1 + 2.0**-40
 
 
-def certified_errors(ba: BoundsAnalysis, assignments: list[Mapping[str, str]], **kw) -> ErrorResult:
+def certified_errors(ba: BoundsAnalysis, assignments: list[Mapping[str, str]], *, terms: list | None = None, **kw) -> ErrorResult:
     """:func:`certifier.rounding.run_errors`, with each finite bound replaced by the adjoint
-    pass's when that is smaller (``ErrorResult.method`` says which pass gave each bound)."""
+    pass's when that is smaller (``ErrorResult.method`` says which pass gave each bound).
+
+    ``terms`` (a diagnostic for benchmarks/tightness.py, not part of any bound): when given a
+    list, one entry per configuration is appended: the elementwise charges (each rounding
+    at its worst sign) of the adjoint pass's worst output row, or None where the adjoint
+    pass did not give the bound. See :func:`sign_factor`."""
     fits = _fits(ba, len(assignments))
     # NB: every node's error is kept only when the pass will run (BERT-base's would take
     # gigabytes; it is far over the budget).
@@ -106,7 +111,10 @@ def certified_errors(ba: BoundsAnalysis, assignments: list[Mapping[str, str]], *
     res.node_err = {}
     res.method = ["forward"] * len(assignments)
     res.layer_share = [None] * len(assignments)
+    recs: list[torch.Tensor | None] = [None] * len(assignments)
     if not fits:
+        if terms is not None:
+            terms.extend(recs)
         return res
     outs = _float_outputs(ba)
     hinges = _hinges(ba)
@@ -144,6 +152,7 @@ def certified_errors(ba: BoundsAnalysis, assignments: list[Mapping[str, str]], *
                 refine([n], adj, t)
         adj = _Adjoint(ba, a, c, errs, better, outs, better_p, dw_norms)
         adj.by_layer = {}
+        adj.terms = [] if terms is not None else None
         t = adj.run()
         b = float(t.max()) if t is not None and t.numel() else None
         # The outputs' own rounding is charged on |y| + e_y with e_y their forward error
@@ -155,6 +164,7 @@ def certified_errors(ba: BoundsAnalysis, assignments: list[Mapping[str, str]], *
             refine(outs, adj, t)
             adj2 = _Adjoint(ba, a, c, errs, better, outs, better_p, dw_norms)
             adj2.by_layer = {}
+            adj2.terms = [] if terms is not None else None
             t2 = adj2.run()
             b2 = float(t2.max()) if t2 is not None and t2.numel() else None
             if b2 is None or b2 >= b * 0.99:
@@ -165,6 +175,9 @@ def certified_errors(ba: BoundsAnalysis, assignments: list[Mapping[str, str]], *
         if b is not None and b < res.bound[c]:
             res.bound[c] = b
             res.method[c] = "adjoint"
+            if adj.terms is not None and t is not None:
+                j = int(t.argmax())
+                recs[c] = torch.cat([v[j].reshape(-1) for v in adj.terms]) if adj.terms else torch.zeros(0, dtype=F64)
             if not adj.cuts:
                 # NB: a cut charges everything upstream of it to its own layer, so layer
                 # shares are only meaningful without one.
@@ -172,7 +185,26 @@ def certified_errors(ba: BoundsAnalysis, assignments: list[Mapping[str, str]], *
                 for L, v in adj.boundary.items():
                     sh[L] = sh[L] + v if L in sh else v
                 res.layer_share[c] = {L: float(v.max()) * _SUM_SLACK for L, v in sh.items()}
+    if terms is not None:
+        terms.extend(recs)
     return res
+
+
+def sign_factor(bound: float, charges: torch.Tensor | None) -> tuple[float, float]:
+    """(share, factor) for the charges recorded by :func:`certified_errors` (``terms``): the
+    share of ``bound`` that elementwise charges make up, and their sum over their l2 norm.
+
+    Each charge is one rounding (or cast) at its worst sign. Were their signs independent
+    and random, their sum would be about the l2 norm; a bound that must hold for every sign
+    pattern pays the sum. The factor is what that costs at one input (a diagnostic: the
+    l2 norm is no bound)."""
+    if charges is None or charges.numel() == 0 or not math.isfinite(bound) or bound <= 0:
+        return math.nan, math.nan
+    ch = charges[charges > 0]
+    if ch.numel() == 0:
+        return 0.0, math.nan
+    tot = float(ch.sum())
+    return tot / bound, tot / float(ch.norm())
 
 
 def _float_outputs(ba: BoundsAnalysis) -> list[str]:
@@ -255,6 +287,8 @@ class _Adjoint:
         self.dw_norms = {} if dw_norms is None else dw_norms
         #: the l2 part of the current node's adjoint rows (see the module docstring)
         self.nu = torch.zeros(self.J, dtype=F64)
+        #: when a list: every elementwise charge, (J, n) per call (certified_errors' terms)
+        self.terms: list[torch.Tensor] | None = None
 
     # ------------------------------------------------------------------ helpers
     def E(self, name: str, idx: int = 0) -> torch.Tensor | None:
@@ -293,6 +327,8 @@ class _Adjoint:
         m = m.reshape(1, -1).expand_as(w) if m.numel() == w.shape[1] else m.expand(C.shape[1:]).reshape(1, -1).expand_as(w)
         t = w * m
         t = torch.where(w == 0, torch.zeros_like(t), t)
+        if self.terms is not None:
+            self.terms.append(t.clone())
         t = t.sum(1)
         if bool((nu > 0).any()):
             t = t + torch.where(nu > 0, nu * l2_upper(m[0]), torch.zeros_like(nu))
@@ -397,6 +433,8 @@ class _Adjoint:
             if alt[2] is not None:
                 rad = torch.minimum(rad, weighted_abs_sup(Rf, alt[1].reshape(-1), vmag, alt[2]))
                 vnorm = min(vnorm, (l2_upper(alt[1]) + alt[2]) * (1 + 2.0**-50))
+        if self.terms is not None:
+            self.terms.append(torch.cat([dot.reshape(-1, 1), Rf * vmag.reshape(1, -1)], 1))
         if bool((self.nu > 0).any()):
             rad = rad + self.nu * vnorm
         self._add(dot + rad)

@@ -342,3 +342,24 @@ def test_batch_norm_parameter_rounding_is_charged(monkeypatch):
         mp.setattr(adjoint._Adjoint, "_bn_params", lambda self, *a, **k: None)
         b2, _ = _point_bound_and_error(lm, {"*": "fp16"}, mod, torch.float16, x)
     assert b - b2 >= dy * 0.99
+
+
+def test_sign_factor_diagnostic():
+    """The recorded charges are the adjoint pass's own: with no l2 part (a point, no ball
+    radius to speak of) they make up the bound at that point, and their sum over their l2
+    norm is what charging every rounding at its worst sign costs (>= 1, <= sqrt(count))."""
+    assert adjoint.sign_factor(8.0, torch.tensor([1.0, 1.0, 1.0, 1.0, 0.0], dtype=F64)) == (0.5, 2.0)
+    assert math.isnan(adjoint.sign_factor(1.0, None)[1])
+    torch.manual_seed(3)
+    lm = _loaded(torch.nn.Sequential(torch.nn.Linear(12, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3)), (1, 12))
+    x = torch.rand(1, 12, dtype=F64)
+    ba = analyze_bounds(lm, capture(lm), boxes=[(x, x)])
+    terms: list = []
+    res = certified_errors(ba, [{"*": "fp16"}, {"*": "bf16"}], keep_nodes=False, terms=terms)
+    assert len(terms) == 2
+    for b, ch, m in zip(res.bound, terms, res.method):
+        assert m == "adjoint" and ch is not None
+        share, factor = adjoint.sign_factor(b, ch)
+        assert 0.5 < share <= 1 + 1e-9  # the charges are (nearly) all of the bound at a point
+        n = int((ch > 0).sum())
+        assert 1.0 <= factor <= math.sqrt(n) + 1e-9 and factor > 2  # many roundings, not one
