@@ -20,6 +20,9 @@ it a stronger *sound* domain could win back:
 3. The certified fp16 bound over the box (boxes alone, and with the ball), the largest
    certified bound at a single point that an ascent on the inputs finds, and the largest
    observed error.
+4. The CNN example (conv-bn-relu-maxpool, conv-bn-relu-avgpool, linear; [0, 1]^784): the
+   range of each convolution's and the head's output, ours (boxes and ball) against the
+   largest value an ascent finds.
 
     python benchmarks/domain_gap.py
 """
@@ -176,7 +179,34 @@ def main() -> int:
     at_points = max(point_bound(p) for p in pts)
     print(f"   box alone {box_only:.3g}   box + ball {box_bound:.3g}   largest point bound found {at_points:.3g}   observed {ob.max_error:.3g}")
     print(f"   box/point {box_bound / at_points:.0f}   point/observed {at_points / ob.max_error:.1f}   box/observed {box_bound / ob.max_error:.0f}")
+    cnn_ranges(gen)
     return 0
+
+
+def cnn_ranges(gen: torch.Generator) -> None:
+    import copy
+
+    print("\n4. CNN: largest |value| of each conv / linear output over [0, 1]^784")
+    lm = load_model(ROOT / "examples" / "cnn.py")
+    ba = analyze_bounds(lm, capture(lm))
+    net = copy.deepcopy(lm.module).to(F64).eval()
+    mods = [m for m in net if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    nodes = [info for info in ba.nodes.values() if info.op in ("convolution", "addmm")]
+    shape = lm.inputs[0].shape
+    print(f"{'output':>14s} {'ours':>8s} {'ascent':>8s} {'ours/ascent':>12s}")
+    for mod, info in zip(mods, nodes):
+        feats: dict = {}
+        h = mod.register_forward_hook(lambda m, i, o: feats.__setitem__("o", o))
+        mag = torch.maximum(info.primary.lo.abs(), info.primary.hi.abs()).reshape(-1)
+        top = mag.argsort(descending=True)[:6].tolist()
+
+        def f(x, i, s):
+            net(x.reshape(shape))
+            return s * feats["o"].reshape(-1)[i]
+
+        found = max(ascend(lambda x, i=i, s=s: f(x, i, s), torch.rand(shape, dtype=F64, generator=gen).reshape(-1)) for i in top for s in (1.0, -1.0) for _ in range(2))
+        h.remove()
+        print(f"{info.name:>14s} {float(mag.max()):>8.3g} {found:>8.3g} {float(mag.max()) / found:>12.1f}")
 
 
 if __name__ == "__main__":
