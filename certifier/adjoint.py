@@ -127,30 +127,43 @@ def certified_errors(ba: BoundsAnalysis, assignments: list[Mapping[str, str]], *
         better: dict[str, torch.Tensor] = {}
         better_p: dict[str, torch.Tensor] = {}
         dw_norms: dict[str, float | None] = {}
+        errs_c, cc = errs, c  # this configuration's forward bounds (and their index)
 
         def refine(names: list[str], adj: _Adjoint, t: torch.Tensor) -> None:
             off = 0
             for o in names:
-                e = errs[o][0] if isinstance(errs[o], (tuple, list)) else errs[o]
-                k = e[c].numel()
+                e = errs_c[o][0] if isinstance(errs_c[o], (tuple, list)) else errs_c[o]
+                k = e[cc].numel()
                 ti = t[off : off + k].reshape(e.shape[1:])
-                better[o] = torch.minimum(better.get(o, e[c]), ti)
+                better[o] = torch.minimum(better.get(o, e[cc]), ti)
                 own = adj.root_own.get(o)
                 if own is not None:
                     tp = (ti + own[off : off + k].reshape(e.shape[1:]).clamp(min=0)) * _SUM_SLACK
-                    better_p[o] = torch.minimum(better_p.get(o, e[c]), tp)
+                    better_p[o] = torch.minimum(better_p.get(o, e[cc]), tp)
                 off += k
 
+        def repropagate() -> None:
+            """The forward pass again, for this configuration, with the refined bounds in
+            place of the forward ones (every later node's forward bound shrinks with them)."""
+            nonlocal errs_c, cc
+            pre: dict[str, torch.Tensor] = {}
+            r = run_errors(ba, [a], keep_errs=True, keep_nodes=False, override=better, pre_override=pre)
+            errs_c, cc = r.node_err, 0
+            for n, v in pre.items():
+                # the forward bound before the minimum also bounds |f(x^) - f(x)| (wid_out)
+                better_p[n] = torch.minimum(better_p[n], v) if n in better_p else v
+
         for n in hinges:
-            e = errs.get(n)
+            e = errs_c.get(n)
             e = e[0] if isinstance(e, (tuple, list)) else e
             if e is None:
                 continue  # exact already
-            adj = _Adjoint(ba, a, c, errs, better, [n], better_p, dw_norms)
+            adj = _Adjoint(ba, a, cc, errs_c, better, [n], better_p, dw_norms)
             t = adj.run()
             if t is not None:
                 refine([n], adj, t)
-        adj = _Adjoint(ba, a, c, errs, better, outs, better_p, dw_norms)
+                repropagate()
+        adj = _Adjoint(ba, a, cc, errs_c, better, outs, better_p, dw_norms)
         adj.by_layer = {}
         adj.terms = [] if terms is not None else None
         t = adj.run()
@@ -159,10 +172,10 @@ def certified_errors(ba: BoundsAnalysis, assignments: list[Mapping[str, str]], *
         # bound; the pass's result is a bound on that error too, so rerunning with it in
         # place of e_y is sound and tighter (what matters for fp8, where u e_y is large).
         for _ in range(OUTPUT_REFINES):
-            if t is None or b is None or not all(errs.get(o) is not None for o in outs):
+            if t is None or b is None or not all(errs_c.get(o) is not None for o in outs):
                 break
             refine(outs, adj, t)
-            adj2 = _Adjoint(ba, a, c, errs, better, outs, better_p, dw_norms)
+            adj2 = _Adjoint(ba, a, cc, errs_c, better, outs, better_p, dw_norms)
             adj2.by_layer = {}
             adj2.terms = [] if terms is not None else None
             t2 = adj2.run()

@@ -354,12 +354,22 @@ def run_errors(
     keep_nodes: bool = True,
     keep_errs: bool = False,
     progress=None,
+    override: Mapping[str, torch.Tensor] | None = None,
+    pre_override: dict[str, torch.Tensor] | None = None,
 ) -> ErrorResult:
     """Propagate rounding errors for each assignment (layer -> format name; key "*" = default).
 
     ``local_only``: every node sees exact inputs (plus the casts charged at layer boundaries):
     the result per node is its local rounding error Delta_i for the linear allocation model.
+
+    ``override`` (one configuration only): node -> another valid bound of ``|y^ - y|`` for
+    its (first) output, e.g. the adjoint pass's; the smaller of the two is what its consumers
+    read. The bound computed here before that minimum (which, unlike the override, also
+    bounds ``|f(x^) - f(x)|``: it is the propagated part plus the node's own rounding) is
+    stored in ``pre_override``.
     """
+    if override and len(assignments) != 1:
+        raise ValueError("override needs exactly one configuration")
     run = _Run(ba, assignments, local_only)
     if keep_errs:
         run.keep = set(ba.nodes)
@@ -379,6 +389,10 @@ def run_errors(
             e = v[idx] if isinstance(v, (tuple, list)) else v  # type: ignore[index]
             if run.inf_flags.get(src):
                 run.inf_flags[name] = True
+            if override and name in override and isinstance(e, torch.Tensor):
+                if pre_override is not None:
+                    pre_override[name] = e[0]
+                e = torch.minimum(e, override[name].to(F64).expand(e.shape[1:]).unsqueeze(0))
             if not local_only:
                 run.errs[name] = e
             if keep_nodes and isinstance(e, torch.Tensor):
@@ -429,6 +443,14 @@ def run_errors(
                     R, A = (t.expand_as(e) for t in r)
                     bad = ~torch.isfinite(e)
                     run.rels[name] = (torch.where(bad, INF, R), torch.where(bad, INF, A))
+        if override and name in override and e is not None:
+            first = e[0] if isinstance(e, tuple) else e
+            if isinstance(first, torch.Tensor):
+                o = override[name].to(F64).expand(first.shape[1:]).unsqueeze(0)
+                if pre_override is not None:
+                    pre_override[name] = first[0]
+                first = torch.minimum(first, o)
+                e = (first, *e[1:]) if isinstance(e, tuple) else first
         run.errs[name] = e
         if unbounded:  # known without scanning it (all_inputs_unbounded), every output
             run.inf_flags[name] = True

@@ -363,3 +363,39 @@ def test_sign_factor_diagnostic():
         assert 0.5 < share <= 1 + 1e-9  # the charges are (nearly) all of the bound at a point
         n = int((ch > 0).sum())
         assert 1.0 <= factor <= math.sqrt(n) + 1e-9 and factor > 2  # many roundings, not one
+
+
+def test_forward_override_feeds_consumers():
+    """run_errors' override: consumers read the smaller bound, the node's own forward bound
+    is kept in pre_override, and the adjoint pass's refined hinge bounds, fed back this way,
+    tighten the fp8 bound of the MLP example (its relus' outputs read the refined bounds)."""
+    torch.manual_seed(5)
+    lm = _loaded(torch.nn.Sequential(torch.nn.Linear(8, 12), torch.nn.ReLU(), torch.nn.Linear(12, 3)), (1, 8))
+    ba = analyze_bounds(lm, capture(lm))
+    base = run_errors(ba, [{"*": "bf16"}], keep_errs=True, keep_nodes=False)
+    first = next(n for n, i in ba.nodes.items() if i.op == "addmm")
+    relu = next(n for n, i in ba.nodes.items() if i.op == "relu")
+    half = base.node_err[first][0] * 0.5
+    pre: dict = {}
+    res = run_errors(ba, [{"*": "bf16"}], keep_errs=True, keep_nodes=False, override={first: half}, pre_override=pre)
+    assert torch.equal(pre[first], base.node_err[first][0])
+    assert torch.equal(res.node_err[first][0], torch.minimum(base.node_err[first][0], half))
+    assert bool((res.node_err[relu] <= base.node_err[relu]).all()) and bool((res.node_err[relu] < base.node_err[relu]).any())
+    assert res.bound[0] < base.bound[0]
+    with pytest.raises(ValueError):
+        run_errors(ba, [{"*": "bf16"}, {"*": "fp16"}], override={first: half})
+
+    mlp = load_model(EXAMPLES / "mlp.py")
+    bam = analyze_bounds(mlp, capture(mlp))
+    with_feedback = certified_errors(bam, [{"*": "fp8_e4m3"}], keep_nodes=False).bound[0]
+    orig = adjoint.run_errors
+
+    def no_override(*a, override=None, pre_override=None, **kw):
+        return orig(*a, **kw)
+
+    adjoint.run_errors = no_override
+    try:
+        without = certified_errors(bam, [{"*": "fp8_e4m3"}], keep_nodes=False).bound[0]
+    finally:
+        adjoint.run_errors = orig
+    assert with_feedback < 0.8 * without
