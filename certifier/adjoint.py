@@ -49,6 +49,9 @@ holding its exact values over the domain):
   part through ``g = C op(., dW)^T`` and its R / nu parts through ``||dW||_2``.
 * Batch norm's parameter casts are charged exactly like a weight's (``dy = x ds + k``).
 * The outputs' pass is rerun with their own refined bounds (fp8: the storage of ``|y| + e``).
+* The hinges' (relu and max-pool inputs') refined bounds are fed back into the forward pass
+  (``run_errors(override=)``), so every later forward bound -- the relus' outputs, the cuts,
+  the widened boxes -- is computed from them.
 
 A refined bound ``t`` of a node's stored value bounds ``|y^ - y|``; the magnitude of the
 node's pre-rounding value needs a bound of ``|f(x^) - f(x)|``, which is ``t`` plus the node's
