@@ -132,18 +132,23 @@ def certified_errors(ba: BoundsAnalysis, assignments: list[Mapping[str, str]], *
         dw_norms: dict[str, float | None] = {}
         errs_c, cc = errs, c  # this configuration's forward bounds (and their index)
 
-        def refine(names: list[str], adj: _Adjoint, t: torch.Tensor) -> None:
+        def refine(names: list[str], adj: _Adjoint, t: torch.Tensor) -> bool:
+            """Keep the smaller bounds; True when some bound got smaller."""
             off = 0
+            gained = False
             for o in names:
                 e = errs_c[o][0] if isinstance(errs_c[o], (tuple, list)) else errs_c[o]
                 k = e[cc].numel()
                 ti = t[off : off + k].reshape(e.shape[1:])
-                better[o] = torch.minimum(better.get(o, e[cc]), ti)
+                prev = better.get(o, e[cc])
+                gained = gained or bool((ti < prev).any())
+                better[o] = torch.minimum(prev, ti)
                 own = adj.root_own.get(o)
                 if own is not None:
                     tp = (ti + own[off : off + k].reshape(e.shape[1:]).clamp(min=0)) * _SUM_SLACK
                     better_p[o] = torch.minimum(better_p.get(o, e[cc]), tp)
                 off += k
+            return gained
 
         def repropagate() -> None:
             """The forward pass again, for this configuration, with the refined bounds in
@@ -163,8 +168,7 @@ def certified_errors(ba: BoundsAnalysis, assignments: list[Mapping[str, str]], *
                 continue  # exact already
             adj = _Adjoint(ba, a, cc, errs_c, better, [n], better_p, dw_norms)
             t = adj.run()
-            if t is not None:
-                refine([n], adj, t)
+            if t is not None and refine([n], adj, t):
                 repropagate()
         adj = _Adjoint(ba, a, cc, errs_c, better, outs, better_p, dw_norms)
         adj.by_layer = {}

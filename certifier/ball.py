@@ -70,20 +70,13 @@ def _up(x: float) -> float:
 def l2_upper(t: torch.Tensor) -> float:
     """An upper bound of ``||t||_2`` (float64 sum of squares of n terms, rounded up; inf or
     NaN entries give inf)."""
-    if t.numel() == 0:
-        return 0.0
-    t = t.to(F64)
-    m = float(t.abs().max())
-    if not math.isfinite(m):
-        return math.inf
-    if m == 0:
-        return 0.0
-    s = float(((t / m) ** 2).sum())
-    return _up(m * math.sqrt(s * (1 + (t.numel() + 4) * 2 * U)))
+    return float(l2_upper_rows(t.reshape(1, -1))[0])
 
 
 def l2_upper_rows(M: torch.Tensor) -> torch.Tensor:
-    """:func:`l2_upper` of each row of a 2-d tensor."""
+    """:func:`l2_upper` of each row of a 2-d tensor: ``m sqrt(sum (x / m)^2)`` with m the row's
+    largest magnitude (no overflow), the sum's n roundings and the sqrt covered by a relative
+    ``(n + 4) 2u``, the products by 2^-40."""
     M = M.to(F64).abs()
     if M.shape[1] == 0:
         return torch.zeros(M.shape[0], dtype=F64)
@@ -204,8 +197,9 @@ def weighted_abs_sup(v: torch.Tensor, c: torch.Tensor, mag: torch.Tensor, rho: f
     by ``t_i = min(cap_i, lam v_i)`` at the lam where the constraint binds (water-filling):
     with the breakpoints ``cap_i / v_i`` sorted, ``g(lam) = sum min(cap_i, lam v_i)^2`` is
     quadratic between them, so lam is found exactly per row. The objective is nondecreasing in
-    lam, so lam is rounded up (2^-30) and a row whose g does not reach rho^2 there keeps the
-    box bound ``sum v_i mag_i``, which is never exceeded.
+    lam, so lam is rounded up (2^-20) and a row whose g does not reach rho^2 there (with a
+    margin for the float64 evaluation of g) keeps the box bound ``sum v_i mag_i``, which is
+    never exceeded.
     """
     v = v.reshape(v.shape[0], -1).to(F64)
     J, n = v.shape
@@ -229,9 +223,11 @@ def weighted_abs_sup(v: torch.Tensor, c: torch.Tensor, mag: torch.Tensor, rho: f
     prev = torch.cat([torch.zeros((J, 1), dtype=F64), bps[:, :-1]], 1)
     ok = (A <= r2) & (B > 0) & (lam_k >= prev) & (lam_k <= bps)
     lam = torch.where(ok, lam_k, torch.full_like(lam_k, math.inf)).amin(1, keepdim=True)
-    lam = lam * (1 + 2.0**-30) + 2.0**-1000
+    lam = lam * (1 + 2.0**-20) + 2.0**-1000
     t = torch.minimum(cap, lam * v)
-    reach = ((t * t).sum(1) >= r2) & torch.isfinite(lam[:, 0])
+    # g(lam) >= rho^2 must hold exactly, not only as computed: the computed t and their sum
+    # of squares err by (n + 4) 2u relative at most, so that margin is asked for.
+    reach = ((t * t).sum(1) >= r2 * (1 + (n + 6) * 2 * U)) & torch.isfinite(lam[:, 0])
     wf = (base + (v * t).sum(1)) * (1 + (n + 4) * 2 * U) + 2.0**-1000
     return torch.where(reach, torch.minimum(wf, box), box)
 

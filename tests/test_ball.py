@@ -271,3 +271,5 @@ def test_l2_upper_rows_bounds_each_row():
         assert float(up[i]) >= float(true[i]) and float(up[i]) <= float(true[i]) * (1 + 1e-10)
         assert float(up[i]) == pytest.approx(l2_upper(M[i]), rel=1e-12)
     assert float(up[2]) == 0.0 and math.isinf(float(up[4]))
+    assert math.isinf(l2_upper(torch.tensor([1.0, math.nan], dtype=F64))) and l2_upper(torch.zeros(0)) == 0.0
+    assert l2_upper(torch.tensor(-3.0, dtype=F64)) >= 3.0  # a 0-d tensor
