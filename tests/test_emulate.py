@@ -154,3 +154,18 @@ def test_in_place_ops_round_only_what_they_write():
     out = Emulated(M(), {"*": "bf16"})(torch.full((3,), 0.1, dtype=F64), y)
     assert float(y[0]) == 1.0 + 2.0**-20
     assert bool((round_to(out, "bf16") == out).all())
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("name", ["mlp", "cnn"])
+def test_emulated_formats_hold_their_bounds_under_a_long_search(name):
+    """Uniform tf32 / fp8 under 700 adversarial steps, most of them the grid walk in the
+    format's own spacing."""
+    lm = load_model(EXAMPLES / f"{name}.py")
+    ba = analyze_bounds(lm, capture(lm))
+    fmts = ["tf32", "fp8_e4m3", "fp8_e5m2"]
+    res = certified_errors(ba, [{"*": f} for f in fmts], keep_nodes=False)
+    for f, b in zip(fmts, res.bound):
+        assert math.isfinite(b)
+        ob = observe(lm, Emulated(lm.module, {"*": f}), None, 20, 700, seed=9, align_dtype=FORMATS[f].storage.name)
+        assert 0 < ob.max_error <= b, f"{name} {f}: observed {ob.max_error:.3g} > bound {b:.3g}"
