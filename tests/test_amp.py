@@ -30,7 +30,7 @@ def test_applied_config_error_below_bound_below_eps(name, eps):
         mod = dict(model.named_modules())[path]
         for p in mod.parameters(recurse=False):
             assert p.dtype == FORMATS["fp32" if fmt == "tf32" else fmt].torch_dtype
-    ob = observe(rep.loaded, model, None, 30, 30, seed=3, align_dtype=torch.float16)
+    ob = observe(rep.loaded, model, None, 30, 400, seed=3, align_dtype=torch.float16)
     assert 0 < ob.max_error <= a.bound <= eps
 
 
