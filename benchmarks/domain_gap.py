@@ -159,7 +159,7 @@ def main() -> int:
     print("\n3. fp16: certified bound over the box, at single points, and observed")
     box_only = certified_errors(ba0, [{"*": "fp16"}], keep_nodes=False).bound[0]
     box_bound = certified_errors(ba, [{"*": "fp16"}], keep_nodes=False).bound[0]
-    ob = observe(lm, cast_model(lm.module, "fp16"), FORMATS["fp16"].torch_dtype, 100, 60, seed=0)
+    ob = observe(lm, cast_model(lm.module, "fp16"), FORMATS["fp16"].torch_dtype, 100, 5000, seed=0)
     shape = lm.inputs[0].shape
 
     def point_bound(x: torch.Tensor) -> float:
