@@ -120,6 +120,12 @@ def avg_pool_rule(inp: RuleInput) -> RuleResult:
         k = math.prod(math.ceil(x.shape[-nsp + i] / max(osz[i], 1)) + 1 for i in range(nsp))
     fn = lambda t: inp.call_with(self=t)  # noqa: E731
     lo, hi = widen(fn(x.lo), fn(x.hi), (k + 4) * 2.0**-52)
+    # An average of non-negative values (relu outputs) is non-negative: the outward widening
+    # would otherwise leave a lower bound like -1e-301 (and symmetrically for non-positive).
+    if x.numel() and bool((x.lo >= 0).all()):
+        lo = lo.clamp(min=0.0)
+    if x.numel() and bool((x.hi <= 0).all()):
+        hi = hi.clamp(max=0.0)
     out = Interval(lo, hi, x.dtype)
     # NB: PyTorch's CPU _adaptive_avg_pool3d accumulates fp16/bf16 windows in that format
     # (1.9 ulp observed), against the fp32-accumulation model.

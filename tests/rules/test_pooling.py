@@ -52,3 +52,26 @@ def test_adaptive_avg_pool3d_window_sum_overflow_regression():
     (computed -inf, bound 1.5e3). The window sum bound is now checked against the format."""
     rep = REG["adaptive_avg_pool3d"].check([box((1, 1, 3, 3, 5), -6e4, 6e4)], aten._adaptive_avg_pool3d.default, n=4, n_round=4)
     assert rep.bounds["fp16"] == float("inf") and rep.bounds["fp32"] < float("inf")
+
+
+@pytest.mark.parametrize("lo,hi", [(0.0, 1.0), (-1.0, 0.0)])
+def test_average_of_one_signed_input_keeps_its_sign(lo, hi):
+    """The widening of an average pool's range does not cross 0 when its input does not
+    (a relu's output averaged used to show a lower bound of -9e-302)."""
+    from pathlib import Path
+
+    from certifier.capture import capture
+    from certifier.loader import InputSpec, LoadedModel
+    from certifier.walker import analyze_bounds
+
+    m = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(2), torch.nn.AvgPool2d(2))
+    shape = (1, 2, 6, 6)
+    lm = LoadedModel(Path("t.py"), "t", m, (torch.zeros(shape),), [InputSpec(shape, torch.float32, lo, hi)], "")
+    ba = analyze_bounds(lm, capture(lm))
+    pools = [i for i in ba.nodes.values() if "avg_pool" in str(i.op)]
+    assert len(pools) == 2
+    for i in pools:
+        if lo == 0.0:
+            assert float(i.primary.lo.min()) == 0.0 and float(i.primary.hi.max()) >= 1.0
+        else:
+            assert float(i.primary.hi.max()) == 0.0 and float(i.primary.lo.min()) <= -1.0
