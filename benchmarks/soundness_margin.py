@@ -16,14 +16,11 @@ from __future__ import annotations
 
 import argparse
 import math
-import random
 import statistics
 import sys
 import time
 import warnings
 from pathlib import Path
-
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -34,12 +31,10 @@ from certifier.adjoint import certified_errors  # noqa: E402
 from certifier.capture import capture  # noqa: E402
 from certifier.emulate import Emulated  # noqa: E402
 from certifier.formats import FORMATS  # noqa: E402
-from certifier.loader import InputSpec, LoadedModel  # noqa: E402
 from certifier.validate import cast_model, observe  # noqa: E402
 from certifier.walker import analyze_bounds  # noqa: E402
-from test_fuzz_soundness import put_on_kinks, random_model  # noqa: E402
+from test_fuzz_soundness import build_case  # noqa: E402
 
-F64 = torch.float64
 FMTS = ["fp32", "bf16", "fp16", "fp8_e4m3", "fp8_e5m2"]
 
 
@@ -54,13 +49,7 @@ def main() -> int:
     bad: list[str] = []
     t0 = time.perf_counter()
     for seed in range(*args.seeds):
-        rng = random.Random(seed)
-        model, shape, lo, hi = random_model(rng, seed)
-        gen = torch.Generator().manual_seed(seed)
-        x0 = lo + (hi - lo) * torch.rand(shape, generator=gen, dtype=F64)
-        if rng.random() < 0.5:
-            put_on_kinks(model, x0)
-        lm = LoadedModel(Path("t.py"), "t", model, (torch.zeros(shape),), [InputSpec(shape, torch.float32, lo, hi)], "")
+        _, _, model, lm, _ = build_case(seed)
         ba = analyze_bounds(lm, capture(lm))
         res = certified_errors(ba, [{"*": f} for f in FMTS], keep_nodes=False)
         for f, b in zip(FMTS, res.bound):

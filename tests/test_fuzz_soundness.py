@@ -105,10 +105,10 @@ def put_on_kinks(model: nn.Module, x: torch.Tensor) -> None:
         first.bias[idx] = (-z[idx]).to(torch.float32)
 
 
-def check_case(seed: int, adv: int = 12) -> int:
-    """Runs one random case; returns the number of comparisons made (asserts soundness).
-    ``adv``: adversarial steps over the box for the formats PyTorch runs (above 40, most go
-    to the grid walk of certifier.validate); the emulated ones always get 12."""
+def build_case(seed: int):
+    """(rng, gen, model, lm, x0) of one random case: the network over its input box, with half
+    of the cases' first-layer pre-activations put on the relu kinks at x0 (also used by
+    benchmarks/soundness_margin.py)."""
     rng = random.Random(seed)
     model, shape, lo, hi = random_model(rng, seed)
     gen = torch.Generator().manual_seed(seed)
@@ -116,6 +116,16 @@ def check_case(seed: int, adv: int = 12) -> int:
     if rng.random() < 0.5:
         put_on_kinks(model, x0)
     lm = LoadedModel(Path("t.py"), "t", model, (torch.zeros(shape),), [InputSpec(shape, torch.float32, lo, hi)], "")
+    return rng, gen, model, lm, x0
+
+
+def check_case(seed: int, adv: int = 12) -> int:
+    """Runs one random case; returns the number of comparisons made (asserts soundness).
+    ``adv``: adversarial steps over the box for the formats PyTorch runs (above 40, most go
+    to the grid walk of certifier.validate); the emulated ones always get 12."""
+    rng, gen, model, lm, x0 = build_case(seed)
+    spec = lm.inputs[0]
+    shape, lo, hi = spec.shape, spec.lo, spec.hi
     cap = capture(lm)
     ba = analyze_bounds(lm, cap)
     # Only layers that have nodes in the graph (as in a certificate): a module with none (a
