@@ -126,17 +126,21 @@ def _neighbours(x: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torc
     return a, b
 
 
+def _format_neighbours(x: torch.Tensor, dtype: torch.dtype | str) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_neighbours` for a torch dtype, certifier.emulate's for a format name."""
+    if isinstance(dtype, str):
+        from certifier.emulate import neighbours
+
+        return neighbours(x, dtype)
+    return _neighbours(x, dtype)
+
+
 def rounding_aligned(x: torch.Tensor, g: torch.Tensor, dtype: torch.dtype | str, lo: float, hi: float, sign: float) -> torch.Tensor:
     """Move every element next to a rounding midpoint so that its rounding error in ``dtype``
     (a torch dtype, or a format name for the emulated formats) is about half an ulp with the
     sign of ``sign * g``."""
     if dtype in (torch.float16, torch.bfloat16, torch.float32) or isinstance(dtype, str):
-        if isinstance(dtype, str):
-            from certifier.emulate import neighbours
-
-            a, b = neighbours(x, dtype)
-        else:
-            a, b = _neighbours(x, dtype)
+        a, b = _format_neighbours(x, dtype)
         mid = 0.5 * (a + b)
         eps = (b - a) * 1e-3
         want_up = (sign * g) > 0
@@ -285,12 +289,7 @@ def _adversarial(probe, loaded, best, steps, gen, in_dtype, on_step, done, total
 
 def _grid(x: torch.Tensor, dtype: torch.dtype | str) -> torch.Tensor:
     """The spacing of ``dtype``'s values at each element of x (float64)."""
-    if isinstance(dtype, str):
-        from certifier.emulate import neighbours
-
-        a, b = neighbours(x, dtype)
-    else:
-        a, b = _neighbours(x, dtype)
+    a, b = _format_neighbours(x, dtype)
     return b - a
 
 

@@ -5,8 +5,11 @@ it is exact in every format, 1-Lipschitz (a max moves by at most the largest cha
 piecewise linear (curvature 0 away from ties). The indices output is unknown unless the
 input is constant.
 
-Average pooling is linear with non-negative weights summing to at most 1: the box image is
-``[pool(lo), pool(hi)]`` (widened), L = 1, curvature 0. Rounding: a window sum of k terms
+Average pooling is linear with non-negative weights (the window count over the divisor,
+``divisor_override`` included; a negative override is declined): the box image is
+``[pool(lo), pool(hi)]`` (widened; an average of one-signed inputs keeps their sign), L is
+the largest row sum of the weights, ``pool(1)`` (1 for a plain average, k for a sum
+pooling with ``divisor_override=1``), curvature 0. Rounding: a window sum of k terms
 (gamma_{k-1}) and one division in the accumulation format, then the store. Exception: the
 CPU kernel of ``_adaptive_avg_pool3d`` accumulates fp16/bf16 in that format (1.9 ulp
 observed), so its sum and division are charged in the storage format, and its window sums
@@ -108,6 +111,11 @@ class AvgPoolError:
 def avg_pool_rule(inp: RuleInput) -> RuleResult:
     """Average pooling (fixed or adaptive windows)."""
     x = inp.tensor("self")
+    div = inp.args.get("divisor_override")
+    if div is not None and int(div) < 0:  # type: ignore[call-overload]
+        # negative weights: the box image, the error models and the adjoint pass all read
+        # the map as monotone
+        raise NotImplementedError("avg_pool with a negative divisor_override")
     if x.is_point:
         return RuleResult(out=Interval.point(inp.call_with(self=x.value.to(F64))))
     ks = inp.args.get("kernel_size")
@@ -133,4 +141,6 @@ def avg_pool_rule(inp: RuleInput) -> RuleResult:
     err = AvgPoolError(fn, nsp, x, out, k, acc_storage)
     # ... so its partial window sums (at most k * mean|x| of the window) must fit that format.
     internal = float(fn(x.mag).max()) * k * (1 + (k + 4) * 2.0**-52) if acc_storage and x.numel() else 0.0
-    return RuleResult(out=out, lipschitz={"self": 1.0}, curvature=0.0, error=err, internal_max=internal, accum_length=k)
+    # L (infinity norm): the largest sum of an output's weights, pool(1) rounded up
+    L = float(fn(torch.ones(x.shape, dtype=F64)).max()) * (1 + (k + 4) * 2.0**-52) if x.numel() else 0.0
+    return RuleResult(out=out, lipschitz={"self": L}, curvature=0.0, error=err, internal_max=internal, accum_length=k)

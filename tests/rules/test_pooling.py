@@ -3,6 +3,8 @@ pooling (padding, ceil mode, count_include_pad) and adaptive average pooling, 1-
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -23,6 +25,8 @@ CASES = [
     ("avg_pool2d_pad", torch.nn.AvgPool2d(3, stride=2, padding=1), aten.avg_pool2d.default, (1, 1, 5, 5), True, True),
     ("avg_pool2d_pad_excl_ceil", torch.nn.AvgPool2d(3, stride=2, padding=1, ceil_mode=True, count_include_pad=False), aten.avg_pool2d.default, (1, 1, 6, 6), True, True),
     ("avg_pool1d", lambda x: aten.avg_pool1d(x, [3], [1], [1]), aten.avg_pool1d.default, (2, 2, 5), True, False),
+    ("avg_pool2d_sum", lambda x: F.avg_pool2d(x, 2, divisor_override=1), aten.avg_pool2d.default, (1, 2, 4, 4), True, True),
+    ("avg_pool2d_div3_pad", lambda x: F.avg_pool2d(x, 3, stride=1, padding=1, divisor_override=3), aten.avg_pool2d.default, (1, 1, 4, 4), True, True),
     ("avg_pool3d", torch.nn.AvgPool3d(2), aten.avg_pool3d.default, (1, 1, 2, 4, 4), True, True),
     ("adaptive_avg_pool2d", torch.nn.AdaptiveAvgPool2d((2, 3)), aten._adaptive_avg_pool2d.default, (1, 2, 5, 7), True, True),
     ("adaptive_avg_pool3d", torch.nn.AdaptiveAvgPool3d((1, 2, 2)), aten._adaptive_avg_pool3d.default, (1, 1, 3, 3, 5), True, True),
@@ -75,3 +79,24 @@ def test_average_of_one_signed_input_keeps_its_sign(lo, hi):
             assert float(i.primary.lo.min()) == 0.0 and float(i.primary.hi.max()) >= 1.0
         else:
             assert float(i.primary.hi.max()) == 0.0 and float(i.primary.lo.min()) <= -1.0
+
+
+def test_a_negative_divisor_override_fails_closed():
+    """Negative weights would turn [pool(lo), pool(hi)] around (and the error models read
+    the map as monotone): the op is reported unsupported and its output is unbounded."""
+    from pathlib import Path
+
+    from certifier.capture import capture
+    from certifier.loader import InputSpec, LoadedModel
+    from certifier.walker import analyze_bounds
+
+    class Neg(torch.nn.Module):
+        def forward(self, x):
+            return F.avg_pool2d(x, 2, divisor_override=-2)
+
+    shape = (1, 1, 4, 4)
+    lm = LoadedModel(Path("t.py"), "t", Neg(), (torch.zeros(shape),), [InputSpec(shape, torch.float32, 0.0, 1.0)], "")
+    ba = analyze_bounds(lm, capture(lm))
+    assert any("negative divisor_override" in u["reason"] for u in ba.unsupported)
+    out = [i for i in ba.nodes.values() if "avg_pool" in str(i.op)][0]
+    assert math.isinf(float(out.primary.hi.max())) and math.isinf(float(out.primary.lo.min()))
