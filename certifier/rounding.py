@@ -83,6 +83,10 @@ class ErrorResult:
     node_err: dict[str, object] = field(default_factory=dict)
 
 
+#: Elementwise float ops whose integer operands the kernel converts to the result's dtype.
+_PROMOTING = frozenset({"add", "sub", "rsub", "mul", "div", "where", "maximum", "minimum", "true_divide", "fmod", "remainder", "masked_fill"})
+
+
 class _Ctx:
     """The ErrorContext a rule's error model sees (see curvature_rules.registry)."""
 
@@ -101,6 +105,14 @@ class _Ctx:
 
     def store(self, mag: torch.Tensor, ndim: int) -> torch.Tensor:
         return (mag * self.b(self.u, ndim)).add_(self.b(self.he, ndim))
+
+    def int_to_format(self, mag: torch.Tensor) -> torch.Tensor:
+        nd = mag.dim()
+        m = mag.unsqueeze(0)
+        u = self.b(torch.tensor([f.storage.u for f in self._fmts], dtype=F64), nd)
+        top = self.b(torch.tensor([f.storage.max for f in self._fmts], dtype=F64), nd)
+        c = torch.where(m * u <= 1.0, torch.zeros_like(m * u), u * m)
+        return torch.where(m > top, torch.full_like(c, INF), c)
 
     def _cast_params(self, prod: NodeInfo):
         """(u_c, he_c) per configuration for reading ``prod`` here, or None if exact."""
@@ -173,6 +185,11 @@ class _Ctx:
         prod = self.run.ba.nodes[pname]
         iv = prod.primary
         e = self.run.get_err(pname, self.info)
+        if iv is not None and not iv.is_float and iv.dtype != torch.bool and self.info.is_float and self.info.op in _PROMOTING:
+            # An integer operand of float arithmetic is converted to the node's format by
+            # the kernel (bf16: 257 -> 256); the exact semantics keep it.
+            c = self.int_to_format(fmag(iv))
+            return c if e is None else e + c
         if iv is None or not iv.is_float:
             return e
         cp = self._cast_params(prod)

@@ -194,6 +194,17 @@ def _bind(node: torch.fx.Node, env: dict[str, object]):
     return args, producers, frozenset(kwonly)
 
 
+def _foldable(target: object) -> bool:
+    """Folding runs an op once on the known inputs: not for random ops (a draw is not the
+    op's value) nor for uninitialised memory; and only for ops that have a rule, so an op
+    without one is still reported."""
+    tags = getattr(target, "tags", ())
+    if torch.Tag.nondeterministic_seeded in tags:
+        return False
+    name = str(target)
+    return "empty" not in name and "rand" not in name
+
+
 def _fold_exact(node: torch.fx.Node, args: dict[str, object], kwonly: frozenset[str]) -> Interval | tuple | None:
     """Evaluate a node whose tensor inputs are all known and whose outputs are all integer or
     boolean: integer arithmetic is exact, so the result is a point."""
@@ -296,10 +307,12 @@ def analyze_bounds(
         out = None
         if info_unsup is None:
             rule = lookup(node.target)
-            try:
-                out = _fold_exact(node, args, kwonly)
-            except Exception:  # noqa: BLE001 - folding is an optimisation only
-                out = None
+            out = None
+            if rule is not None and _foldable(node.target):
+                try:
+                    out = _fold_exact(node, args, kwonly)
+                except Exception:  # noqa: BLE001 - folding is an optimisation only
+                    out = None
             if out is None:
                 if rule is None:
                     info_unsup = "no rule for this op"
@@ -381,17 +394,16 @@ def compute_gains(ba: BoundsAnalysis) -> dict[str, float]:
     for o in ba.outputs:
         if ba.nodes[o].is_float:
             G[o] = 1.0
+    jumps = discontinuous(ba)
     for name in reversed(list(ba.nodes)):
         info = ba.nodes[name]
         g = G[name]
         if g == 0.0:
             continue
-        L = info.lipschitz()
-        for arg, prod in float_producers(ba, info).items():
-            l = L.get(arg, INF if info.unsupported else 0.0)
+        for _arg, prod, l in gain_edges(ba, info, jumps):
             if l == 0.0:
                 continue
-            G[prod] = G[prod] + g * l if math.isfinite(g * l) else INF
+            G[prod] = G[prod] + _mul(g, l)
     return G
 
 
@@ -404,6 +416,7 @@ def summarize_layers(ba: BoundsAnalysis) -> dict[str, LayerSummary]:
         groups.setdefault(info.layer, []).append(name)
     cons = ba.consumers()
     out_set = set(ba.outputs)
+    jumps = discontinuous(ba)
     layers: dict[str, LayerSummary] = {}
     for layer, names in groups.items():
         members = set(names)
@@ -420,17 +433,15 @@ def summarize_layers(ba: BoundsAnalysis) -> dict[str, LayerSummary]:
             if info.result is not None:
                 flops += info.result.flops
                 has_mm = has_mm or info.result.accum_length > 0 and info.op in ("mm", "addmm", "bmm", "convolution", "baddbmm", "matmul")
-            L = info.lipschitz()
             Ls, Ks = [], []
             Lsum = 0.0
-            for arg, prod in float_producers(ba, info).items():
+            for _arg, prod, l in gain_edges(ba, info, jumps):
                 if prod in members:
                     lp, kp = Lc.get(prod, 0.0), Kc.get(prod, 0.0)
                 else:
                     lp, kp = 1.0, 0.0
                     if prod not in ext_inputs:
                         ext_inputs.append(prod)
-                l = L.get(arg, INF if info.unsupported else 0.0)
                 Ls.append(lp)
                 Lsum += _mul(l, lp)
                 Ks.append(_mul(l, kp))
@@ -484,8 +495,45 @@ def summarize_layers(ba: BoundsAnalysis) -> dict[str, LayerSummary]:
     return layers
 
 
+#: Products of nonzero bounds are kept at or above this: an upper bound may be raised, and a
+#: chain of tiny and huge constants must not underflow to 0 on the way (a claim of 0).
+TINY = 2.0**-1000
+
+
 def _mul(a: float, b: float) -> float:
     if a == 0.0 or b == 0.0:
         return 0.0
     r = a * b
-    return r if r == r else INF
+    return max(r, TINY) if r == r else INF
+
+
+def discontinuous(ba: BoundsAnalysis) -> set[str]:
+    """Non-float nodes (booleans, integers) that are not constant over the domain and depend
+    on float data: comparisons, casts to integers, argmax indices and what is computed from
+    them. A float value read through one of them can jump, so every edge into or out of one
+    has an infinite Lipschitz constant in the gains and the layer summaries."""
+    out: set[str] = set()
+    for name, info in ba.nodes.items():
+        if info.is_float or info.is_point:
+            continue
+        for prod in info.producers.values():
+            p = ba.nodes[prod]
+            if (p.is_float and not p.is_point) or prod in out:
+                out.add(name)
+                break
+    return out
+
+
+def gain_edges(ba: BoundsAnalysis, info: NodeInfo, jumps: set[str]) -> list[tuple[str, str, float]]:
+    """(argument, producer, Lipschitz bound) of the edges that gains and layer summaries
+    compose: float non-constant producers (the rule's constant; a missing one is 0, or
+    infinite for an unsupported node), and the edges of :func:`discontinuous` nodes (infinite)."""
+    L = info.lipschitz()
+    edges = []
+    fp = float_producers(ba, info)
+    for arg, prod in info.producers.items():
+        if prod in jumps or (arg in fp and info.name in jumps):
+            edges.append((arg, prod, INF))
+        elif arg in fp:
+            edges.append((arg, prod, L.get(arg, INF if info.unsupported else 0.0)))
+    return edges

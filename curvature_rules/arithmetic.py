@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import math
+
 import torch
 
 from certifier.interval import INF, Interval, mul_bounds, widen
@@ -83,7 +85,7 @@ class BinaryError:
             den = my - ey
             q = fmag(self.out).unsqueeze(0)
             num = ex + safe_mul(q, ey)
-            P = torch.where(den > 0, num / den.clamp(min=1e-300), torch.full_like(num, INF))
+            P = torch.where(den > 0, num / den, torch.full_like(num, INF))
             P = torch.where(num == 0, torch.zeros_like(P), P)
             P = self._div_relative(ctx, P, my, q, ex, nd)
             exact = False
@@ -124,7 +126,7 @@ class BinaryError:
             num = safe_mul(q, Rx + Ry + Ay * inv) + Ax * inv
         else:
             num = safe_mul(q, Ry + Ay * inv) + safe_mul(ex, inv)
-        P2 = torch.where(D > 0, num / D.clamp(min=1e-300) * (1 + 2.0**-48), torch.full_like(num, INF))
+        P2 = torch.where(D > 0, num / D * (1 + 2.0**-48), torch.full_like(num, INF))
         return torch.minimum(P, P2)
 
 
@@ -274,11 +276,29 @@ class PowError:
                 P = safe_mul(abs(n) * (xm + e) ** (n - 1), e)
             else:
                 lo = (self.x.lo.unsqueeze(0) - e)
-                P = torch.where(lo > 0, safe_mul(abs(n) * lo.clamp(min=1e-300) ** (n - 1), e), torch.full_like(e, INF))
+                P = torch.where(lo > 0, safe_mul(abs(n) * lo ** (n - 1), e), torch.full_like(e, INF))
                 P = torch.where(e == 0, torch.zeros_like(P), P)
+        if not _exact_everywhere(self.n):
+            # PyTorch's kernels cast a Python-scalar exponent to the tensor's dtype (bf16:
+            # 2.2 -> 2.203125), so the computed power is x^n' with |n' - n| <= u |n|:
+            # |x^n' - x^n| <= |x^n| expm1(|ln x| u |n|) on the (inflated, positive) box.
+            e0 = e if e is not None else torch.zeros_like(xm)
+            lo = self.x.lo.unsqueeze(0) - e0
+            ln = torch.maximum(torch.log(lo).abs(), torch.log(xm + e0).abs())
+            ym = fmag(self.out).unsqueeze(0) + P
+            T = ym * torch.expm1(ln * ctx.b(ctx.u, nd) * abs(self.n)) * (1 + 2.0**-40)
+            P = P + torch.where(lo > 0, T, torch.full_like(T, INF))
         ymag = fmag(self.out).unsqueeze(0) + P
         local = ctx.b(ctx.u_acc, nd) * self.ulps * ymag
         return P + local + ctx.store(ymag + local, nd)
+
+
+def _exact_everywhere(n: float) -> bool:
+    """n is representable in every format (3 significant bits, fp8_e5m2's normal range)."""
+    if n == 0:
+        return True
+    m, _ = math.frexp(abs(n))
+    return (m * 8).is_integer() and 2.0**-14 <= abs(n) <= 57344.0
 
 
 @register_rule([aten.pow.Tensor_Scalar])
@@ -286,8 +306,10 @@ def pow_rule(inp: RuleInput) -> RuleResult:
     """x ** n for a constant n: integers n >= 1 on any box; real n on a positive box."""
     x = inp.tensor("self")
     n = float(inp.args["exponent"])  # type: ignore[arg-type]
-    if x.is_point:
+    if x.is_point and n in (0.0, 1.0):
         return RuleResult(out=Interval.point(torch.pow(x.value.to(F64), n)))
+    if x.is_point:  # float64's power is rounded: widen it like any other box
+        x = Interval(x.value.to(F64), x.value.to(F64), x.dtype)
     m, M = x.mig, x.mag
     if n == int(n) and n >= 1:
         k = int(n)
@@ -297,6 +319,8 @@ def pow_rule(inp: RuleInput) -> RuleResult:
             lo, hi = x.lo**k, x.hi**k
         L = finite_max(k * M ** (k - 1))
         kappa = 0.5 * k * (k - 1) * finite_max(M ** (k - 2)) if k >= 2 else 0.0
+        if finite_max(M) > 0:  # powers of tiny magnitudes underflow to 0: not a bound
+            L, kappa = max(L, 2.0**-1074), max(kappa, 2.0**-1074) if k >= 2 else kappa
         ulps = max(k - 1, 1)
     elif n == 0:
         return RuleResult(out=Interval.point(torch.ones(x.shape, dtype=F64)))

@@ -58,7 +58,9 @@ def _phi(x: torch.Tensor) -> torch.Tensor:
 
 
 def _Phi(x: torch.Tensor) -> torch.Tensor:
-    return 0.5 * (1 + torch.erf(x / SQRT2))
+    # erfc keeps Phi's relative accuracy for x << 0, where 1 + erf(x / sqrt 2) cancels
+    # (GELU's range at x = -8 would be off by 100% relative).
+    return 0.5 * torch.special.erfc(-x / SQRT2)
 
 
 # ---------------------------------------------------------------------- GELU (erf form)
@@ -81,13 +83,15 @@ GELU_D2_TAIL = grid_sup(lambda x: _gelu_d2(x).abs(), 1.0, SQRT2, 12.0)[0]  # ~0.
 
 def _gelu_tanh(x):
     c = math.sqrt(2 / math.pi)
-    return 0.5 * x * (1 + torch.tanh(c * (x + 0.044715 * x**3)))
+    # 0.5 (1 + tanh z) = sigmoid(2 z), without the cancellation for z << 0
+    return x * torch.sigmoid(2 * c * (x + 0.044715 * x**3))
 
 
 def _gelu_tanh_d1(x):
     c = math.sqrt(2 / math.pi)
-    th = torch.tanh(c * (x + 0.044715 * x**3))
-    return 0.5 * (1 + th) + 0.5 * x * (1 - th * th) * c * (1 + 3 * 0.044715 * x * x)
+    z2 = 2 * c * (x + 0.044715 * x**3)
+    s, t = torch.sigmoid(z2), torch.sigmoid(-z2)  # 0.5 (1 + tanh z), 0.5 (1 - tanh z)
+    return s + 2 * x * s * t * c * (1 + 3 * 0.044715 * x * x)
 
 
 def _num_d(fn, x, h=1e-5):
@@ -272,12 +276,12 @@ def expm1_rule(inp: RuleInput) -> RuleResult:
 
 
 def _pos_domain(x: Interval, fn, lower_edge: float = 0.0) -> Interval:
-    """fn on the part of the box above ``lower_edge``; unknown where the box reaches below."""
-    out = increasing_map(x, lambda t: fn(t.clamp(min=lower_edge)))
-    bad = x.lo < lower_edge
-    lo = torch.where(bad, torch.full_like(out.lo, -INF), out.lo)
-    hi = torch.where(bad & torch.isnan(fn(x.hi)), torch.full_like(out.hi, INF), out.hi)
-    return Interval(lo, hi, x.dtype)
+    """fn on a box above ``lower_edge``. A box reaching below it is declined (fails closed):
+    fn is NaN there, and an interval cannot say "NaN" (a comparison with it would be
+    decided, isnan decided False)."""
+    if bool((x.lo < lower_edge).any()):
+        raise NotImplementedError(f"argument may be below {lower_edge} (the result would be NaN)")
+    return increasing_map(x, lambda t: fn(t.clamp(min=lower_edge)))
 
 
 @register_rule([aten.log.default])
@@ -306,8 +310,8 @@ def sqrt_rule(inp: RuleInput) -> RuleResult:
     x = inp.tensor("self")
     out = _pos_domain(x, torch.sqrt)
     out = Interval(out.lo.clamp(min=0) if bool((x.lo >= 0).all()) else out.lo, out.hi, x.dtype)
-    dsup = lambda lo, hi: _up(torch.where(lo > 0, 0.5 / torch.sqrt(lo.clamp(min=1e-300)), torch.full_like(lo, INF)))  # noqa: E731
-    kap = lambda lo, hi: _up(torch.where(lo > 0, 0.25 / lo.clamp(min=1e-300) ** 1.5, torch.full_like(lo, INF)))  # noqa: E731
+    dsup = lambda lo, hi: _up(torch.where(lo > 0, 0.5 / torch.sqrt(lo), torch.full_like(lo, INF)))  # noqa: E731
+    kap = lambda lo, hi: _up(torch.where(lo > 0, 0.25 / lo ** 1.5, torch.full_like(lo, INF)))  # noqa: E731
     return one_input_result(inp, out, dsup, _kappa(x, kap), FUNCTION_ULPS["sqrt"])
 
 
@@ -316,13 +320,13 @@ def rsqrt_rule(inp: RuleInput) -> RuleResult:
     """1/sqrt x on x > 0: L = lo^-1.5 / 2, kappa = 3/8 lo^-2.5."""
     x = inp.tensor("self")
     pos = x.lo > 0
-    lo = torch.where(pos, torch.rsqrt(x.hi.clamp(min=1e-300)), torch.zeros_like(x.lo))
+    lo = torch.where(pos, torch.rsqrt(x.hi), torch.zeros_like(x.lo))
     lo = torch.where(x.hi <= 0, torch.full_like(lo, -INF), lo)
-    hi = torch.where(pos, torch.rsqrt(x.lo.clamp(min=1e-300)), torch.full_like(x.lo, INF))
+    hi = torch.where(pos, torch.rsqrt(x.lo), torch.full_like(x.lo, INF))
     lo, hi = widen(lo, hi)
     out = Interval(lo, hi, x.dtype)
-    dsup = lambda lo, hi: _up(torch.where(lo > 0, 0.5 * lo.clamp(min=1e-300) ** -1.5, torch.full_like(lo, INF)))  # noqa: E731
-    kap = lambda lo, hi: _up(torch.where(lo > 0, 0.75 * lo.clamp(min=1e-300) ** -2.5, torch.full_like(lo, INF)))  # noqa: E731
+    dsup = lambda lo, hi: _up(torch.where(lo > 0, 0.5 * lo ** -1.5, torch.full_like(lo, INF)))  # noqa: E731
+    kap = lambda lo, hi: _up(torch.where(lo > 0, 0.75 * lo ** -2.5, torch.full_like(lo, INF)))  # noqa: E731
     return one_input_result(inp, out, dsup, _kappa(x, kap), FUNCTION_ULPS["rsqrt"])
 
 
@@ -406,6 +410,14 @@ def gelu_rule(inp: RuleInput) -> RuleResult:
         # |g''| = phi(x) |2 - x^2| <= 2 phi(0) everywhere.
         dinf = _dip_inf(_gelu_d1, -SQRT2, 1e-9, -GELU_D1_NEG)
         res = one_input_result(inp, out, _gelu_dsup, _kappa(x, _gelu_kappa), FUNCTION_ULPS["gelu"], d2max=GELU_D2_GLOBAL, dinf=dinf)
+    # The float64 range: Phi's argument is rounded, and Phi's relative slope is up to
+    # |t| + 1 (erf form, t = x / sqrt 2: erfc'/erfc ~ 2t) or 2|z'| (tanh form), so the value
+    # carries a relative error of a few ulps of that on top of the widening.
+    a = torch.maximum(x.lo.abs(), x.hi.abs())
+    a = torch.where(torch.isfinite(a), a, torch.zeros_like(a))
+    rel = (2 * a * a + 4 * a + 16) * 2.0**-52 if approx != "tanh" else (8 * a * (1 + 0.14 * a * a) + 16) * 2.0**-52
+    out = res.out
+    res = RuleResult(out=Interval(out.lo - out.lo.abs() * rel, out.hi + out.hi.abs() * rel, out.dtype), lipschitz=res.lipschitz, curvature=res.curvature, error=res.error)
     # The evaluation cancels in 1 + erf(x/sqrt 2) for x < 0: bound it relative to |x| too.
     err = res.error
     assert isinstance(err, ElementwiseError)

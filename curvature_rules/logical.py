@@ -288,6 +288,10 @@ def isnan_rule(inp: RuleInput) -> RuleResult:
     if x.is_point:
         return RuleResult(out=Interval.point(inp.call_with()))
     if inp.op is aten.isnan.default:
+        # An infinite end is how the analysis says "unknown" (an op without a rule, a
+        # division by a box containing 0, ...), where NaN cannot be ruled out.
+        if not bool((torch.isfinite(x.lo) & torch.isfinite(x.hi)).all()):
+            raise NotImplementedError("isnan on an unbounded box")
         v = torch.zeros(x.shape, dtype=B)
     else:
         fin = torch.isfinite(x.lo) & torch.isfinite(x.hi)

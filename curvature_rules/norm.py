@@ -184,7 +184,7 @@ class LayerNormError:
         e_var = 4 * g * ms + 4 * ctx.he_acc.reshape(F, 1, 1)
         a = st.smin**2  # >= var(x^) + eps
         a_low = (a - e_var).clamp(min=0)
-        d_r = torch.where(a_low > 0, 0.5 * e_var / a_low.clamp(min=1e-300) ** 1.5, torch.full_like(a_low, INF))
+        d_r = torch.where(a_low > 0, 0.5 * e_var / a_low ** 1.5, torch.full_like(a_low, INF))
         rmax = 1.0 / st.smin
         d_r = d_r + (FUNCTION_ULPS["rsqrt"] + 2) * u_acc * (rmax + d_r)
         dmag = torch.maximum(st.dlo.abs(), st.dhi.abs())
@@ -317,7 +317,7 @@ class BatchNormError:
         z = (self.rv + self.eps).unsqueeze(0)
         zl = (z - e_rv).clamp(min=0)
         r = torch.rsqrt(z)
-        dr = torch.where(zl > 0, 0.5 * e_rv / zl.clamp(min=1e-300) ** 1.5, torch.full_like(zl, INF))
+        dr = torch.where(zl > 0, 0.5 * e_rv / zl ** 1.5, torch.full_like(zl, INF))
         wabs = (self.w.abs() if self.w is not None else torch.ones(C, dtype=F64)).unsqueeze(0)
         sabs = self.scale.abs().unsqueeze(0)
         e_s = e_w * (r + dr) + wabs * dr

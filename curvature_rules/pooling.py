@@ -116,8 +116,8 @@ def avg_pool_rule(inp: RuleInput) -> RuleResult:
         # negative weights: the box image, the error models and the adjoint pass all read
         # the map as monotone
         raise NotImplementedError("avg_pool with a negative divisor_override")
-    if x.is_point:
-        return RuleResult(out=Interval.point(inp.call_with(self=x.value.to(F64))))
+    if x.is_point:  # the float64 average is rounded: widen it like any other box
+        x = Interval(x.value.to(F64), x.value.to(F64), x.dtype)
     ks = inp.args.get("kernel_size")
     if ks is not None:
         nsp = len(ks)  # type: ignore[arg-type]

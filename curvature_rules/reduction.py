@@ -202,8 +202,10 @@ def cumsum_rule(inp: RuleInput) -> RuleResult:
     x = inp.tensor("self")
     d = int(inp.args["dim"]) % max(len(x.shape), 1)  # type: ignore[arg-type]
     dtype = inp.out_dtypes[0]
-    if x.is_point:
+    if x.is_point and not dtype.is_floating_point:
         return RuleResult(out=Interval.point(inp.call_with()))
+    if x.is_point:  # a float constant: its prefix sums are rounded, so not a point
+        x = Interval(x.value.to(F64), x.value.to(F64), x.dtype)
     n = x.shape[d] if x.shape else 1
     pad = torch.cumsum(x.mag, d) * ((n + 2) * 2.0**-53)
     lo, hi = widen(torch.cumsum(x.lo, d) - pad, torch.cumsum(x.hi, d) + pad)

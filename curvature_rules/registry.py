@@ -119,6 +119,11 @@ class ErrorContext(Protocol):
         its cast errs: ``|dx| <= u_c |x| + he_c`` (for rules that apply it in closed form)."""
         ...
 
+    def int_to_format(self, mag: torch.Tensor) -> torch.Tensor:
+        """(F, *shape) error of converting integers of magnitude <= ``mag`` into this node's
+        format (0 up to 2^p, ``u |v|`` beyond, infinite past the format's max)."""
+        ...
+
     def cast_point(self, name: str) -> tuple[torch.Tensor, torch.Tensor] | None:
         """``(u_c, he_c)`` of the cast of an exactly known input (a weight), or None."""
         ...

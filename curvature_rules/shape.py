@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from certifier.formats import FORMATS, Format
 from certifier.interval import INF, Interval
 
+F64 = torch.float64
+
 from curvature_rules._common import ShapeError, fmag
 from curvature_rules.registry import ErrorContext, RuleInput, RuleResult, register_rule
 
@@ -163,6 +165,18 @@ def _dtype_format(dtype: torch.dtype) -> Format | None:
 
 
 @dataclass(frozen=True)
+class IntCastError:
+    """An integer-to-float cast. In a low-precision run the cast's target is the run's
+    format (``ids.to(x.dtype)``, or the export's float32 read as the node's format), which
+    holds integers exactly only up to 2^p: ``u |v|`` beyond, infinite past its max."""
+
+    y: Interval
+
+    def propagate(self, ctx: ErrorContext):
+        return ctx.int_to_format(fmag(self.y))
+
+
+@dataclass(frozen=True)
 class CastError:
     """A float-to-float cast to ``target``: the computed value is rounded to the coarser of
     the node's format and the target's, ``e + u'(|y| + e) + eta'/2``. NB: the cast's own
@@ -196,13 +210,16 @@ def to_copy_rule(inp: RuleInput) -> RuleResult:
     monotone (truncation) otherwise, and fails closed in the error pass."""
     x = inp.tensor("self")
     dtype = inp.out_dtypes[0]
-    if x.is_point:
+    if x.is_point and not (dtype.is_floating_point and x.is_float):
         return RuleResult(out=Interval.point(x.value.to(dtype)))
+    if x.is_point:  # float to float: the exact value is kept, the computed one rounded
+        x = Interval(x.value.to(F64), x.value.to(F64), x.dtype)
     if dtype.is_floating_point and x.is_float:
         out = Interval(x.lo, x.hi, dtype)
         return RuleResult(out=out, lipschitz={"self": 1.0}, error=CastError(out, _dtype_format(dtype)))
-    if dtype.is_floating_point:  # int/bool -> float: exact below 2**53
-        return RuleResult(out=Interval(x.lo, x.hi, dtype))
+    if dtype.is_floating_point:  # int/bool -> float: exact below 2**53; rounded in a format
+        out = Interval(x.lo, x.hi, dtype)
+        return RuleResult(out=out, error=IntCastError(out) if x.dtype != torch.bool else None)
     if dtype == torch.bool:
         lo = ((x.lo > 0) | (x.hi < 0)).to(torch.float64)
         hi = ((x.lo != 0) | (x.hi != 0)).to(torch.float64)

@@ -66,11 +66,15 @@ def _loo_lse(v: torch.Tensor, upper: bool) -> torch.Tensor:
 
 def softmax_bounds(lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Elementwise bounds of softmax over the last dim for inputs in [lo, hi]."""
-    L = torch.sigmoid(lo - _loo_lse(hi, upper=True))
-    U = torch.sigmoid(hi - _loo_lse(lo, upper=False))
+    tl, tu = lo - _loo_lse(hi, upper=True), hi - _loo_lse(lo, upper=False)
+    L, U = torch.sigmoid(tl), torch.sigmoid(tu)
     L = torch.where(torch.isnan(L), torch.zeros_like(L), L)
     U = torch.where(torch.isnan(U), torch.ones_like(U), U)
     L, U = widen(L, U, 2.0**-46)
+    # The argument t is rounded (|dt| <= a few ulps of |t|) and sigmoid's relative slope is
+    # up to 1, so the value carries a relative error of about |t| 2^-52 on top.
+    fl = lambda t: torch.where(torch.isfinite(t), t.abs(), torch.zeros_like(t)) * 2.0**-49  # noqa: E731
+    L, U = L - L.abs() * fl(tl), U + U.abs() * fl(tu)
     return L.clamp(0, 1), U.clamp(0, 1)
 
 

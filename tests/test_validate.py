@@ -99,3 +99,27 @@ def test_observe_gives_the_walk_most_of_a_large_budget(mlp, monkeypatch):
     calls.clear()
     observe(mlp, cast_model(mlp.module, "fp64"), None, 5, 200, seed=5)
     assert calls == []
+
+
+def test_smooth_ascent_raises_the_parameter_rounding_error(mlp):
+    """Phase 2 for large budgets: the ascent's end points stay in the domain, and the
+    deterministic error of the rounded parameters, |q(x) - ref(x)|, is larger at the best of
+    them than at the start."""
+    from certifier.validate import _quantized_reference, _smooth_ascent
+
+    low = cast_model(mlp.module, "bf16")
+    probe = ErrorProbe(mlp, low, torch.bfloat16)
+    q = _quantized_reference(probe)
+    gen = torch.Generator().manual_seed(3)
+    start = mlp.sample_inputs(4, gen)[3]
+    sp = mlp.inputs[0]
+
+    def smooth(xs):
+        with torch.no_grad():
+            return float((q(*xs) - probe.ref(*xs)).abs().max())
+
+    pts = list(_smooth_ascent(probe, mlp, start, gen, 90, torch.bfloat16, None, 0, 0))
+    assert len(pts) == 9  # 3 starts x (end point + 2 aligned neighbours)
+    for xs in pts:
+        assert float(xs[0].min()) >= sp.lo and float(xs[0].max()) <= sp.hi
+    assert max(smooth(xs) for xs in pts) > 1.5 * smooth(start)
