@@ -78,7 +78,7 @@ from certifier.ball import l2_upper, l2_upper_rows, map_norm, weighted_abs_sup
 from certifier.interval import INF, Interval
 from certifier.rounding import ErrorResult, _clean, _Ctx, _Run, run_errors
 from certifier.walker import BoundsAnalysis, NodeInfo
-from curvature_rules._common import ElementwiseError, ShapeError, fmag
+from curvature_rules._common import ElementwiseError, ShapeError, fmag, map_configs
 from curvature_rules.elementwise import AbsXError
 from curvature_rules.linear import BilinearError
 from curvature_rules.norm import BatchNormError
@@ -770,7 +770,7 @@ class _Adjoint:
         p = info.producers[m.arg]
         shp = self.ba.nodes[p].primary.shape
         z = torch.zeros((self.J, *shp), dtype=F64)
-        _, f = torch.func.vjp(torch.vmap(m.fn), z)
+        _, f = torch.func.vjp(lambda t: map_configs(m.fn, t), z)
         # NB: shape ops move or duplicate elements; the adjoint sums duplicates exactly.
         nu_in = None
         if bool((self.nu > 0).any()):

@@ -52,7 +52,7 @@ def verify_cmd(
     weights: Annotated[Optional[Path], typer.Option(help="the state-dict checkpoint to deploy (as given to certify --weights)", metavar="CKPT.pt")] = None,
     pubkey: Annotated[Optional[list[Path]], typer.Option(help="trusted Ed25519 public key; repeat to trust several. Requires a signature by one of them", metavar="KEY.pub")] = None,
     require_signature: Annotated[bool, typer.Option(help="fail an unsigned certificate even without --pubkey (checks integrity, not who signed)")] = False,
-    require_verdict: Annotated[str, typer.Option(help="required verdict: certified, uncertifiable, impossible, or any", metavar="VERDICT")] = "certified",
+    require_verdict: Annotated[str, typer.Option(help="required verdict: certified, uncertifiable, impossible, hnf-obstruction, or any", metavar="VERDICT")] = "certified",
     max_eps: Annotated[Optional[float], typer.Option(help="condition: the certificate's eps is at most E", metavar="E")] = None,
     min_format: Annotated[Optional[str], typer.Option(help="condition: no layer has fewer significand bits than FORMAT (bf16 < fp16)", metavar="FORMAT")] = None,
     max_format: Annotated[Optional[str], typer.Option(help="condition: no layer has more significand bits than FORMAT", metavar="FORMAT")] = None,
@@ -92,6 +92,8 @@ def _verify(certificate, model, weights, pubkeys, require_signature, require_ver
         raise VerifyError(f"{certificate} is not a certify certificate (no schema_version, body_sha256, model, spec or verdict field)")
     facts = gate.model_facts(cert, model, weights)
     result = gate.verify_certificate(cert, facts, cond)
+    if isinstance(cert.get("witness"), dict):
+        result.checks.append(gate.check_witness(cert, model, weights))
     if replay:
         progress = _Progress(enabled=not quiet and not json_out)
         try:

@@ -12,7 +12,9 @@ always run:
 ``signature``     a signature, if present, verifies over the body; with trusted keys
                   (``--pubkey``) or ``--require-signature`` one is required, and with trusted
                   keys it must be made by one of them.
-``model-source``  sha256 of the model file equals ``model.source_sha256``.
+``model-source``  sha256 of the model file equals ``model.source_sha256``, and (where recorded)
+                  ``model.code`` -- the sha256 of every local module the model file imports and
+                  the version of every installed package it imports -- is unchanged.
 ``weights``       the canonical weights hash of the model as loaded now (``--weights`` applied)
                   equals ``model.weights_sha256``.
 ``verdict``       the verdict is the required one (``certified`` unless told otherwise).
@@ -26,7 +28,13 @@ Checks run when asked for (the deployment conditions):
                   (``--max-format F``; e.g. ``fp32`` forbids fp64 layers).
 ``allow-formats`` every layer's format is in the given set (``--allow-formats a,b``).
 ``hardware``      every layer's format is offered by the hardware profile (``--hardware NAME``).
-``replay``        re-running the analysis with the certificate's own spec reproduces the body.
+``replay``        re-running the analysis with the certificate's own spec reproduces the body
+                  (``certify run`` certificates; a ``certify prove`` one fails it, saying so).
+
+Checks run on certificates that carry a witness (``certify prove``'s ``impossible``):
+
+``witness``       the witness, re-checked against the model in exact arithmetic, holds for
+                  the certificate's eps and every storage format of its hardware.
 
 The library never prints: :func:`verify_certificate` returns a :class:`Verification`.
 Problems with the *inputs* of a verification (unreadable files, bad option values, an unknown
@@ -47,7 +55,7 @@ from certifier.errors import CertifyError, VerifyError
 from certifier.formats import FORMAT_ORDER, FORMATS
 from certifier.signing import check_signature
 
-VERDICTS = ("certified", "uncertifiable", "impossible")
+VERDICTS = ("certified", "uncertifiable", "impossible", "hnf-obstruction")
 
 #: Body keys a replay does not compare: ``validation`` holds sampled runs (``--validate``), not
 #: analysis; the model/weights *file names* are labels (their contents are bound by the hashes,
@@ -126,6 +134,7 @@ class ModelFacts:
     source_sha256: str
     weights_sha256: str | None
     weights_error: str | None = None
+    code: dict | None = None  # loader.code_digest: local modules imported, library versions
 
 
 # ------------------------------------------------------------------------------ inputs
@@ -166,7 +175,7 @@ def model_facts(cert: dict, model: str | Path, weights: str | Path | None = None
     fact (``weights_error``): the weights cannot be shown to be the certified ones.
     """
     from certifier.errors import ModelFileError
-    from certifier.loader import load_model, sha256_file
+    from certifier.loader import code_digest, load_model, sha256_file
     from certifier.pipeline import weights_sha256
 
     model = Path(model)
@@ -175,11 +184,12 @@ def model_facts(cert: dict, model: str | Path, weights: str | Path | None = None
     if weights is not None and not Path(weights).is_file():
         raise VerifyError(f"weights file not found: {weights}")
     source = sha256_file(model)
+    code = code_digest(model)
     try:
         loaded = load_model(model, domain=_cert_domains(cert), weights=weights, check_forward=False)
     except CertifyError as e:
-        return ModelFacts(source, None, e.message)
-    return ModelFacts(source, weights_sha256(loaded.module))
+        return ModelFacts(source, None, e.message, code)
+    return ModelFacts(source, weights_sha256(loaded.module), code=code)
 
 
 # ------------------------------------------------------------------------------ checks
@@ -231,11 +241,16 @@ def check_consistency(cert: dict) -> Check:
         return Check("consistency", False, f"the certificate has no valid {e.args[0]} field")
     if verdict not in VERDICTS:
         problems.append(f"unknown verdict {verdict!r}")
+    if verdict == "impossible" and not isinstance(cert.get("witness"), dict):
+        problems.append("verdict impossible but no witness")
     if (verdict == "certified") != (certified is True):
         problems.append(f"verdict {verdict!r} but assignment.certified is {certified!r}")
     if verdict == "certified":
-        if not (isinstance(bound, (int, float)) and isinstance(eps, (int, float)) and bound <= eps):
+        num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
+        if not (num(bound) and num(eps) and bound <= eps):
             problems.append(f"verdict certified but the bound {bound!r} is not <= eps {eps!r}")
+        if not fm:
+            problems.append("verdict certified but no layer has an assigned format")
     # a layer without an assignment is recorded with format null and is absent from the map
     layer_formats = {L.get("name"): L.get("format") for L in layers if L.get("format") is not None}
     if layer_formats != fm:
@@ -264,14 +279,29 @@ def check_signature_condition(cert: dict, cond: Conditions) -> Check:
     return Check("signature", ok, st.detail)
 
 
+def _code_diff(a: dict, b: dict) -> str:
+    out = []
+    for part in ("local", "packages"):
+        x, y = a.get(part) or {}, b.get(part) or {}
+        for k in sorted(set(x) | set(y)):
+            if x.get(k) != y.get(k):
+                out.append(f"{k} ({_short(x.get(k))} in the certificate, {_short(y.get(k))} now)")
+    return _listed(out) if out else "the recorded digest is malformed"
+
+
 def check_model(cert: dict, facts: ModelFacts) -> list[Check]:
     out = []
     try:
         recorded = _get(cert, "model.source_sha256")
     except KeyError:
         recorded = None
-    if recorded == facts.source_sha256:
-        out.append(Check("model-source", True, f"model source sha256 {facts.source_sha256}"))
+    code = cert.get("model", {}).get("code") if isinstance(cert.get("model"), dict) else None
+    if recorded == facts.source_sha256 and code is not None and facts.code is not None and code != facts.code:
+        diff = _code_diff(code, facts.code)
+        out.append(Check("model-source", False, f"the model file is unchanged but the code it imports changed: {diff}"))
+    elif recorded == facts.source_sha256:
+        extra = "" if code is None else f" and the {len(code.get('local', {}))} local module(s) and {len(code.get('packages', {}))} package version(s) it imports"
+        out.append(Check("model-source", True, f"model source sha256 {facts.source_sha256}{extra}"))
     else:
         out.append(Check("model-source", False, f"the model source changed: it hashes to {facts.source_sha256}, the certificate records {recorded}"))
     try:
@@ -400,6 +430,24 @@ def verify_certificate(cert: dict, facts: ModelFacts, cond: Conditions) -> Verif
     return v
 
 
+# ------------------------------------------------------------------------------ witness
+def check_witness(cert: dict, model: str | Path, weights: str | Path | None = None) -> Check:
+    """Re-check an ``impossible`` certificate's witness against the model in exact arithmetic
+    (:func:`smt.witness.recheck`): a signature alone vouches for who made a proof, this
+    check for the proof."""
+    from certifier.loader import load_model
+    from smt.witness import recheck
+
+    try:
+        loaded = load_model(model, domain=_cert_domains(cert), weights=weights, check_forward=False)
+        ok, detail = recheck(cert, loaded)
+    except CertifyError as e:
+        return Check("witness", False, f"the model does not load: {e.message}")
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as e:
+        return Check("witness", False, f"malformed witness ({type(e).__name__}: {e})")
+    return Check("witness", ok, detail)
+
+
 # ------------------------------------------------------------------------------ replay
 def replay_options(cert: dict, weights: str | Path | None):
     """The :class:`~certifier.pipeline.Options` that produced a certificate, read from its body."""
@@ -487,6 +535,12 @@ def replay(cert: dict, model: str | Path, weights: str | Path | None = None, pro
     """Re-run the analysis with the certificate's spec and compare the bodies."""
     from certifier.pipeline import run_certify
 
+    if "prove" in cert:
+        return Check(
+            "replay", False,
+            "a `certify prove` certificate is not replayed (its witness search is time-limited); "
+            "its witness is re-checked by the witness check, and `certify prove` can be rerun",
+        )
     try:
         opts = replay_options(cert, weights)
     except KeyError as e:

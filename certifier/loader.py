@@ -83,6 +83,55 @@ class LoadedModel:
         return out
 
 
+def code_digest(path: str | Path) -> dict:
+    """What the model file's code depends on besides itself, found by reading its imports
+    (``ast``, so the result does not depend on what this process imported before): the
+    sha256 of every local module it imports (a ``.py`` file or package beside it, followed
+    recursively), and the version of every installed distribution it imports (e.g.
+    ``transformers``, whose model classes build BERT and GPT-2). The standard library is left
+    out. A certificate records this so that ``certify verify`` sees a change in a helper
+    module or a library upgrade, not only in the model file."""
+    import ast
+    import importlib.metadata as md
+
+    root = Path(path).resolve().parent
+    local: dict[str, str] = {}
+    packages: dict[str, str] = {}
+    dists = md.packages_distributions()
+    todo = [Path(path).resolve()]
+    seen: set[Path] = set()
+    while todo:
+        f = todo.pop()
+        if f in seen:
+            continue
+        seen.add(f)
+        try:
+            tree = ast.parse(f.read_text(encoding="utf-8", errors="replace"))
+        except (OSError, SyntaxError):
+            continue
+        names: set[str] = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names.update(a.name.split(".")[0] for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names.add(node.module.split(".")[0])
+        for n in sorted(names):
+            cands = [root / f"{n}.py", root / n / "__init__.py"]
+            hit = next((c for c in cands if c.is_file()), None)
+            if hit is not None:
+                files = [hit] if hit.name != "__init__.py" else sorted(hit.parent.rglob("*.py"))
+                for c in files:
+                    local[str(c.relative_to(root))] = sha256_file(c)
+                    todo.append(c.resolve())
+            elif n not in sys.stdlib_module_names:
+                for d in sorted(dists.get(n, [])):
+                    try:
+                        packages[d] = md.version(d)
+                    except md.PackageNotFoundError:
+                        pass
+    return {"local": dict(sorted(local.items())), "packages": dict(sorted(packages.items()))}
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -22,7 +22,7 @@ from certifier.allocate import Assignment, LayerPlan, certify_assignment, plan_l
 from certifier.capture import Captured, capture
 from certifier.errors import SpecError
 from certifier.formats import FORMAT_ORDER, FORMATS, FUNCTION_ULPS
-from certifier.loader import LoadedModel, load_model
+from certifier.loader import LoadedModel, code_digest, load_model
 from certifier.rounding import ErrorResult, run_errors
 from certifier.runtime import DEFAULT_THREADS
 from certifier.walker import BoundsAnalysis, analyze_bounds
@@ -291,6 +291,7 @@ def build_certificate(
             "name": loaded.name,
             "file": loaded.path.name,
             "source_sha256": loaded.source_sha256,
+            "code": code_digest(loaded.path),
             "weights_sha256": weights_sha256(loaded.module),
             "weights_file": loaded.weights_path.name if loaded.weights_path else None,
         },

@@ -58,8 +58,19 @@ def fmag(iv: Interval) -> torch.Tensor:
 
 
 def shape_only(fn: Callable[[torch.Tensor], object]) -> Callable[[torch.Tensor], object]:
-    """Batch a per-tensor shape function over the leading configuration dimension."""
-    return torch.vmap(fn)
+    """Batch a per-tensor shape function over the leading configuration dimension (a loop
+    where the op has no batching rule, e.g. a clone to channels_last)."""
+    return lambda t: map_configs(fn, t)
+
+
+def map_configs(fn: Callable[[torch.Tensor], object], t: torch.Tensor) -> object:
+    try:
+        return torch.vmap(fn)(t)
+    except RuntimeError:
+        outs = [fn(t[i]) for i in range(t.shape[0])]
+        if isinstance(outs[0], torch.Tensor):
+            return torch.stack(outs)  # type: ignore[arg-type]
+        return type(outs[0])(torch.stack([o[j] for o in outs]) for j in range(len(outs[0])))  # type: ignore[index,arg-type]
 
 
 @dataclass(frozen=True)
@@ -75,7 +86,7 @@ class ShapeError:
         e = ctx.err(self.arg)
         if e is None:
             return None
-        return torch.vmap(self.fn)(e)
+        return map_configs(self.fn, e)
 
 
 @dataclass(frozen=True)

@@ -173,7 +173,9 @@ class IntCastError:
     y: Interval
 
     def propagate(self, ctx: ErrorContext):
-        return ctx.int_to_format(fmag(self.y))
+        c = ctx.int_to_format(fmag(self.y))
+        e = ctx.err("self")  # an integer computed from floats (a truncation) is infinite
+        return c if e is None else e + c
 
 
 @dataclass(frozen=True)

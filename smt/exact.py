@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-from certifier.formats import Format
+from certifier.formats import FORMATS, Format
 
 
 def eps_readings(eps: float) -> tuple[Fraction, Fraction]:
@@ -140,9 +140,20 @@ def round_nearest(v: Fraction, fmt: Format) -> Fraction | None:
 
 
 def same_rounding(a: Fraction, b: Fraction, fmt: Format) -> bool:
-    """fl(a) == fl(b) in ``fmt``, both finite (exact)."""
+    """fl(a) == fl(b) in ``fmt``, both finite (exact), whether a value is rounded to the
+    format directly or first to fp32 (double rounding, as PyTorch's float64 -> float16 and
+    -> bfloat16 casts do)."""
     ra, rb = round_nearest(a, fmt), round_nearest(b, fmt)
-    return ra is not None and rb is not None and ra == rb
+    if ra is None or rb is None or ra != rb:
+        return False
+    if fmt.name in ("fp32", "fp64", "tf32"):
+        return True
+    fp32 = FORMATS["fp32"]
+    a32, b32 = round_nearest(a, fp32), round_nearest(b, fp32)
+    if a32 is None or b32 is None:
+        return False
+    da, db = round_nearest(a32, fmt), round_nearest(b32, fmt)
+    return da is not None and da == ra and db == ra
 
 
 def next_up(r: Fraction, fmt: Format) -> Fraction:
@@ -164,14 +175,19 @@ def next_down(r: Fraction, fmt: Format) -> Fraction:
 
 
 def rounding_cell(v: Fraction, fmt: Format) -> tuple[Fraction, Fraction] | None:
-    """A closed interval [lo, hi] containing v whose every point rounds to fl(v) (the whole
-    rounding cell when fl(v) is even; otherwise the cell shrunk by 2**-30 of a spacing at
-    each tie endpoint, which round away); None on overflow."""
+    """A closed interval [lo, hi] containing v whose every point rounds to fl(v), whether it
+    is rounded to the format directly or first to fp32 (PyTorch's float64 -> float16 and
+    -> bfloat16 casts go through float32: double rounding). The whole rounding cell when
+    fl(v) is even (a point of it rounds into the closed cell in fp32, whose ends are fp32
+    values, then to fl(v), ties to even); otherwise the cell shrunk at each tie endpoint by
+    2**-12 of a spacing, at least two fp32 spacings for every format here (fp16 has 11
+    significand bits against fp32's 24), so that no point of it rounds to a tie in fp32;
+    None on overflow."""
     r = round_nearest(v, fmt)
     if r is None:
         return None
     lo, hi = (next_down(r, fmt) + r) / 2, (r + next_up(r, fmt)) / 2
     if not _is_even(r, fmt) or r == Fraction(fmt.max) or -r == Fraction(fmt.max):
-        shrink = (hi - lo) / 2**30
+        shrink = (hi - lo) / 2**12
         lo, hi = lo + shrink, hi - shrink
     return lo, hi

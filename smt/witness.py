@@ -557,6 +557,7 @@ def check_indistinguishable(s: Search, xa: list[torch.Tensor], xb: list[torch.Te
     fm = ", ".join(f.name for f in s.F)
     stmt = (
         f"the two inputs lie in the domain and every element of one rounds to the same value as the other's in {fm} "
+        "(rounded to nearest, directly or through fp32) "
         f"({n_moved} element(s) differ), yet the exact outputs {out}{list(idx)} differ by at least {float(gap):.9g} > 2 eps: "
         "an algorithm that reads its inputs in the hardware's formats computes the same output for both and misses one by more than eps"
     )
@@ -647,3 +648,65 @@ def hnf_obstruction(s: Search, c: float, formats: Sequence[str], samples: int = 
         "point": best[3],
         "conditional": "the HNF theorem (its published proof has gaps; DESIGN 4.2)",
     }
+
+
+# ----------------------------------------------------------------------------- re-checking
+def recheck(cert: dict, loaded: LoadedModel) -> tuple[bool, str]:
+    """Re-check a ``certify prove`` certificate's witness against a model (``certify verify``).
+
+    The recorded inputs are run through the same exact-arithmetic check that produced the
+    witness (enclosures of the exact values, Fraction comparisons), for the witness's
+    formats and the certificate's eps; the witness must also cover every storage format of
+    the certificate's hardware. Nothing recorded in the witness besides its inputs, node and
+    index is trusted: the enclosure and the claim are recomputed."""
+    from certifier.capture import capture
+    from certifier.walker import analyze_bounds
+
+    w = cert.get("witness")
+    if not isinstance(w, dict):
+        return False, "the certificate has no witness"
+    kind, node = str(w["kind"]), str(w["node"])
+    fmts = [str(f) for f in w["formats"]]
+    if any(f not in FORMATS for f in fmts):
+        return False, f"unknown format in the witness: {fmts}"
+    hw = [str(f) for f in cert["hardware"]["formats"]]
+    need = sorted({FORMATS[f].storage.name for f in hw if f in FORMATS})
+    if any(f not in FORMATS for f in hw) or any(f not in fmts for f in need):
+        return False, f"the witness covers {', '.join(fmts)}, not every storage format of the hardware ({', '.join(need)})"
+    eps = float(cert["spec"]["eps"])
+    if not (math.isfinite(eps) and eps > 0):
+        return False, f"bad eps {eps!r}"
+
+    def tensors(items: list[dict]) -> list[torch.Tensor]:
+        if len(items) != len(loaded.inputs):
+            raise ValueError("the witness's inputs do not match the model's")
+        out = []
+        for it, sp in zip(items, loaded.inputs):
+            t = torch.tensor([float(v) for v in it["values"]], dtype=F64)
+            out.append((t if sp.is_float else t.to(torch.int64)).reshape(tuple(sp.shape)))
+        return out
+
+    cap = capture(loaded)
+    ba = analyze_bounds(loaded, cap)
+    if node not in ba.nodes or ba.nodes[node].primary is None:
+        return False, f"the witness's node {node} is not in the model's graph"
+    s = Search(loaded, cap, ba, eps, tuple(fmts))
+    xs = tensors(w["inputs"])
+    shape = tuple(ba.nodes[node].primary.shape)
+    idx = [int(i) for i in w["index"]]
+    if len(idx) != len(shape) or any(not 0 <= i < n for i, n in zip(idx, shape)):
+        return False, f"the witness's index {idx} is outside {node}'s shape {list(shape)}"
+    k = 0
+    for i, n in zip(idx, shape):
+        k = k * n + i
+    if kind == "overflow":
+        r = check_overflow(s, xs, node)
+    elif kind == "output-representability":
+        r = check_output(s, xs, node, k)
+    elif kind == "input-indistinguishability":
+        r = check_indistinguishable(s, xs, tensors(w["inputs_other"]), node, k)
+    else:
+        return False, f"unknown witness kind {kind!r}"
+    if r is None:
+        return False, f"the {kind} witness does not hold for this model at eps {eps:g} in {', '.join(fmts)}"
+    return True, f"{kind} witness re-checked in exact arithmetic ({', '.join(fmts)}, eps {eps:g})"

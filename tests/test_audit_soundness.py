@@ -156,3 +156,41 @@ def test_gelu_range_holds_against_an_exact_reference(approx, x):
         exact = xm * mp.ncdf(xm)
     iv = node(ba, aten.gelu.default).primary
     assert float(iv.lo[0]) <= exact <= float(iv.hi[0])
+
+
+def test_a_shape_op_without_a_batching_rule_is_looped_not_a_crash():
+    """A clone to channels_last has no vmap rule: the error passes loop over configurations."""
+    fn = lambda x: torch.nn.functional.avg_pool2d(x.contiguous(memory_format=torch.channels_last), 2)  # noqa: E731
+    ba, _, loaded = analyze(fn, [box((1, 2, 4, 4), -1.0, 1.0)])
+    bound = _max_bound(ba, "fp16")
+    x = torch.rand((1, 2, 4, 4), dtype=F64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    err, _, _ = ErrorProbe(loaded, cast_model(loaded.module, "fp16"), torch.float16).error((x,))
+    assert 0 < bound < 0.01 and err <= bound
+
+
+def test_an_integer_cast_of_a_float_stays_unbounded():
+    """float -> int -> float: the truncation jumps, so the error stays infinite (the cast
+    back to float must not drop the incoming error)."""
+    ba, _, _ = analyze(lambda x: x.long().to(x.dtype) + x, [box((4,), -1.0, 1.0)])
+    assert _max_bound(ba, "bf16") == math.inf
+
+
+def test_a_certificate_binds_the_code_its_model_imports(tmp_path):
+    """A certificate recorded the model file and its weights only: a helper module it
+    imports (or a library upgrade) could change the model and still verify."""
+    from certifier.gate import ModelFacts, check_model
+    from certifier.loader import code_digest, sha256_file
+
+    (tmp_path / "helper_net.py").write_text("import torch\nSCALE = 4.0\n")
+    model = tmp_path / "model.py"
+    model.write_text("import math\nimport torch\nfrom helper_net import SCALE\n")
+    d1 = code_digest(model)
+    assert list(d1["local"]) == ["helper_net.py"] and d1["packages"].get("torch") == torch.__version__
+    assert "math" not in d1["packages"]
+    cert = {"model": {"source_sha256": sha256_file(model), "weights_sha256": "w", "code": d1}}
+    ok = check_model(cert, ModelFacts(sha256_file(model), "w", code=code_digest(model)))
+    assert all(c.passed for c in ok)
+    (tmp_path / "helper_net.py").write_text("import torch\nSCALE = 8192.0\n")
+    bad = check_model(cert, ModelFacts(sha256_file(model), "w", code=code_digest(model)))
+    src = next(c for c in bad if c.name == "model-source")
+    assert not src.passed and "helper_net.py" in src.detail

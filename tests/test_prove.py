@@ -219,3 +219,70 @@ def test_an_overflowing_intermediate_is_not_a_witness_of_impossibility():
     assert cert["witness"] is None and cert["verdict"] != "impossible"
     # the range refusal itself is still reported: the graph as written overflows fp16
     assert any(c.startswith("overflow:") for c in cert["unsat_core"]["constraints"])
+
+
+# ------------------------------------------------------------------ audit (2026-12-02)
+def test_odd_rounding_cells_survive_double_rounding_through_fp32():
+    """PyTorch's float64 -> float16 cast rounds through float32. A cell around an odd fp16
+    value shrunk by only 2**-30 of a spacing held points that fp32 rounds onto the tie, which
+    then goes to the even neighbour: the indistinguishability witness was false for them."""
+    r = 1 + Fraction(1, 2**10)  # odd in fp16
+    lo, hi = rounding_cell(r, FP16)
+    for x in (math.nextafter(float(lo), math.inf), math.nextafter(float(hi), -math.inf)):
+        assert float(torch.tensor([x], dtype=torch.float64).half()[0]) == float(r)
+    # the audit's pair: single rounding agrees, PyTorch's cast does not
+    a, b = 0.6862792968745453, 0.6857910156254547
+    assert torch.tensor([a, b], dtype=torch.float64).half().tolist()[0] != torch.tensor([a, b], dtype=torch.float64).half().tolist()[1]
+    assert not same_rounding(Fraction(a), Fraction(b), FP16)
+
+
+def test_input_indistinguishability_witness_holds_under_torch_casts():
+    path = model_file("scale1000.py", SCALE_MODEL)
+    _, cert, _ = proved(str(path), "fp16-only", 0.1, ("input-indistinguishability",))
+    w = cert["witness"]
+    xa = torch.tensor(w["inputs"][0]["values"], dtype=torch.float64)
+    xb = torch.tensor(w["inputs_other"][0]["values"], dtype=torch.float64)
+    assert not torch.equal(xa, xb)
+    assert torch.equal(xa.half(), xb.half())  # PyTorch's own cast (through fp32) agrees
+
+
+def test_verify_rechecks_the_witness_and_rejects_a_false_one(tmp_path):
+    """certify verify re-checks an impossible certificate's witness in exact arithmetic; a
+    witness moved to an input where the output is representable (hash recomputed, unsigned)
+    fails, and so does one whose formats do not cover the hardware."""
+    import copy
+
+    from certifier.certificate import body_hash
+    from certifier.gate import check_consistency, check_witness
+
+    _, cert, _ = proved("kelvin_head.py", "fp16-only", 0.1)
+    model = EXAMPLES / "kelvin_head.py"
+    assert cert["verdict"] == "impossible"
+    ok = check_witness(cert, model)
+    assert ok.passed, ok.detail
+    bad = copy.deepcopy(cert)
+    vals = bad["witness"]["inputs"][0]["values"]
+    bad["witness"]["inputs"][0]["values"] = [0.0 for _ in vals]  # the output there is exactly representable
+    bad["body_sha256"] = body_hash(bad)
+    assert not check_witness(bad, model).passed
+    bad2 = copy.deepcopy(cert)
+    bad2["witness"]["formats"] = ["bf16"]
+    assert not check_witness(bad2, model).passed
+    none = copy.deepcopy(cert)
+    none["witness"] = None
+    none["body_sha256"] = body_hash(none)
+    assert not check_consistency(none).passed
+
+
+def test_an_hnf_obstruction_certificate_is_consistent(monkeypatch):
+    """certify verify used to refuse the verdict as unknown: such a certificate never passed."""
+    import smt.witness as W
+    from certifier.gate import VERDICTS, check_consistency
+    from smt.prove import ProveOptions, run_prove
+
+    for name in ("check_overflow", "check_output", "check_indistinguishable"):
+        monkeypatch.setattr(W, name, lambda *a, **k: None)
+    assert "hnf-obstruction" in VERDICTS
+    rep = run_prove(EXAMPLES / "exp_range.py", ProveOptions(eps=1e-3, hardware="fp16-only", witness_seconds=5))
+    assert rep.verdict == "hnf-obstruction"
+    assert check_consistency(rep.certificate).passed
