@@ -17,7 +17,9 @@ the domain (corners included) and under an adversarial search:
    deterministic, differentiable amount; sign-gradient ascent on that difference at the worst
    output element drives float inputs to where parameter rounding errors add up (then step 1
    aligns the input rounding there too). With a budget of more than 40 steps (float inputs,
-   a known input format) a tenth of it goes to a longer version, :func:`_smooth_ascent`:
+   a known input format, and parameters whose rounding makes at least a tenth of the error
+   at the worst input so far: not fp32, whose parameters are already fp32) a tenth of it
+   goes to a longer version, :func:`_smooth_ascent`:
    30 iterations with a shrinking step per start, from the worst input and random starts,
    cycling over (output element, sign) targets, each end point dithered by 5% of the
    domain and rounding-aligned. On the CNN example (5000 steps, seeds 0-2) it raises the
@@ -229,6 +231,18 @@ def _quant_ascent(probe, loaded, start, gen, steps: int, align_dtype):
     return xs
 
 
+def _smooth_share(probe, xs) -> float:
+    """max |q(x) - ref(x)| at xs: the part of the error the parameters' rounding makes (0 when
+    the parameters are already in the format, as in fp32 and tf32)."""
+    try:
+        q = _quantized_reference(probe)
+        with torch.no_grad():
+            d = [(a - b).abs().max() for a, b in zip(flat_outputs(q(*xs)), flat_outputs(probe.ref(*xs))) if a.numel()]
+        return float(max(d)) if d else 0.0
+    except RuntimeError:
+        return 0.0
+
+
 def _smooth_ascent(probe, loaded, start, gen, budget: int, align_dtype, on_step, done: int, total: int):
     """Phase 2 for a large budget: projected sign-gradient ascent, with a shrinking step, on
     one output element of q(x) - ref(x) (q: float64 with the rounded parameters), from the
@@ -295,7 +309,7 @@ def _adversarial(probe, loaded, best, steps, gen, in_dtype, on_step, done, total
     n_restart = 0 if long else max(0, min(4, steps // 15))
     starts = [xs] + loaded.sample_inputs(n_restart + 3, gen)[3:]
     used = 0
-    smooth = steps // 10 if long else 0
+    smooth = steps // 10 if long and _smooth_share(probe, xs) >= 0.1 * err else 0
     if smooth:
         try:
             for cand in _smooth_ascent(probe, loaded, xs, gen, smooth, in_dtype, on_step, done, total):
