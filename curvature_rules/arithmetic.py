@@ -190,6 +190,8 @@ def _binary(inp: RuleInput, kind: str, xname: str, yname: str, alpha: float = 1.
         L = {xname: finite_max(torch.where(my > 0, 1.0 / my, torch.full_like(my, INF)))}
         yl = torch.where(my > 0, fmag(x) / (my * my), torch.full_like(my, INF))
         L[yname] = finite_max(yl)
+        # 1/m and |x|/m^2 are rounded in float64: a few ulps up covers them
+        L = {n: v * (1 + 2.0**-48) for n, v in L.items()}
         if not y.is_point:
             k = torch.where(my > 0, fmag(x) / my**3, torch.full_like(my, INF))
             if not x.is_point:
