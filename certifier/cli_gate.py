@@ -93,7 +93,7 @@ def _verify(certificate, model, weights, pubkeys, require_signature, require_ver
     facts = gate.model_facts(cert, model, weights)
     result = gate.verify_certificate(cert, facts, cond)
     if isinstance(cert.get("witness"), dict):
-        result.checks.append(gate.check_witness(cert, model, weights))
+        result.checks.append(gate.check_witness(cert, facts))
     if replay:
         progress = _Progress(enabled=not quiet and not json_out)
         try:

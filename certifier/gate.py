@@ -135,6 +135,7 @@ class ModelFacts:
     weights_sha256: str | None
     weights_error: str | None = None
     code: dict | None = None  # loader.code_digest: local modules imported, library versions
+    loaded: object | None = field(default=None, repr=False, compare=False)  # the LoadedModel, reused by check_witness
 
 
 # ------------------------------------------------------------------------------ inputs
@@ -189,7 +190,7 @@ def model_facts(cert: dict, model: str | Path, weights: str | Path | None = None
         loaded = load_model(model, domain=_cert_domains(cert), weights=weights, check_forward=False)
     except CertifyError as e:
         return ModelFacts(source, None, e.message, code)
-    return ModelFacts(source, weights_sha256(loaded.module), code=code)
+    return ModelFacts(source, weights_sha256(loaded.module), code=code, loaded=loaded)
 
 
 # ------------------------------------------------------------------------------ checks
@@ -431,18 +432,16 @@ def verify_certificate(cert: dict, facts: ModelFacts, cond: Conditions) -> Verif
 
 
 # ------------------------------------------------------------------------------ witness
-def check_witness(cert: dict, model: str | Path, weights: str | Path | None = None) -> Check:
+def check_witness(cert: dict, facts: ModelFacts) -> Check:
     """Re-check an ``impossible`` certificate's witness against the model in exact arithmetic
     (:func:`smt.witness.recheck`): a signature alone vouches for who made a proof, this
-    check for the proof."""
-    from certifier.loader import load_model
+    check for the proof. Uses the model :func:`model_facts` loaded."""
     from smt.witness import recheck
 
+    if facts.loaded is None:
+        return Check("witness", False, f"the model does not load: {facts.weights_error}")
     try:
-        loaded = load_model(model, domain=_cert_domains(cert), weights=weights, check_forward=False)
-        ok, detail = recheck(cert, loaded)
-    except CertifyError as e:
-        return Check("witness", False, f"the model does not load: {e.message}")
+        ok, detail = recheck(cert, facts.loaded)  # type: ignore[arg-type]
     except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as e:
         return Check("witness", False, f"malformed witness ({type(e).__name__}: {e})")
     return Check("witness", ok, detail)

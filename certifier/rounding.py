@@ -83,8 +83,8 @@ class ErrorResult:
     node_err: dict[str, object] = field(default_factory=dict)
 
 
-#: Elementwise float ops whose integer operands the kernel converts to the result's dtype.
-_PROMOTING = frozenset({"add", "sub", "rsub", "mul", "div", "where", "maximum", "minimum", "true_divide", "fmod", "remainder", "masked_fill"})
+#: Arguments that read an integer tensor as positions, not values (no conversion to float).
+_INDEX_ARGS = frozenset({"indices", "index", "repeats", "offsets", "target"})
 
 
 class _Ctx:
@@ -185,9 +185,12 @@ class _Ctx:
         prod = self.run.ba.nodes[pname]
         iv = prod.primary
         e = self.run.get_err(pname, self.info)
-        if iv is not None and not iv.is_float and iv.dtype != torch.bool and self.info.is_float and self.info.op in _PROMOTING:
-            # An integer operand of float arithmetic is converted to the node's format by
-            # the kernel (bf16: 257 -> 256); the exact semantics keep it.
+        if iv is not None and not iv.is_float and iv.dtype != torch.bool and name.split(".")[0] not in _INDEX_ARGS and (
+            self.info.is_float or any(self.run.ba.nodes[p].is_float for p in self.info.producers.values())
+        ):
+            # An integer read as a value next to floats (arithmetic, cat, a comparison, a
+            # where branch: type promotion) is converted to the run's format by the kernel
+            # (bf16: 257 -> 256); the exact semantics keep it.
             c = self.int_to_format(fmag(iv))
             return c if e is None else e + c
         if iv is None or not iv.is_float:

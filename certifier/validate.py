@@ -231,11 +231,10 @@ def _quant_ascent(probe, loaded, start, gen, steps: int, align_dtype):
     return xs
 
 
-def _smooth_share(probe, xs) -> float:
+def _smooth_share(probe, q, xs) -> float:
     """max |q(x) - ref(x)| at xs: the part of the error the parameters' rounding makes (0 when
     the parameters are already in the format, as in fp32 and tf32)."""
     try:
-        q = _quantized_reference(probe)
         with torch.no_grad():
             d = [(a - b).abs().max() for a, b in zip(flat_outputs(q(*xs)), flat_outputs(probe.ref(*xs))) if a.numel()]
         return float(max(d)) if d else 0.0
@@ -243,15 +242,15 @@ def _smooth_share(probe, xs) -> float:
         return 0.0
 
 
-def _smooth_ascent(probe, loaded, start, gen, budget: int, align_dtype, on_step, done: int, total: int):
+def _smooth_ascent(probe, q, loaded, start, gen, budget: int, align_dtype, on_step, done: int, total: int):
     """Phase 2 for a large budget: projected sign-gradient ascent, with a shrinking step, on
     one output element of q(x) - ref(x) (q: float64 with the rounded parameters), from the
     worst input and from random starts, cycling over (element, sign) targets: every element
     of a small output, else the 8 largest at the worst input. Yields each end point and its
     two rounding-aligned neighbours (the input roundings' signs set to either sign of the
-    target's gradient). ``budget`` ascent iterations in all."""
+    target's gradient). ``budget`` ascent iterations in all; ``q`` is
+    :func:`_quantized_reference`."""
     specs = loaded.inputs
-    q = _quantized_reference(probe)
 
     def diff(xs):
         return torch.cat([(a - b).reshape(-1) for a, b in zip(flat_outputs(q(*xs)), flat_outputs(probe.ref(*xs)))])
@@ -309,10 +308,14 @@ def _adversarial(probe, loaded, best, steps, gen, in_dtype, on_step, done, total
     n_restart = 0 if long else max(0, min(4, steps // 15))
     starts = [xs] + loaded.sample_inputs(n_restart + 3, gen)[3:]
     used = 0
-    smooth = steps // 10 if long and _smooth_share(probe, xs) >= 0.1 * err else 0
+    try:
+        q = _quantized_reference(probe) if long else None
+    except RuntimeError:
+        q = None
+    smooth = steps // 10 if q is not None and _smooth_share(probe, q, xs) >= 0.1 * err else 0
     if smooth:
         try:
-            for cand in _smooth_ascent(probe, loaded, xs, gen, smooth, in_dtype, on_step, done, total):
+            for cand in _smooth_ascent(probe, q, loaded, xs, gen, smooth, in_dtype, on_step, done, total):
                 e2, i2, j2 = probe.error(cand)
                 if e2 > err:
                     err, xs, oi, oj = e2, cand, i2, j2

@@ -20,9 +20,8 @@ errors (no first-order truncation): ``|x^y^ - xy| <= |x| e_y + e_x |y| + e_x e_y
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import math
+from dataclasses import dataclass
 
 import torch
 
@@ -296,11 +295,12 @@ class PowError:
 
 
 def _exact_everywhere(n: float) -> bool:
-    """n is representable in every format (3 significant bits, fp8_e5m2's normal range)."""
+    """n is representable in every format: 3 significant bits (fp8_e5m2's precision) within
+    fp8_e4m3's normal range [2^-6, 448] (the narrowest)."""
     if n == 0:
         return True
     m, _ = math.frexp(abs(n))
-    return (m * 8).is_integer() and 2.0**-14 <= abs(n) <= 57344.0
+    return (m * 8).is_integer() and 2.0**-6 <= abs(n) <= 448.0
 
 
 @register_rule([aten.pow.Tensor_Scalar])

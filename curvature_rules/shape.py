@@ -21,11 +21,10 @@ from dataclasses import dataclass
 
 from certifier.formats import FORMATS, Format
 from certifier.interval import INF, Interval
-
-F64 = torch.float64
-
 from curvature_rules._common import ShapeError, fmag
 from curvature_rules.registry import ErrorContext, RuleInput, RuleResult, register_rule
+
+F64 = torch.float64
 
 aten = torch.ops.aten
 

@@ -239,3 +239,16 @@ def test_batch_norm_parameter_rounding_bound_is_nearly_attained():
     ob = observe(lm, cast_model(m, "fp16"), torch.float16, 20, 40, seed=seed)
     assert ob.max_error <= bound
     assert ob.max_error >= 0.8 * bound, (ob.max_error, bound)
+
+
+@pytest.mark.parametrize("fmt", ["bf16", "fp16"])
+def test_integers_promoted_by_cat_are_charged(fmt):
+    """Type promotion is not only arithmetic's: cat([x, arange(n)]) converts the integers to
+    the run's format too (bf16: 257 -> 256), so the charge belongs to every value read of an
+    integer next to floats, not to a list of ops."""
+    n = 300 if fmt == "bf16" else 2100
+    ba, _, loaded = analyze(lambda x: torch.cat([x, torch.arange(n)], 0), [box((4,), -1.0, 1.0)])
+    bound = _max_bound(ba, fmt)
+    x = torch.zeros(4, dtype=F64)
+    err, _, _ = ErrorProbe(loaded, cast_model(loaded.module, fmt), FORMATS[fmt].torch_dtype).error((x,))
+    assert 1.0 <= err <= bound

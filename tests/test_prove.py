@@ -253,21 +253,22 @@ def test_verify_rechecks_the_witness_and_rejects_a_false_one(tmp_path):
     import copy
 
     from certifier.certificate import body_hash
-    from certifier.gate import check_consistency, check_witness
+    from certifier.gate import check_consistency, check_witness, model_facts
 
     _, cert, _ = proved("kelvin_head.py", "fp16-only", 0.1)
     model = EXAMPLES / "kelvin_head.py"
     assert cert["verdict"] == "impossible"
-    ok = check_witness(cert, model)
+    facts = model_facts(cert, model)
+    ok = check_witness(cert, facts)
     assert ok.passed, ok.detail
     bad = copy.deepcopy(cert)
     vals = bad["witness"]["inputs"][0]["values"]
     bad["witness"]["inputs"][0]["values"] = [0.0 for _ in vals]  # the output there is exactly representable
     bad["body_sha256"] = body_hash(bad)
-    assert not check_witness(bad, model).passed
+    assert not check_witness(bad, facts).passed
     bad2 = copy.deepcopy(cert)
     bad2["witness"]["formats"] = ["bf16"]
-    assert not check_witness(bad2, model).passed
+    assert not check_witness(bad2, facts).passed
     none = copy.deepcopy(cert)
     none["witness"] = None
     none["body_sha256"] = body_hash(none)

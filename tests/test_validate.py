@@ -118,7 +118,7 @@ def test_smooth_ascent_raises_the_parameter_rounding_error(mlp):
         with torch.no_grad():
             return float((q(*xs) - probe.ref(*xs)).abs().max())
 
-    pts = list(_smooth_ascent(probe, mlp, start, gen, 90, torch.bfloat16, None, 0, 0))
+    pts = list(_smooth_ascent(probe, q, mlp, start, gen, 90, torch.bfloat16, None, 0, 0))
     assert len(pts) == 9  # 3 starts x (end point + 2 aligned neighbours)
     for xs in pts:
         assert float(xs[0].min()) >= sp.lo and float(xs[0].max()) <= sp.hi
