@@ -116,22 +116,25 @@ class ElementwiseError:
     #: (certifier.adjoint) carries with its sign. None: only |slope| <= dsup is known.
     dinf: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
 
+    def carried(self, ctx: ErrorContext, e: torch.Tensor | None) -> torch.Tensor | None:
+        """A bound of ``|f(x^) - f(x)|`` for an input error bounded by ``e`` (None: exact)."""
+        if e is None:
+            return None  # exact input: nothing to carry
+        if self.d2max is not None:
+            d0 = self.dsup(self.x.lo, self.x.hi).unsqueeze(0)
+            prop = (e * self.d2max).add_(d0).mul_(e)  # (d0 + d2max e) e, fresh tensor
+            return prop.nan_to_num_(nan=0.0, posinf=INF, neginf=-INF)  # 0 * inf counts as 0
+        lo = self.x.lo.unsqueeze(0) - e
+        hi = self.x.hi.unsqueeze(0) + e
+        prop = safe_mul(self.dsup(lo, hi), e)
+        if self.zero_below is not None:
+            prop = torch.where(hi <= self.zero_below, torch.zeros_like(prop), prop)
+        return prop
+
     def propagate(self, ctx: ErrorContext) -> torch.Tensor:
         e = ctx.err(self.arg)
         ymag = fmag(self.y)
-        prop: torch.Tensor | None
-        if e is None:
-            prop = None  # exact input: nothing to carry
-        elif self.d2max is not None:
-            d0 = self.dsup(self.x.lo, self.x.hi).unsqueeze(0)
-            prop = (e * self.d2max).add_(d0).mul_(e)  # (d0 + d2max e) e, fresh tensor
-            prop.nan_to_num_(nan=0.0, posinf=INF, neginf=-INF)  # 0 * inf counts as 0
-        else:
-            lo = self.x.lo.unsqueeze(0) - e
-            hi = self.x.hi.unsqueeze(0) + e
-            prop = safe_mul(self.dsup(lo, hi), e)
-            if self.zero_below is not None:
-                prop = torch.where(hi <= self.zero_below, torch.zeros_like(prop), prop)
+        prop = self.carried(ctx, e)
         if self.exact:
             return torch.zeros((ctx.F, *self.y.shape), dtype=F64) if prop is None else prop
         nd = len(self.y.shape)
@@ -142,7 +145,8 @@ class ElementwiseError:
         else:
             vmag = ymag.unsqueeze(0) + prop
         fn_err = vmag * (ctx.b(ctx.u_acc, nd) * self.ulps)
-        fn_err.add_(ctx.b(ctx.he_acc, nd))
+        # ``ulps`` units in the last place of a subnormal result are ulps * eta = 2 ulps he
+        fn_err.add_(ctx.b(ctx.he_acc, nd) * max(1.0, 2.0 * self.ulps))
         stored = vmag.add_(fn_err).mul_(ctx.b(ctx.u, nd)).add_(ctx.b(ctx.he, nd))
         if prop is not None:
             fn_err.add_(prop)
@@ -156,16 +160,69 @@ class ExpError(ElementwiseError):
     def propagate_rel(self, ctx: ErrorContext):
         """exp(x^) = exp(x) exp(x^ - x), so an input error |x^ - x| <= e is a relative
         error of at most expm1(e) (either sign); the evaluation (``ulps u_acc`` relative,
-        ``he_acc`` absolute where it underflows) and the storage (``u``, ``he``) follow:
-        R = (1 + expm1(e))(1 + ulps u_acc)(1 + u) - 1, A = he_acc (1 + u) + he."""
+        ``2 ulps he_acc`` absolute where it underflows) and the storage (``u``, ``he``) follow:
+        R = (1 + expm1(e))(1 + ulps u_acc)(1 + u) - 1, A = 2 ulps he_acc (1 + u) + he."""
         nd = len(self.y.shape)
         e = ctx.err(self.arg)
         r0 = torch.zeros((ctx.F,) + (1,) * nd, dtype=F64) if e is None else torch.expm1(e) * (1 + 2.0**-50)
         ua = ctx.b(ctx.u_acc, nd) * self.ulps
         u = ctx.b(ctx.u, nd)
-        R = ((1 + r0) * (1 + ua) * (1 + u) - 1) * (1 + 2.0**-50)
-        A = ctx.b(ctx.he_acc, nd) * (1 + u) + ctx.b(ctx.he, nd)
+        # (1 + r0)(1 + ua)(1 + u) - 1 expanded into non-negative terms: in float64, 1 + u
+        # rounds to 1 for fp64's u = 2^-53
+        R = (r0 + ua + u + r0 * ua + (r0 + ua + r0 * ua) * u) * (1 + 2.0**-48)
+        A = ctx.b(ctx.he_acc, nd) * max(1.0, 2.0 * self.ulps) * (1 + u) + ctx.b(ctx.he, nd)
         return R, A
+
+
+def _log_ratio_bound(t: torch.Tensor) -> torch.Tensor:
+    """``|log q| <= -log(1 - t)`` for ``|q - 1| <= t < 1`` (``-log(1 - t) >= log(1 + t)``);
+    inf where ``t >= 1`` (q may reach 0), rounded up for its float64 evaluation."""
+    t = t * (1 + 2.0**-50)
+    out = -torch.log1p(-t.clamp(max=1.0)) * (1 + 2.0**-50)
+    return torch.where(t < 1, out, torch.full_like(out, INF))
+
+
+@dataclass(frozen=True)
+class LogError(ElementwiseError):
+    """log's error model, which also reads a *relative* input bound when one is known.
+
+    With ``|x^ - x| <= R |x| + A`` and ``x >= lo > 0`` on the box, ``x^ / x = 1 + d`` with
+    ``|d| <= R + A / lo =: t``, so ``|log x^ - log x| = |log(1 + d)| <= -log(1 - t)`` for
+    t < 1. This is what makes ``log(sum(exp(z)))`` (logsumexp, softplus) bounded where the
+    sum's absolute error is large next to its smallest value. The smaller of this and the
+    mean-value bound is carried."""
+
+    def _rel_t(self, R: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
+        lo = self.x.lo.unsqueeze(0)
+        q = torch.where(lo > 0, A / lo, torch.full_like(lo, INF)) if bool((A > 0).any()) else torch.zeros_like(lo)
+        return R + q.nan_to_num(nan=INF)
+
+    def carried(self, ctx: ErrorContext, e: torch.Tensor | None) -> torch.Tensor | None:
+        prop = super().carried(ctx, e)
+        if prop is None:
+            return None
+        rel = ctx.rel(self.arg) if hasattr(ctx, "rel") else None
+        if rel is None:
+            return prop
+        R, A = rel
+        alt = _log_ratio_bound(self._rel_t(R, A))
+        return torch.minimum(prop, alt.expand_as(prop))
+
+
+@dataclass(frozen=True)
+class Log1pError(LogError):
+    """log1p's: ``(1 + x^) / (1 + x) = 1 + (x^ - x) / (1 + x)`` with
+    ``|x^ - x| / (1 + x) <= R |x| / (1 + x) + A / (1 + lo) =: t``; ``|x| / (1 + x)`` is at
+    most ``max(-lo / (1 + lo), hi / (1 + hi))`` on the box (lo > -1), then as for log."""
+
+    def _rel_t(self, R: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
+        lo, hi = self.x.lo.unsqueeze(0), self.x.hi.unsqueeze(0)
+        ok = lo > -1
+        one_lo = torch.where(ok, 1 + lo, torch.ones_like(lo))
+        s = torch.maximum((-lo).clamp(min=0) / one_lo, hi.clamp(min=0) / (1 + hi.clamp(min=0)))
+        s = torch.where(ok, s * (1 + 2.0**-50), torch.full_like(s, INF))
+        q = torch.where(ok, A / one_lo * (1 + 2.0**-50), torch.full_like(lo, INF))
+        return (safe_mul(R, s) + q).nan_to_num(nan=INF)
 
 
 def one_input_result(

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 
 from certifier.interval import INF, Interval, mul_bounds, widen
-from curvature_rules._common import finite_max, fmag, pad_left, safe_mul
+from curvature_rules._common import exact_infinite, finite_max, fmag, pad_left, safe_mul
 from curvature_rules.registry import ErrorContext, RuleInput, RuleResult, register_rule
 
 aten = torch.ops.aten
@@ -149,6 +149,16 @@ def _normalizes(inp: RuleInput, xname: str, yname: str, x: Interval, y: Interval
     return bool((x.lo >= 0).all()) and bool((y.lo > 0).all())
 
 
+def _squares(inp: RuleInput, xname: str, yname: str) -> bool:
+    """Both factors are the same graph value (``x * x``)."""
+    names = list(inp.args)
+    try:
+        xn, yn = inp.node.args[names.index(xname)], inp.node.args[names.index(yname)]
+    except (ValueError, IndexError):
+        return False
+    return isinstance(xn, torch.fx.Node) and xn is yn
+
+
 def _binary(inp: RuleInput, kind: str, xname: str, yname: str, alpha: float = 1.0, swap: bool = False) -> RuleResult:
     dtype = inp.out_dtypes[0]
     x, xs = _as_iv(inp.args[xname], dtype)
@@ -172,9 +182,23 @@ def _binary(inp: RuleInput, kind: str, xname: str, yname: str, alpha: float = 1.
     if kind == "add":
         alo, ahi = (y.lo * alpha, y.hi * alpha) if alpha >= 0 else (y.hi * alpha, y.lo * alpha)
         lo, hi = widen(x.lo + alo, x.hi + ahi)
+        # A fixed infinity plus a finite value is that infinity, exactly (an additive -inf
+        # attention mask): widening would make it [-inf, inf] (up(-inf) is NaN).
+        for a, b, k in ((x, y, alpha), (y, x, 1.0)):
+            ex = exact_infinite(a) if k != 0 else None
+            if ex is not None and bool(ex.any()):
+                fin = ex & torch.isfinite(b.lo) & torch.isfinite(b.hi)
+                v = a.lo * (k if a is y else 1.0)
+                lo, hi = torch.where(fin, v, lo), torch.where(fin, v, hi)
         L = {xname: 1.0, yname: abs(alpha)}
     elif kind == "mul":
         lo, hi = mul_bounds(x.lo, x.hi, y.lo, y.hi)
+        if _squares(inp, xname, yname):
+            # x * x: the box product forgets that both factors are the same value
+            # ([-1, 1] * [-1, 1] = [-1, 1]); the square's image is [mig^2, mag^2].
+            mig, mag = _mig(x.lo, x.hi), fmag(x)
+            slo, shi = widen(mig * mig, mag * mag)
+            lo, hi = torch.maximum(lo, slo.clamp(min=0.0)), torch.minimum(hi, shi)
         L = {xname: finite_max(fmag(y)), yname: finite_max(fmag(x))}
         kappa = 1.0 if not (x.is_point or y.is_point) else 0.0
     elif kind == "div":

@@ -1,7 +1,8 @@
 """Elementwise functions of one tensor.
 
 Ops: relu, leaky_relu, hardtanh, clamp, abs, neg, exp, expm1, log, log1p, sqrt, rsqrt,
-reciprocal, tanh, sigmoid, erf, gelu (erf and tanh forms), silu, softplus, sin, cos.
+reciprocal, tanh, sigmoid, erf, gelu (erf and tanh forms), silu, softplus, sin, cos, exp2,
+log2, log10, elu (with alpha, scale, input_scale: F.elu and F.selu).
 
 For each function f we give (all elementwise over the input box [lo, hi]):
 
@@ -29,14 +30,16 @@ includes the jump and L = kappa = inf (no Lipschitz constant exists).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
 from certifier.formats import FUNCTION_ULPS
 from certifier.interval import INF, Interval, decreasing_map, increasing_map, unimodal_min_map, up, widen
-from curvature_rules._common import ElementwiseError, ExpError, finite_max, one_input_result
+from curvature_rules._common import ElementwiseError, ExpError, Log1pError, LogError, _log_ratio_bound, finite_max, one_input_result
 from curvature_rules.registry import RuleInput, RuleResult, register_rule
 
 aten = torch.ops.aten
@@ -291,7 +294,7 @@ def log_rule(inp: RuleInput) -> RuleResult:
     out = _pos_domain(x, torch.log)
     dsup = lambda lo, hi: _up(torch.where(lo > 0, 1.0 / lo, torch.full_like(lo, INF)))  # noqa: E731
     kap = lambda lo, hi: _up(torch.where(lo > 0, 1.0 / (lo * lo), torch.full_like(lo, INF)))  # noqa: E731
-    return one_input_result(inp, out, dsup, _kappa(x, kap), FUNCTION_ULPS["log"])
+    return one_input_result(inp, out, dsup, _kappa(x, kap), FUNCTION_ULPS["log"], model=LogError)
 
 
 @register_rule([aten.log1p.default])
@@ -301,7 +304,7 @@ def log1p_rule(inp: RuleInput) -> RuleResult:
     out = _pos_domain(x, torch.log1p, -1.0)
     dsup = lambda lo, hi: _up(torch.where(lo > -1, 1.0 / (1 + lo), torch.full_like(lo, INF)))  # noqa: E731
     kap = lambda lo, hi: _up(torch.where(lo > -1, 1.0 / ((1 + lo) ** 2), torch.full_like(lo, INF)))  # noqa: E731
-    return one_input_result(inp, out, dsup, _kappa(x, kap), FUNCTION_ULPS["log"])
+    return one_input_result(inp, out, dsup, _kappa(x, kap), FUNCTION_ULPS["log"], model=Log1pError)
 
 
 @register_rule([aten.sqrt.default])
@@ -504,3 +507,201 @@ def sincos_rule(inp: RuleInput) -> RuleResult:
     lo, hi = widen(lo, hi)
     out = Interval(lo, hi, x.dtype)
     return one_input_result(inp, out, lambda lo, hi: torch.ones_like(lo), 0.5, FUNCTION_ULPS["sin"])
+
+
+# ---------------------------------------------------------------------- exp2, log2, log10, ELU
+LN2 = math.log(2.0)
+LN10 = math.log(10.0)
+
+
+@dataclass(frozen=True)
+class Exp2Error(ElementwiseError):
+    """exp2's error model: :class:`ElementwiseError` plus a *relative* bound, as ExpError's.
+
+    2^x^ = 2^x 2^(x^ - x), so an input error |x^ - x| <= e is a relative error of at most
+    2^e - 1 = expm1(e ln 2) (either sign: 1 - 2^-e <= 2^e - 1). 2^x underflows to subnormals
+    (x < -126 in fp32), where ``ulps`` units in the last place are ``2 ulps`` he_acc absolute,
+    not ``ulps u_acc |y|`` (ElementwiseError charges that for every function)."""
+
+    sub_he: float = 2.0 * FUNCTION_ULPS["exp"]
+
+    def propagate_rel(self, ctx):
+        """R = (1 + expm1(e ln 2))(1 + ulps u_acc)(1 + u) - 1, expanded into its non-negative
+        terms (no cancellation in float64); A = (1 + sub_he) he_acc (1 + u) + he."""
+        nd = len(self.y.shape)
+        e = ctx.err(self.arg)
+        if e is None:
+            r0 = torch.zeros((ctx.F,) + (1,) * nd, dtype=F64)
+        else:
+            r0 = torch.expm1(e * (LN2 * (1 + 2.0**-50))) * (1 + 2.0**-50)
+        ua = ctx.b(ctx.u_acc, nd) * self.ulps
+        u = ctx.b(ctx.u, nd)
+        R = (r0 + ua + u + r0 * ua + (r0 + ua + r0 * ua) * u) * (1 + 2.0**-48)
+        A = ctx.b(ctx.he_acc, nd) * (1 + self.sub_he) * (1 + u) + ctx.b(ctx.he, nd)
+        return R, A
+
+
+@dataclass(frozen=True)
+class ScaledLogError(LogError):
+    """log_b x = ln x / ln b: :class:`LogError` with its relative-input bound on |ln(x^ / x)|
+    scaled by ``scale`` >= 1 / ln b. (The mean-value bound already uses log_b's own slope
+    through ``dsup``.) LogError's bound unscaled would be 1.44x too small for log2."""
+
+    scale: float = 1.0
+
+    def carried(self, ctx, e):
+        prop = ElementwiseError.carried(self, ctx, e)
+        if prop is None:
+            return None
+        rel = ctx.rel(self.arg)
+        if rel is None:
+            return prop
+        R, A = rel
+        alt = _log_ratio_bound(self._rel_t(R, A)) * self.scale
+        return torch.minimum(prop, alt.expand_as(prop))
+
+
+@dataclass(frozen=True)
+class Log2Error(ScaledLogError):
+    scale: float = (1.0 / LN2) * (1 + 2.0**-50)
+
+
+@dataclass(frozen=True)
+class Log10Error(ScaledLogError):
+    scale: float = (1.0 / LN10) * (1 + 2.0**-50)
+
+
+@register_rule([aten.exp2.default])
+def exp2_rule(inp: RuleInput) -> RuleResult:
+    """2^x = e^(x ln 2): increasing; f' = ln2 2^x, f'' = (ln 2)^2 2^x, so L = ln2 2^hi,
+    kappa = (ln 2)^2 2^hi / 2, inf f' = ln2 2^lo."""
+    x = inp.tensor("self")
+    out = increasing_map(x, torch.exp2)
+    dsup = lambda lo, hi: _up(LN2 * torch.exp2(hi))  # noqa: E731
+    dinf = lambda lo, hi: _down(LN2 * torch.exp2(lo))  # noqa: E731
+    kap = lambda lo, hi: _up((LN2 * LN2) * torch.exp2(hi))  # noqa: E731
+    return one_input_result(inp, out, dsup, _kappa(x, kap), FUNCTION_ULPS["exp"], dinf=dinf, model=Exp2Error)
+
+
+def _log_base_rule(inp: RuleInput, fn, inv_ln_b: float, model: type) -> RuleResult:
+    """log_b x = ln x / ln b on x > 0 (declined below 0, unbounded at 0: exactly as log):
+    f' = 1 / (x ln b), f'' = -1 / (x^2 ln b), so L = 1 / (lo ln b), kappa = 1 / (2 lo^2 ln b)."""
+    x = inp.tensor("self")
+    out = _pos_domain(x, fn)
+    dsup = lambda lo, hi: _up(torch.where(lo > 0, inv_ln_b / lo, torch.full_like(lo, INF)))  # noqa: E731
+    kap = lambda lo, hi: _up(torch.where(lo > 0, inv_ln_b / (lo * lo), torch.full_like(lo, INF)))  # noqa: E731
+    return one_input_result(inp, out, dsup, _kappa(x, kap), FUNCTION_ULPS["log"], model=model)
+
+
+@register_rule([aten.log2.default])
+def log2_rule(inp: RuleInput) -> RuleResult:
+    """log2 x: L = 1 / (lo ln 2), kappa = 1 / (2 lo^2 ln 2)."""
+    return _log_base_rule(inp, torch.log2, 1.0 / LN2, Log2Error)
+
+
+@register_rule([aten.log10.default])
+def log10_rule(inp: RuleInput) -> RuleResult:
+    """log10 x: L = 1 / (lo ln 10), kappa = 1 / (2 lo^2 ln 10)."""
+    return _log_base_rule(inp, torch.log10, 1.0 / LN10, Log10Error)
+
+
+@dataclass(frozen=True)
+class EluError(ElementwiseError):
+    """ELU's evaluation, where the computed input x^ may be <= 0, adds to ElementwiseError
+    ``neg_abs u_acc + neg_he he_acc`` (absolute; see :func:`elu_rule`)."""
+
+    neg_abs: float = 0.0
+    neg_he: float = 0.0
+
+    def propagate(self, ctx):
+        out = super().propagate(ctx)
+        e = ctx.err(self.arg)
+        nd = len(self.y.shape)
+        lo = self.x.lo.unsqueeze(0)
+        neg = lo <= 0 if e is None else (lo - e) <= 0
+        extra = (ctx.b(ctx.u_acc, nd) * self.neg_abs + ctx.b(ctx.he_acc, nd) * self.neg_he) * (1 + ctx.b(ctx.u, nd))
+        return out + torch.where(neg, extra, torch.zeros_like(extra))
+
+
+def _elu_coef_ok(v: float) -> bool:
+    """0, or a magnitude the accumulation formats hold as normal numbers with room to spare."""
+    return v == 0 or 2.0**-100 <= abs(v) <= 2.0**100
+
+
+@register_rule([aten.elu.default])
+def elu_rule(inp: RuleInput) -> RuleResult:
+    """PyTorch's ELU: f(x) = s x for x > 0, s a expm1(c x) for x <= 0 (a = alpha, s = scale,
+    c = input_scale; F.elu and F.selu reach it, F.celu decomposes to expm1 / where).
+
+    For c >= 0 (c < 0 grows like e^(|c| |x|) and is declined) each piece is monotone and
+    f(0) = 0, so the range is the hull of f(lo), f(hi) and 0 if the box holds 0 (a < 0 makes
+    f non-monotone). f' = s on x > 0 and k e^(cx) with k = s a c on x <= 0 (increasing in
+    |.| with x): L = max(|s| if hi > 0, |k| e^(c min(hi, 0)) if lo <= 0); inf f' likewise
+    (the one-sided derivatives bracket every secant slope: f is continuous). f'' = k c e^(cx)
+    on x <= 0 and 0 on x > 0: kappa = |k c| e^(c min(hi, 0)) / 2 if lo <= 0. Where k != s
+    (SELU) f' jumps at 0, and kappa holds away from the kink (as for relu).
+
+    Rounding: the kernels compute fl(fl(a) fl(s)) * expm1(fl(x fl(c))) (CUDA, recent CPU
+    kernels) or (exp(x c) - 1) * (a s) (older CPU kernels, within torch >= 2.5), in the
+    accumulation format. Relative to |f(x^)|:
+    3 roundings of the coefficient, 2 of the argument (|z| e^z <= |expm1 z| for z <= 0, so a
+    relative argument error d is at most ~d relative in expm1), ``ulps`` of expm1, 1 of the
+    product: 11 u_acc (second-order terms included); exp(z) - 1 adds at most
+    (ulps + 1) u_acc |a s| absolute (the rounding of e^z <= 1 before the subtraction), and
+    subnormal intermediates (expm1 of a subnormal: ulps of 2 he_acc each) 10 |a s| + 1 he_acc.
+    """
+    x = inp.tensor("self")
+    a = float(inp.get("alpha", 1.0))  # type: ignore[arg-type]
+    s = float(inp.get("scale", 1.0))  # type: ignore[arg-type]
+    c = float(inp.get("input_scale", 1.0))  # type: ignore[arg-type]
+    k1 = s * a  # f = k1 expm1(c x) on x <= 0
+    if not all(math.isfinite(v) and _elu_coef_ok(v) for v in (a, s, c, k1)):
+        raise NotImplementedError(f"elu with alpha={a}, scale={s}, input_scale={c} (out of the modelled range)")
+    if c < 0:
+        raise NotImplementedError("elu with input_scale < 0 (f grows like exp(|c x|) as x -> -inf)")
+    k = k1 * c  # f' = k e^(c x) on x <= 0
+
+    def f(t: torch.Tensor) -> torch.Tensor:
+        v = torch.where(t > 0, s * t, k1 * torch.expm1(c * t))
+        return torch.nan_to_num(v, nan=0.0, posinf=INF, neginf=-INF)  # 0 * inf: a zero factor
+
+    flo, fhi = f(x.lo), f(x.hi)
+    has0 = (x.lo <= 0) & (x.hi >= 0)
+    zero = torch.zeros_like(flo)
+    lo = torch.where(has0, torch.minimum(torch.minimum(flo, fhi), zero), torch.minimum(flo, fhi))
+    hi = torch.where(has0, torch.maximum(torch.maximum(flo, fhi), zero), torch.maximum(flo, fhi))
+    lo, hi = widen(lo, hi)
+    out = Interval(lo, hi, x.dtype)
+
+    def neg_peak(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+        """e^(c x) at the right end of the box's part in x <= 0 (its largest value there)."""
+        return torch.exp(c * hi.clamp(max=0.0))
+
+    def dsup(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+        pos = (hi > 0).to(F64) * abs(s)
+        neg = (lo <= 0).to(F64) * (abs(k) * neg_peak(lo, hi)) if k != 0 else torch.zeros_like(lo)
+        return _up(torch.maximum(pos, neg))
+
+    def dinf(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+        big = torch.full_like(lo, INF)
+        pos = torch.where(hi > 0, torch.full_like(lo, s), big)
+        if k == 0:
+            neg = torch.zeros_like(lo)
+        elif k > 0:  # c > 0: k e^(cx) is least at the left end
+            neg = k * torch.exp(c * lo)
+        else:
+            neg = k * neg_peak(lo, hi)
+        neg = torch.where(lo <= 0, neg, big)
+        return _down(torch.minimum(pos, neg))
+
+    def kap(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+        if k == 0:
+            return torch.zeros_like(lo)
+        return _up((lo <= 0).to(F64) * (abs(k * c) * neg_peak(lo, hi)))
+
+    model = functools.partial(
+        EluError,
+        neg_abs=(FUNCTION_ULPS["exp"] + 1) * abs(k1) * (1 + 2.0**-20),
+        neg_he=(10 * abs(k1) + 1) * (1 + 2.0**-20),
+    )
+    return one_input_result(inp, out, dsup, _kappa(x, kap), FUNCTION_ULPS["exp"] + 7, dinf=dinf, model=model)  # type: ignore[arg-type]

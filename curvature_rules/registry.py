@@ -119,6 +119,11 @@ class ErrorContext(Protocol):
         its cast errs: ``|dx| <= u_c |x| + he_c`` (for rules that apply it in closed form)."""
         ...
 
+    def rel(self, name: str) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``(R, A)`` with ``|x^ - x| <= R |x| + A`` for input ``name`` as read here (its cast
+        included), per configuration, where a producer gave a relative bound; else None."""
+        ...
+
     def int_to_format(self, mag: torch.Tensor) -> torch.Tensor:
         """(F, *shape) error of converting integers of magnitude <= ``mag`` into this node's
         format (0 up to 2^p, ``u |v|`` beyond, infinite past the format's max)."""

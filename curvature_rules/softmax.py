@@ -22,6 +22,11 @@ round intermediates to the storage format (softmax over a non-last dim stores
 ``x - max`` and ``log sum``, 0.81 ulp observed), so one more storage rounding of each is
 charged: ``2u/(1-u)`` relative plus ``(n+1) eta/2`` for softmax, ``u (|x_i - max| + log n)``
 plus ``eta`` for log-softmax.
+
+Masked elements: an input that is exactly -inf for every input of the domain (an additive
+attention mask, e.g. causal) in a row that has a finite element gives exactly 0 (softmax) or
+-inf (log-softmax) in every format, with no error; the row's other elements are bounded
+from its finite elements alone (exp(-inf) = 0 adds nothing to the sums).
 """
 
 from __future__ import annotations
@@ -93,6 +98,13 @@ class SoftmaxError:
     log: bool
 
     def propagate(self, ctx: ErrorContext) -> torch.Tensor:
+        err = self._propagate(ctx)
+        m = _masked(self.x.lo, self.x.hi, self.dim)
+        if m is None:
+            return err
+        return torch.where(m.unsqueeze(0), torch.zeros_like(err), err)
+
+    def _propagate(self, ctx: ErrorContext) -> torch.Tensor:
         d = self.dim + 1
         nd = len(self.out.shape)
         n = self.x.shape[self.dim]
@@ -107,6 +119,10 @@ class SoftmaxError:
         delta = e0.amax(d, keepdim=True)
         # |x^_i - max_j x^_j| <= max_j hi_j - lo_i + 2 delta
         W = (xhi.amax(d, keepdim=True) - xlo) + 2 * delta
+        m = _masked(self.x.lo, self.x.hi, self.dim)
+        if m is not None:  # exactly 0 terms: no part in the row's sums (zeroed in propagate)
+            W = torch.where(m.unsqueeze(0), torch.zeros_like(W), W)
+            xhi = torch.where(m.unsqueeze(0), torch.zeros_like(xhi), xhi)
         g = torch.tensor([gamma(n, float(u)) for u in ctx.u_acc], dtype=F64)
         u_acc = ctx.b(ctx.u_acc, nd)
         if not self.log:
@@ -131,6 +147,17 @@ class SoftmaxError:
         return P + local + ctx.store(ymag + local, nd)
 
 
+def _masked(lo: torch.Tensor, hi: torch.Tensor, dim: int) -> torch.Tensor | None:
+    """Elements that are exactly -inf in a row with a finite upper end elsewhere (None if
+    there are none): their softmax is exactly 0 whatever the other inputs."""
+    fixed = torch.isneginf(lo) & torch.isneginf(hi)
+    if not bool(fixed.any()):
+        return None
+    # the row's max is finite for every input: an element that is never -inf, none +inf
+    ok = (lo > -INF).any(dim, keepdim=True) & (hi < INF).all(dim, keepdim=True)
+    return fixed & ok
+
+
 @register_rule([aten._softmax.default, aten._log_softmax.default, aten.softmax.int, aten.log_softmax.int])
 def softmax_rule(inp: RuleInput) -> RuleResult:
     """Softmax / log-softmax along ``dim``."""
@@ -141,11 +168,16 @@ def softmax_rule(inp: RuleInput) -> RuleResult:
     lo = x.lo.movedim(dim, -1)
     hi = x.hi.movedim(dim, -1)
     L, U = softmax_bounds(lo, hi)
+    masked = _masked(lo, hi, -1)
+    if masked is not None:
+        L, U = torch.where(masked, torch.zeros_like(L), L), torch.where(masked, torch.zeros_like(U), U)
     yy = _ymax_y1my(L, U)
     if log:
         ylo = torch.where(L > 0, torch.log(L), torch.full_like(L, -INF))
         yhi = torch.log(U)
         ylo, yhi = widen(ylo, yhi)
+        if masked is not None:  # log 0 = -inf exactly (widening made the upper end NaN)
+            yhi = torch.where(masked, torch.full_like(yhi, -INF), yhi)
         out = Interval(ylo.movedim(-1, dim), yhi.clamp(max=0).movedim(-1, dim), inp.out_dtypes[0])
         lip = 2.0 * finite_max(1 - L) if L.numel() else 0.0
         kappa = 0.5

@@ -291,6 +291,13 @@ class NodeCase:
     args: dict[str, _Arg]
     op: torch._ops.OpOverload
     fn: Callable | None = None  # a more accurate float64 reference for the op (same signature)
+    #: sampled argument -> an earlier one fed by the same graph value (``x * x``): the
+    #: range is checked with them tied (the rule may use that relation); the Lipschitz
+    #: and curvature claims, per argument, are checked with them sampled independently
+    aliases: dict[str, str] = field(default_factory=dict)
+
+    def tie(self, vals: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {n: vals[self.aliases.get(n, n)] for n in vals}
 
     @property
     def float_args(self) -> list[str]:
@@ -348,7 +355,17 @@ def _node_case(ba: BoundsAnalysis, info: NodeInfo, reference: Mapping | None = N
             for i, x in enumerate(v):
                 if isinstance(x, Interval):
                     add(f"{name}.{i}", x)
-    return NodeCase(info, args, kwonly, out, info.node.target, (reference or {}).get(info.node.target))  # type: ignore[arg-type]
+    first: dict[tuple[str, tuple[int, ...]], str] = {}
+    aliases: dict[str, str] = {}
+    for name, a in out.items():
+        prod = producers.get(name)
+        if a.sampled and prod is not None:
+            key = (prod, tuple(a.iv.shape))
+            if key in first:
+                aliases[name] = first[key]
+            else:
+                first[key] = name
+    return NodeCase(info, args, kwonly, out, info.node.target, (reference or {}).get(info.node.target), aliases)  # type: ignore[arg-type]
 
 
 def _flat(out: object) -> list[torch.Tensor | None]:
@@ -862,7 +879,7 @@ def _run_checks(ba, layer, module, outs, boxes, target, *, n, n_dirs, n_round, c
             outs_v = _stack_tree([case.call({})])
         else:
             outs_v = bt("call", case.call, X)
-        _check_range(case, outs_v, "point")
+        _check_range(case, bt("call", case.call, case.tie(X)) if case.aliases else outs_v, "point")
         rep.range_checked += n if X else 1
         if X and prim is not None and prim.is_float:  # (booleans and ids have no L or kappa)
             _check_lipschitz(case, smp, bt, X, outs_v, rep)

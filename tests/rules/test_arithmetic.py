@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.rules.harness import Suite, box, check_rule
+from certifier.walker import analyze_bounds
+from tests.rules.harness import Suite, box, build, check_rule
 
 SUITES = {True: Suite(decompose=True), False: Suite(decompose=False)}
 
@@ -67,6 +68,20 @@ SQUARE = SUITES[True].case(_f(lambda x: x * x), [box(S, -3.0, 2.0)])
 def test_mul_same_operand():
     """x * x: both arguments come from one producer; each claim holds separately."""
     SQUARE.check(None, aten.mul.Tensor, critical=[0.0])
+
+
+@pytest.mark.parametrize("lo,hi", [(-3.0, 2.0), (0.5, 2.0), (-3.0, -1.0)])
+def test_mul_same_operand_range_is_the_square(lo, hi):
+    """The square's image, not the box product ([-3, 2]^2 = [0, 9], not [-6, 9]): what
+    keeps x * x + c away from 0 for a later rsqrt (RMSNorm written as x * x)."""
+    SQUARE.check([box(S, lo, hi)], aten.mul.Tensor, critical=[0.0])
+    module, cap, loaded = build(lambda x: x * x, [box(S, lo, hi)], None, True)
+    ba = analyze_bounds(loaded, cap)
+    iv = next(i for i in ba.nodes.values() if i.kind == "call" and i.node.target == aten.mul.Tensor).primary
+    mig = 0.0 if lo <= 0 <= hi else min(abs(lo), abs(hi))
+    mag = max(abs(lo), abs(hi))
+    assert float(iv.lo.min()) >= 0.0 and float(iv.lo.min()) >= mig * mig * (1 - 1e-12)
+    assert float(iv.hi.max()) <= mag * mag * (1 + 1e-12)
 
 
 # Constant operand (a buffer) and Python scalars.

@@ -109,3 +109,175 @@ def test_softplus_threshold_jump_regression(fn, lo, hi):
     f reaches 2.50335 > f(2.502)). Now the range covers the jump and L = kappa = inf there."""
     rep = check_rule(fn, [box(S, lo, hi)], aten.softplus.default, critical=[2.5, 20.0], require_finite=False, decompose=False)
     assert rep.lipschitz["softplus:self"] == math.inf and rep.curvature["softplus"] == math.inf
+
+
+# ---------------------------------------------------------------------- exp2, log2, log10, ELU
+import contextlib  # noqa: E402
+import dataclasses  # noqa: E402
+
+from certifier.interval import Interval  # noqa: E402
+from tests.rules.harness import build, halve_lipschitz, scale_error, wrong_rule  # noqa: E402
+
+SELU_A, SELU_S = 1.6732632423543772, 1.0507009873554805
+
+# (id, function, target op, boxes, critical points); all exported once as NEW_SUITE.
+NEW_CASES = [
+    ("exp2", _f(torch.exp2), aten.exp2.default, [(0, 12), (-5, 5), (-20, -10), (-1e-3, 1e-3), (-140, -120)], [0.0]),
+    ("log2", _f(torch.log2), aten.log2.default, [(1e-3, 10), (0.5, 2), (100, 1e4), (0.999, 1.001)], [1.0]),
+    ("log10", _f(torch.log10), aten.log10.default, [(1e-3, 10), (0.5, 2), (100, 1e4), (0.999, 1.001)], [1.0]),
+    ("elu", _f(F.elu), aten.elu.default, [(-3, 3), (-20, -1), (0.5, 4), (-1e-3, 1e-3), (-1e-6, 0)], [0.0]),
+    ("selu", _f(F.selu), aten.elu.default, [(-3, 3), (-0.01, 0.01), (-10, -2), (1, 5)], [0.0]),
+    # alpha < 0: f = -expm1(x) >= 0 on x <= 0, not monotone (minimum 0 at the origin)
+    ("elu_neg_alpha", _f(lambda x: F.elu(x, -1.0)), aten.elu.default, [(-3, 3), (-2, -0.5)], [0.0]),
+    # CELU's parameters (alpha 0.5, input_scale 1/alpha): f' continuous at 0
+    ("elu_celu_params", _f(lambda x: aten.elu(x, 0.5, 1.0, 2.0)), aten.elu.default, [(-4, 2), (-0.1, 0.05)], [0.0]),
+    # s a c = 0.9 != s = 3: f' jumps at 0
+    ("elu_scaled", _f(lambda x: aten.elu(x, 1.0, 3.0, 0.3)), aten.elu.default, [(-8, 3), (-30, -5)], [0.0]),
+]
+NEW_SUITE = Suite(decompose=True)
+NEW_REGISTERED = {c[0]: NEW_SUITE.case(c[1], [box(S, *c[3][0])]) for c in NEW_CASES}
+
+
+@pytest.mark.parametrize(
+    "name,op,lo,hi,crit",
+    [pytest.param(c[0], c[2], b[0], b[1], c[4], id=f"{c[0]}[{b[0]},{b[1]}]") for c in NEW_CASES for b in c[3]],
+)
+def test_new_elementwise_rule(name, op, lo, hi, crit):
+    NEW_REGISTERED[name].check([box(S, lo, hi)], op, critical=crit)
+
+
+def test_exp2_log2_log10_elu_are_the_exported_ops():
+    """torch.export + run_decompositions keeps these ATen ops (F.selu becomes aten.elu with
+    SELU's alpha and scale; F.celu does not reach aten.elu: it decomposes into div / expm1 /
+    where, torch 2.13)."""
+    cap = NEW_SUITE._build()[0]
+    targets = {str(n.target) for n in cap.graph.nodes if n.op == "call_function"}
+    assert {"aten.exp2.default", "aten.log2.default", "aten.log10.default", "aten.elu.default"} <= targets
+    elus = [n for n in cap.graph.nodes if n.target == aten.elu.default]
+    assert any(tuple(n.args[1:3]) == (SELU_A, SELU_S) for n in elus)
+
+
+@pytest.mark.parametrize("fn,op", [(torch.log2, aten.log2.default), (torch.log10, aten.log10.default)], ids=["log2", "log10"])
+@pytest.mark.parametrize("lo", [-1.0, -1e-30], ids=["wide", "just_below_0"])
+def test_log2_log10_below_their_domain_fail_closed(fn, op, lo):
+    """As log: a box reaching below 0 (NaN there) is declined, not bounded."""
+    from certifier.walker import analyze_bounds
+
+    _, cap, loaded = build(fn, [box(S, lo, 1.0)], None, True)
+    ba = analyze_bounds(loaded, cap)
+    assert [u["op"] for u in ba.unsupported] == [str(op)]
+
+
+@pytest.mark.parametrize("fn,op", [(_f(torch.log2), aten.log2.default), (_f(torch.log10), aten.log10.default)], ids=["log2", "log10"])
+def test_log2_log10_box_reaching_zero_is_unbounded_but_sound(fn, op):
+    rep = check_rule(fn, [box(S, 0.0, 2.0)], op, require_finite=False, formats=None, n=8)
+    assert rep.range_checked == 8 and rep.lipschitz[next(iter(rep.lipschitz))] == math.inf
+
+
+def test_elu_negative_input_scale_fails_closed():
+    """input_scale < 0: f = s a expm1(c x) grows like e^(|c x|) as x -> -inf (declined)."""
+    from certifier.walker import analyze_bounds
+
+    _, cap, loaded = build(_f(lambda x: aten.elu(x, 1.0, 1.0, -1.0)), [box(S, -1.0, 1.0)], None, False)
+    ba = analyze_bounds(loaded, cap)
+    assert [u["op"] for u in ba.unsupported] == ["aten.elu.default"]
+
+
+def _with_lipschitz(L):
+    return lambda r: dataclasses.replace(r, lipschitz={k: L for k in r.lipschitz})
+
+
+def _with_curvature(k):
+    return lambda r: dataclasses.replace(r, curvature=k)
+
+
+def _with_range_lo(v):
+    return lambda r: dataclasses.replace(r, out=Interval(torch.full(S, v, dtype=torch.float64), r.out.hi, r.out.dtype))
+
+
+# Plausible mistakes, each caught by the harness: (id, case, op, box, wrong result, check kind)
+WRONG = [
+    # exp's slope e^hi for exp2: 4.5e-5 < ln2 2^-10 = 6.8e-4 on [-20, -10]
+    ("exp2_with_exp_slope", "exp2", aten.exp2.default, (-20, -10), _with_lipschitz(math.exp(-10.0)), "lipschitz"),
+    # exp2's curvature taken at the wrong end of the box: (ln 2)^2 2^lo / 2
+    ("exp2_kappa_at_lo", "exp2", aten.exp2.default, (-5, 5), _with_curvature(0.5 * math.log(2) ** 2 * 2.0**-5), "curvature"),
+    # log's slope 1/lo for log2 (missing 1/ln 2)
+    ("log2_with_log_slope", "log2", aten.log2.default, (0.5, 2), _with_lipschitz(1 / 0.5), "lipschitz"),
+    # log10's curvature taken at the wrong end of the box: 1/(2 hi^2 ln 10)
+    ("log10_kappa_at_hi", "log10", aten.log10.default, (0.5, 2), _with_curvature(1 / (2 * 4 * math.log(10))), "curvature"),
+    ("log10_error_underestimated", "log10", aten.log10.default, (0.5, 2), lambda r: scale_error(r, 0.05), "rounding error"),
+    # SELU's L as max(1, alpha), forgetting the scale: 1.673 < s a = 1.758
+    ("selu_lipschitz_without_scale", "selu", aten.elu.default, (-1, 1), _with_lipschitz(SELU_A), "lipschitz"),
+    ("selu_error_underestimated", "selu", aten.elu.default, (-3, 3), lambda r: scale_error(r, 0.05), "rounding error"),
+    # alpha < 0: the endpoint hull [f(-3), f(3)] = [0.95, 3] misses f(0) = 0
+    ("elu_neg_alpha_endpoint_range", "elu_neg_alpha", aten.elu.default, (-3, 3), _with_range_lo(-math.expm1(-3.0)), "range"),
+    ("elu_halved_lipschitz", "elu", aten.elu.default, (-3, 3), halve_lipschitz, "lipschitz"),
+]
+
+
+@pytest.mark.parametrize("case,op,b,transform,kind", [pytest.param(*w[1:], id=w[0]) for w in WRONG])
+def test_new_rules_wrong_variants_are_caught(case, op, b, transform, kind):
+    formats = ("fp16", "bf16", "fp32") if kind == "rounding error" else None
+    with wrong_rule(op, transform), pytest.raises(AssertionError, match=kind):
+        NEW_REGISTERED[case].check([box(S, *b)], op, critical=[0.0, 1.0], formats=formats)
+
+
+class _Exp2Softmax(torch.nn.Module):
+    """2^z / sum(2^z): the sum's absolute error dwarfs its smallest value, so the quotient
+    is bounded only through exp2's relative error bound (Exp2Error.propagate_rel)."""
+
+    def forward(self, z):
+        e = torch.exp2(z)
+        return e / e.sum(-1, keepdim=True)
+
+
+EXP2_SOFTMAX = _Exp2Softmax()
+
+
+def _drop_rel(res):
+    err = res.error
+
+    class NoRel:
+        def propagate(self, ctx):
+            return err.propagate(ctx)
+
+    return dataclasses.replace(res, error=NoRel())
+
+
+def test_exp2_relative_bound_certifies_the_base2_softmax():
+    b = [box((1, 8), -28.0, 28.0)]
+    rep = check_rule(EXP2_SOFTMAX, b, aten.div.Tensor, formats=("fp32", "bf16"), n=8, n_round=12)
+    assert rep.bounds["fp32"] < 1e-5 and rep.bounds["bf16"] < 0.5
+    with wrong_rule(aten.exp2.default, _drop_rel):  # without it: no finite bound
+        rep2 = check_rule(EXP2_SOFTMAX, b, aten.div.Tensor, formats=("fp32",), n=4, n_round=2)
+    assert rep2.bounds["fp32"] > 100 * rep.bounds["fp32"]
+
+
+def _selu_fp32_bound(transform=None):
+    from certifier.rounding import run_errors
+    from certifier.walker import analyze_bounds
+
+    selu = next(c[1] for c in NEW_CASES if c[0] == "selu")
+    _, cap, loaded = build(selu, [box(S, -1e-3, 1e-3)], None, True)
+    with contextlib.ExitStack() as st:
+        if transform is not None:
+            st.enter_context(wrong_rule(aten.elu.default, transform))
+        ba = analyze_bounds(loaded, cap)
+    er = run_errors(ba, [{"*": "fp32"}])
+    (bound,) = er.output_err.values()
+    return bound[0]
+
+
+def test_elu_bound_covers_the_exp_minus_one_kernel():
+    """PyTorch's CPU ELU computed (exp(c x) - 1) * (a s) before it used expm1 (torch >= 2.5 is
+    supported): near 0 that cancels, an error of ~u |a s| rather than u |f|. The rule's
+    absolute term (EluError.neg_abs) covers it; without it the bound fails there."""
+    x = torch.linspace(-1e-3, 1e-3, 12, dtype=torch.float32).reshape(S)
+    k32 = torch.tensor(SELU_A, dtype=torch.float32) * torch.tensor(SELU_S, dtype=torch.float32)
+    old = torch.where(x > 0, x * torch.tensor(SELU_S, dtype=torch.float32), (torch.exp(x) - 1) * k32)
+    x64 = x.double()
+    exact = SELU_S * torch.where(x64 > 0, x64, SELU_A * torch.expm1(x64))
+    err = (old.double() - exact).abs()
+    assert bool((err <= _selu_fp32_bound()).all())
+    no_abs = _selu_fp32_bound(lambda r: dataclasses.replace(r, error=dataclasses.replace(r.error, neg_abs=0.0)))
+    assert bool((err > no_abs).any())

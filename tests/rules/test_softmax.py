@@ -3,6 +3,8 @@ undecomposed softmax.int / log_softmax.int), wide logits, masked rows."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -52,6 +54,33 @@ MASKED = SUITES[True].case(lambda x, m: x.masked_fill(m, float("-inf")).softmax(
 def test_softmax_causal_mask(lo, hi):
     """Exactly -inf logits (a causal mask) are fixed points of the box, y = 0 there."""
     MASKED.check([box((2, 4, 4), lo, hi)], SM, n=16)
+
+
+NEG_INF_MASK = torch.zeros(4, 4).masked_fill(CAUSAL, float("-inf"))
+ADDED = {
+    "softmax": SUITES[True].case(lambda x, m: (x + m).softmax(-1), [box((2, 4, 4), -1, 1)], consts={"m": NEG_INF_MASK}),
+    "log_softmax": SUITES[True].case(lambda x, m: (x + m).log_softmax(-1).clamp(min=-1e4), [box((2, 4, 4), -1, 1)], consts={"m": NEG_INF_MASK}),
+}
+
+
+@pytest.mark.parametrize("kind", ["softmax", "log_softmax"])
+@pytest.mark.parametrize("lo,hi", [(-1.0, 1.0), (-30.0, 30.0)])
+def test_additive_mask_is_exact_and_the_rows_stay_bounded(kind, lo, hi):
+    """scores + mask with mask in {0, -inf} (a causal mask as GPT-style models add it): the
+    sum is exactly -inf where masked (not [-inf, inf]), softmax is exactly 0 there (log_softmax
+    -inf) with no error, and the rows' error bounds stay finite (they were inf: the masked
+    logits' -inf made every row's spread infinite). Sampled and checked in fp32/bf16/fp16."""
+    case = ADDED[kind]
+    add = case.check([box((2, 4, 4), lo, hi)], aten.add.Tensor, n=8, require_finite=False)
+    sm = case.check([box((2, 4, 4), lo, hi)], SM if kind == "softmax" else LSM, n=16, n_round=16, require_finite=kind == "softmax")
+    for rep in (add, sm):
+        assert rep.bounds and all(math.isfinite(b) for b in rep.bounds.values()), rep.bounds
+        assert max(rep.error_ratio.values()) <= 1.0
+
+
+def test_softmax_masked_rows_have_finite_error_bounds():
+    rep = MASKED.check([box((2, 4, 4), -1.0, 1.0)], SM, n=8, n_round=16)
+    assert rep.bounds and all(math.isfinite(b) for b in rep.bounds.values()), rep.bounds
 
 
 @pytest.mark.parametrize(
