@@ -1,4 +1,4 @@
-"""Reductions: sum, mean, amax, amin, max.dim, min.dim, cumsum.
+"""Reductions: sum, mean, amax, amin, max.dim, min.dim, cumsum, linalg_vector_norm.
 
 sum over n elements: range [sum lo, sum hi] (float64 sums widened by gamma_n), Lipschitz n
 (infinity norm), curvature 0. mean: the same divided by n, Lipschitz 1. amax/amin: exact,
@@ -8,6 +8,14 @@ Rounding: a sum of n terms accumulated in the accumulation format errs by at mos
 ``gamma_{n-1}(u_acc) * sum|x^|`` in any order (Higham Lemma 3.1 / eq. 4.4); mean adds one
 division; then the result is stored. Propagated input error: ``sum e`` (mean: ``mean e``);
 amax/amin: ``max e`` over the reduced elements (a max moves by at most the largest change).
+
+linalg_vector_norm (F.normalize, torch.norm(x, dim=...), torch.linalg.vector_norm), ord 2:
+range ``[||mig(x)||_2, ||mag(x)||_2]`` per output (the exact image of the box), Lipschitz
+``min(sqrt n, sum mag / min ||x||)`` (the gradient x/||x|| has 1-norm <= sqrt n), curvature
+``n / (2 min ||x||)`` (``D^2||x||[h,h] = (||h||^2 - (x.h)^2/||x||^2)/||x||``), infinite where a
+box reaches the zero vector (not C^2 there); rounding: see :class:`VectorNormError`. ord 1 is
+a sum of |x_i| (the sum model on |x|), ord inf a max of |x_i| (exact, 1-Lipschitz); other
+orders and an explicit ``dtype`` fail closed.
 
 var / var_mean have no rule: ``x.var()`` exports to ``aten.var.correction``, which fails closed
 (unsupported, unbounded downstream).
@@ -20,9 +28,9 @@ from dataclasses import dataclass
 
 import torch
 
-from certifier.formats import gamma
+from certifier.formats import FORMATS, FUNCTION_ULPS, gamma
 from certifier.interval import INF, Interval, widen
-from curvature_rules._common import finite_max, fmag
+from curvature_rules._common import finite_max, fmag, pad_left
 from curvature_rules.registry import ErrorContext, RuleInput, RuleResult, register_rule
 
 aten = torch.ops.aten
@@ -216,3 +224,197 @@ def cumsum_rule(inp: RuleInput) -> RuleResult:
 
 
 __all__ = ["INF", "finite_max"]
+
+
+# ---------------------------------------------------------------------------- vector norms
+#: Per-element absolute slack of the float64 sums of squares in :func:`_l2_scaled` (the
+#: underflow of ``v / m`` and of its square, each at most 2^-1075, twice over).
+_L2_TINY = 2.0**-1070
+
+
+def _l2_scaled(v: torch.Tensor, dims: list[int], upper: bool) -> torch.Tensor:
+    """A bound (``upper``: above, else below) of ``sqrt(sum v^2)`` over ``dims`` (kept as size-1
+    dims) for ``v >= 0``, possibly infinite. Evaluated as ``m sqrt(sum (v/m)^2)`` with ``m``
+    the largest finite element of each group, so no square overflows (and none of a
+    non-negligible element underflows); every float64 rounding is covered: ``v/m``, the
+    squares and the sum err by at most ``(n + 6) 2^-53`` relative (charged ``(n + 8) 2^-52``)
+    plus ``2^-1072`` absolute per element (underflow), the sqrt and the product by m by one
+    rounding each (charged 2^-50)."""
+    n = math.prod(v.shape[d] for d in dims)
+    fin = torch.where(torch.isfinite(v), v, torch.zeros_like(v))
+    m = fin.amax(dim=dims, keepdim=True)
+    m = torch.where(m > 0, m, torch.ones_like(m))
+    q = v / m  # <= 1 for finite elements, inf for infinite ones
+    S = (q * q).sum(dim=dims, keepdim=True)
+    k = (n + 8) * 2.0**-52
+    if upper:
+        r = torch.sqrt(S * (1 + k) + n * _L2_TINY) * m * (1 + 2.0**-50)
+    else:
+        r = torch.sqrt((S * (1 - k) - n * _L2_TINY).clamp(min=0)) * m * (1 - 2.0**-50)
+        # a finite group whose norm passes float64's range: its norm is above the largest
+        # finite double, not infinite
+        big = torch.finfo(F64).max
+        finite = (~torch.isfinite(v)).sum(dim=dims, keepdim=True) == 0
+        r = torch.where(torch.isinf(r) & finite, torch.full_like(r, big), r)
+    return r
+
+
+def _acc_max(u_acc: torch.Tensor) -> torch.Tensor:
+    """Largest finite value of the accumulation format of each configuration, read off its
+    unit roundoff (the smallest max among formats with that roundoff; 0, i.e. always
+    overflowing, for an unknown one)."""
+    out = []
+    for u in u_acc.tolist():
+        maxes = [f.max for f in FORMATS.values() if f.u == u]
+        out.append(min(maxes) if maxes else 0.0)
+    return torch.tensor(out, dtype=F64)
+
+
+@dataclass(frozen=True)
+class VectorNormError:
+    """Rounding model of ``||x||_2`` over ``n`` elements per output (PyTorch's CPU kernel,
+    checked: the squares are summed in the accumulation format (fp32 for fp16/bf16, in any
+    order), the sqrt is taken there and the result is stored once).
+
+    * Input error: ``| ||x^|| - ||x|| | <= ||x^ - x||_2 <= P = sqrt(sum e_i^2)``.
+    * Sum of squares of the computed input (``s^ = ||x^||^2``): n products and n - 1 additions,
+      ``|s~ - s^| <= gamma_n s^ + A`` with ``A = n he_acc (1 + gamma_n)`` (products that
+      underflow; additions never do).
+    * Its sqrt: ``|sqrt(s~) - ||x^||| <= D = min((gamma/2)(1 + gamma) r + sqrt(A),
+      (gamma r^2 + A) / r_lo)`` with ``r >= ||x^||`` (``R_hi + P``) and ``r_lo <= ||x^||``
+      (``R_lo - P``): from ``sqrt(1 + g) <= 1 + g/2``, ``sqrt(1 - g) >= 1 - g/2 - g^2/2``
+      (g <= 1) and ``|a - b| = |a^2 - b^2| / (a + b)``.
+    * The sqrt's own rounding ``ulps u_acc (r + D)``, then the store ``u (|y| + T) + he``.
+    * A sum of squares that can pass the accumulation format's largest value overflows
+      there (bf16 inputs above ~1.8e19 give inf in fp32): the error is infinite.
+    """
+
+    x: Interval  # the input, at least 1-d (a scalar input is viewed as shape (1,))
+    out: Interval  # the node's output
+    dims: tuple[int, ...]  # the reduced dims of x
+    n: int  # elements per output
+    x_shape: tuple[int, ...]  # the node's input shape
+
+    @property
+    def unbounded_reason(self) -> str | None:
+        top = float(self.out.hi.max()) if self.out.hi.numel() else 0.0
+        if top * top > torch.finfo(torch.float32).max:
+            return f"the sum of squares (up to {top * top:.3g}) can overflow the fp32 accumulation"
+        return None
+
+    def propagate(self, ctx: ErrorContext) -> torch.Tensor:
+        F = ctx.F
+        nd = len(self.x.shape)
+        dims1 = [d + 1 for d in self.dims]
+        e = ctx.err("self")
+        # work with the reduced dims kept (size 1), so that everything broadcasts against x
+        keep = tuple(1 if d in self.dims else s for d, s in enumerate(self.x.shape))
+        if e is None:
+            P = torch.zeros((F, *keep), dtype=F64)
+        else:
+            e = pad_left(e, len(self.x_shape)).expand((F, *self.x_shape)).reshape((F, *self.x.shape))
+            P = _l2_scaled(e, dims1, upper=True)
+        Rhi = fmag(self.out).reshape(keep).unsqueeze(0)
+        Rlo = self.out.lo.clamp(min=0).reshape(keep).unsqueeze(0)
+        r = (Rhi + P) * (1 + 2.0**-52)
+        r_lo = (Rlo - P) * (1 - 2.0**-52)
+        g = ctx.b(torch.tensor([gamma(self.n, float(u)) for u in ctx.u_acc], dtype=F64), nd)
+        A = self.n * ctx.b(ctx.he_acc, nd) * (1 + g)
+        sA = torch.sqrt(A) * (1 + 2.0**-50)
+        D1 = torch.where(g <= 1, 0.5 * g * (1 + g) * r, (1 + g) * r) + sA
+        D2 = torch.where(r_lo > 0, (g * r * r + A) / r_lo.clamp(min=2.0**-1074), torch.full_like(r, INF))
+        D = torch.minimum(D1, D2) * (1 + 2.0**-50)
+        Q = ctx.b(ctx.u_acc, nd) * FUNCTION_ULPS["sqrt"] * (r + D)
+        T = (P + D + Q) * (1 + 2.0**-50)
+        err = T + ctx.store(Rhi + T, nd)
+        # overflow of the sum of squares (or of a square) in the accumulation format
+        smax = r * r * (1 + g) + A
+        err = torch.where(smax <= ctx.b(_acc_max(ctx.u_acc), nd), err, torch.full_like(err, INF))
+        err = torch.nan_to_num(err, nan=INF, posinf=INF)
+        return err.reshape((F, *self.out.shape))
+
+
+def _norm_ord(inp: RuleInput) -> float:
+    o = inp.args.get("ord", 2)
+    if o is None:
+        o = 2
+    if isinstance(o, bool) or not isinstance(o, (int, float)):
+        raise NotImplementedError(f"vector norm of order {o!r}")
+    o = float(o)
+    if o not in (1.0, 2.0, INF):
+        raise NotImplementedError(f"vector norm of order {o:g} (only 1, 2 and inf have a rule)")
+    return o
+
+
+@register_rule([aten.linalg_vector_norm.default])
+def vector_norm_rule(inp: RuleInput) -> RuleResult:
+    """``||x||_ord`` over some dimensions (F.normalize, torch.norm(x, dim=...),
+    torch.linalg.vector_norm) for ord 2, 1 and inf; any other order, or an explicit
+    ``dtype``, is declined (fails closed)."""
+    x = inp.tensor("self")
+    o = _norm_ord(inp)
+    if inp.get("dtype") is not None:
+        raise NotImplementedError("vector norm with an explicit dtype (computes in another format)")
+    if not x.is_float or x.dtype.is_complex or not inp.out_dtypes[0].is_floating_point:
+        raise NotImplementedError(f"vector norm of a {x.dtype} tensor")
+    dtype = inp.out_dtypes[0]
+    if x.is_point:  # a constant: its norm is still rounded, so not a point
+        x = Interval(x.value.to(F64), x.value.to(F64), x.dtype)
+    dims = _dims(inp, x)
+    keep = bool(inp.get("keepdim", False))
+    n = math.prod(x.shape[d] for d in dims) if x.shape else 1
+    if n == 0 or x.numel() == 0:
+        raise NotImplementedError("vector norm of an empty tensor")
+    mig, mag = x.mig, x.mag
+    if o == INF:
+        fn = (lambda t: t) if not dims else (lambda t: torch.amax(t, dim=dims, keepdim=keep))  # noqa: E731
+        out = Interval(fn(mig), fn(mag), dtype)  # exact: a max of |x_i|
+        return RuleResult(out=out, lipschitz={"self": 1.0}, curvature=0.0, error=MaxError(fn), flops=float(x.numel()))
+    if o == 1.0:
+        # sum |x_i|: abs is exact, then a sum of non-negative terms (sum_rule's model on |x|)
+        absx = Interval(mig, mag, x.dtype)
+
+        def fn(t: torch.Tensor) -> torch.Tensor:
+            return t if not dims else torch.sum(t, dim=dims, keepdim=keep)
+
+        k = (n + 2) * 2.0**-53
+        lo, hi = widen(fn(mig) * (1 - k), fn(mag) * (1 + k))
+        out = Interval(lo.clamp(min=0.0), hi, dtype)
+        return RuleResult(
+            out=out,
+            lipschitz={"self": float(n)},
+            curvature=0.0,
+            error=SumError(absx, out, n, False, fn),
+            accum_length=n,
+            flops=2.0 * x.numel(),
+        )
+    # ord 2, on x viewed as at least 1-d (a scalar's norm is |x|)
+    x_shape = tuple(x.shape)
+    xv = x if x.shape else Interval(x.lo.reshape(1), x.hi.reshape(1), x.dtype)
+    if not x.shape:
+        dims, mig, mag = [0], mig.reshape(1), mag.reshape(1)
+    lo = _l2_scaled(mig, dims, upper=False)
+    hi = _l2_scaled(mag, dims, upper=True)
+    lo, hi = widen(lo, hi)
+    lo = lo.clamp(min=0.0)  # (reduced dims kept, size 1)
+    out_shape = tuple(inp.out_shapes[0])
+    out = Interval(lo.reshape(out_shape), hi.reshape(out_shape), dtype)
+    # Lipschitz (infinity norm): sup ||grad||_1 = sup ||x||_1 / ||x||_2 <= sqrt(n), and
+    # <= sum mag / min ||x||_2 on a box away from 0.
+    sq = math.sqrt(n) * (1 + 2.0**-50)
+    r_min = float(lo.min())
+    L = sq
+    if r_min > 0:
+        s1 = mag.sum(dim=dims, keepdim=True) * (1 + (n + 2) * 2.0**-52)
+        L = min(sq, float((s1 / lo).max()) * (1 + 2.0**-50))
+    # Curvature: D^2||x||[h, h] = (||h||^2 - (x.h)^2 / ||x||^2) / ||x|| <= n / ||x|| for
+    # ||h||_inf <= 1; the norm is not C^2 at 0, so a box reaching the zero vector has none.
+    kappa = (0.5 * n / r_min) * (1 + 2.0**-50) if r_min > 0 else INF
+    return RuleResult(
+        out=out,
+        lipschitz={"self": L},
+        curvature=kappa,
+        error=VectorNormError(xv, out, tuple(dims), n, x_shape),
+        accum_length=n,
+        flops=2.0 * x.numel(),
+    )
