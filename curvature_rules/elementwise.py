@@ -40,7 +40,7 @@ import torch
 from certifier.formats import FUNCTION_ULPS
 from certifier.interval import INF, Interval, decreasing_map, increasing_map, unimodal_min_map, up, widen
 from curvature_rules._common import ElementwiseError, ExpError, Log1pError, LogError, _log_ratio_bound, finite_max, one_input_result
-from curvature_rules.registry import RuleInput, RuleResult, register_rule
+from curvature_rules.registry import ErrorContext, RuleInput, RuleResult, register_rule
 
 aten = torch.ops.aten
 F64 = torch.float64
@@ -238,7 +238,40 @@ def clamp_rule(inp: RuleInput) -> RuleResult:
         mn = -INF if a is None else float(a)  # type: ignore[arg-type]
         mx = INF if b is None else float(b)  # type: ignore[arg-type]
     out = Interval(x.lo.clamp(min=mn, max=mx), x.hi.clamp(min=mn, max=mx), x.dtype)
-    return one_input_result(inp, out, lambda lo, hi: torch.ones_like(lo), 0.0, 0, dinf=_zero_inf)
+    model = functools.partial(ClampError, mn=mn, mx=mx)
+    return one_input_result(inp, out, lambda lo, hi: torch.ones_like(lo), 0.0, 0, dinf=_zero_inf, model=model)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class ClampError(ElementwiseError):
+    """clamp's rounding: the computed result is the computed input x^ itself (already held in
+    the format) or a bound rounded to the format, ``fl(c)``, so
+    ``|clamp(x^, fl mn, fl mx) - clamp(x, mn, mx)| <= |x^ - x| + max |fl c - c|`` over the
+    bounds the computed input can reach (``|fl c - c| <= u |c| + he``; infinite past the
+    format's max). No storage rounding of the result: it is a value of the format already."""
+
+    mn: float = -INF
+    mx: float = INF
+
+    def propagate(self, ctx: ErrorContext) -> torch.Tensor:
+        e = ctx.err(self.arg)
+        nd = len(self.y.shape)
+        lo, hi = self.x.lo.unsqueeze(0), self.x.hi.unsqueeze(0)
+        if e is not None:
+            lo, hi = lo - e, hi + e
+        charge = torch.zeros((ctx.F, *self.y.shape), dtype=F64)
+        u, he = ctx.b(ctx.u, nd), ctx.b(ctx.he, nd)
+        for c, reach in ((self.mn, lo <= self.mn), (self.mx, hi >= self.mx)):
+            if not math.isfinite(c):
+                continue
+            # (a bound held in the format: rounding to nearest moves it by at most u |c| + he)
+            mag = torch.full((1,) * nd, abs(c), dtype=F64)
+            past = ctx.int_to_format(mag) == INF  # |c| beyond the format's max: fl(c) = inf
+            rc = torch.where(past, torch.full_like(u * abs(c), INF), u * abs(c) + he)
+            charge = torch.maximum(charge, torch.where(reach, rc.expand_as(charge), torch.zeros_like(charge)))
+        if e is None:
+            return charge
+        return e.expand_as(charge) + charge
 
 
 @register_rule([aten.abs.default])

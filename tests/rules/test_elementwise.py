@@ -36,6 +36,9 @@ CASES = [
     ("clamp", _f(lambda x: x.clamp(-1.0, 2.0)), aten.clamp.default, [(-3, 3), (-5, -2), (0, 1)], [-1.0, 2.0], False, True),
     ("clamp_min", _f(lambda x: aten.clamp_min(x, 0.5)), aten.clamp_min.default, [(-3, 3), (1, 2)], [0.5], False, False),
     ("clamp_max", _f(lambda x: aten.clamp_max(x, -0.25)), aten.clamp_max.default, [(-3, 3), (-2, -1)], [-0.25], False, False),
+    # bounds that no format holds exactly (their rounding is the error where they bind)
+    ("clamp_inexact", _f(lambda x: x.clamp(0.1, 0.7)), aten.clamp.default, [(-1, 1), (0.2, 0.5), (0.69, 3)], [0.1, 0.7], False, True),
+    ("clamp_tiny", _f(lambda x: x.clamp(min=1e-12)), aten.clamp.default, [(0, 1), (-1, 1e-11)], [1e-12], False, True),
     ("abs", _f(torch.abs), aten.abs.default, [(-3, 3), (-2, -1), (-1e-3, 1e-3)], [0.0], False, True),
     ("neg", _f(torch.neg), aten.neg.default, [(-3, 3), (1e3, 2e3)], [], True, True),
     ("exp", _f(torch.exp), aten.exp.default, [(0, 12), (-5, 5), (-20, -10), (-1e-3, 1e-3), (-80, -60)], [0.0], True, True),
@@ -281,3 +284,25 @@ def test_elu_bound_covers_the_exp_minus_one_kernel():
     assert bool((err <= _selu_fp32_bound()).all())
     no_abs = _selu_fp32_bound(lambda r: dataclasses.replace(r, error=dataclasses.replace(r.error, neg_abs=0.0)))
     assert bool((err > no_abs).any())
+
+
+@pytest.mark.parametrize("fmt", ["bf16", "fp16"])
+def test_clamp_charges_its_bounds_rounding_not_a_storage_rounding(fmt):
+    """A clamped value is the computed input itself or a bound rounded to the format: on a
+    box strictly inside the bounds with an exact input the error is 0 (it was u |y| + he);
+    where 0.1 can bind, the charge is |fl(0.1) - 0.1| <= u 0.1 + he, not u |y|."""
+    from certifier.adjoint import certified_errors
+    from certifier.walker import analyze_bounds
+    from tests.rules.harness import build
+
+    def bound(fn, lo, hi):
+        module, cap, loaded = build(fn, [box(S, lo, hi)], None, True)
+        ba = analyze_bounds(loaded, cap)
+        return float(certified_errors(ba, [{"*": fmt}], keep_nodes=False).bound[0])
+
+    u = {"bf16": 2.0**-8, "fp16": 2.0**-11}[fmt]
+    x_cast = 4.0 * u + 2.0**-24  # the domain input's own cast into the format (|x| <= 4, + he)
+    inside = bound(lambda x: x.clamp(-8.0, 8.0), -4.0, 4.0)
+    assert inside <= x_cast * (1 + 1e-6)
+    binds = bound(lambda x: x.clamp(0.1, 0.7), -4.0, 4.0)
+    assert binds <= x_cast * (1 + 1e-6) + 0.7 * u * (1 + 1e-6)
