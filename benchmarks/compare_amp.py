@@ -29,7 +29,7 @@ import torch  # noqa: E402
 from certifier.amp import apply_precision  # noqa: E402
 from certifier.capture import ROOT_LAYER  # noqa: E402
 from certifier.pipeline import Options, run_certify  # noqa: E402
-from certifier.validate import cast_model, cast_inputs, flat_outputs  # noqa: E402
+from certifier.validate import abs_error, cast_model, cast_inputs, flat_outputs  # noqa: E402
 
 EPS = {"mlp": 1.0, "cnn": 0.5, "bert_base": 1e-1, "gpt2_small": 1e-1, "resnet50": 1.0}
 MATMUL_OPS = {"mm", "addmm", "bmm", "convolution", "baddbmm"}
@@ -50,8 +50,7 @@ def max_err(ref, model, inputs, dtype=None, autocast=False) -> float:
             else:
                 o = flat_outputs(model(*cast_inputs(xs, dtype)))
         for a, b in zip(r, o):
-            d = (b.double() - a).abs()
-            d = torch.where(torch.isnan(d), torch.full_like(d, math.inf), d)
+            d = abs_error(b, a)
             worst = max(worst, float(d.max()) if d.numel() else 0.0)
     return worst
 

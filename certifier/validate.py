@@ -85,6 +85,16 @@ class Observed:
     adversarial_max: float
 
 
+def abs_error(computed: torch.Tensor, exact: torch.Tensor) -> torch.Tensor:
+    """Elementwise |computed - exact| in float64: 0 where they are equal (the same infinity
+    included: an exactly infinite element, such as a masked logit, has no error), inf where
+    either is NaN or they differ by an infinity."""
+    c, e = computed.to(F64), exact.to(F64)
+    d = (c - e).abs()
+    d = torch.where(c == e, torch.zeros_like(d), d)
+    return torch.where(torch.isnan(d), torch.full_like(d, math.inf), d)
+
+
 class ErrorProbe:
     """Evaluates |model_in_format(x) - model_fp64(x)| for inputs x (float inputs in fp64)."""
 
@@ -107,10 +117,9 @@ class ErrorProbe:
         ref, low = self.outputs(xs)
         best, bi, bj = 0.0, 0, 0
         for i, (r, l) in enumerate(zip(ref, low)):
-            d = (l.to(F64) - r).abs().reshape(-1)
+            d = abs_error(l, r).reshape(-1)
             if d.numel() == 0:
                 continue
-            d = torch.where(torch.isnan(d), torch.full_like(d, math.inf), d)
             j = int(torch.argmax(d))
             if float(d[j]) > best:
                 best, bi, bj = float(d[j]), i, j

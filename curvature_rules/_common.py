@@ -155,16 +155,19 @@ class ElementwiseError:
 
 @dataclass(frozen=True)
 class ExpError(ElementwiseError):
-    """exp's error model, which also gives a *relative* bound (see ``propagate_rel``)."""
+    """exp's error model, which also gives a *relative* bound (see ``propagate_rel``).
+    ``rate`` >= c for ``e^(c x)`` (exp2: ln 2, rounded up)."""
+
+    rate: float = 1.0
 
     def propagate_rel(self, ctx: ErrorContext):
         """exp(x^) = exp(x) exp(x^ - x), so an input error |x^ - x| <= e is a relative
-        error of at most expm1(e) (either sign); the evaluation (``ulps u_acc`` relative,
+        error of at most expm1(rate e) (either sign); the evaluation (``ulps u_acc`` relative,
         ``2 ulps he_acc`` absolute where it underflows) and the storage (``u``, ``he``) follow:
-        R = (1 + expm1(e))(1 + ulps u_acc)(1 + u) - 1, A = 2 ulps he_acc (1 + u) + he."""
+        R = (1 + expm1(rate e))(1 + ulps u_acc)(1 + u) - 1, A = 2 ulps he_acc (1 + u) + he."""
         nd = len(self.y.shape)
         e = ctx.err(self.arg)
-        r0 = torch.zeros((ctx.F,) + (1,) * nd, dtype=F64) if e is None else torch.expm1(e) * (1 + 2.0**-50)
+        r0 = torch.zeros((ctx.F,) + (1,) * nd, dtype=F64) if e is None else torch.expm1(e * self.rate) * (1 + 2.0**-50)
         ua = ctx.b(ctx.u_acc, nd) * self.ulps
         u = ctx.b(ctx.u, nd)
         # (1 + r0)(1 + ua)(1 + u) - 1 expanded into non-negative terms: in float64, 1 + u
@@ -190,7 +193,9 @@ class LogError(ElementwiseError):
     ``|d| <= R + A / lo =: t``, so ``|log x^ - log x| = |log(1 + d)| <= -log(1 - t)`` for
     t < 1. This is what makes ``log(sum(exp(z)))`` (logsumexp, softplus) bounded where the
     sum's absolute error is large next to its smallest value. The smaller of this and the
-    mean-value bound is carried."""
+    mean-value bound is carried. ``rel_scale`` >= 1 / ln b for log_b (log2, log10)."""
+
+    rel_scale: float = 1.0
 
     def _rel_t(self, R: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
         lo = self.x.lo.unsqueeze(0)
@@ -201,11 +206,10 @@ class LogError(ElementwiseError):
         prop = super().carried(ctx, e)
         if prop is None:
             return None
-        rel = ctx.rel(self.arg) if hasattr(ctx, "rel") else None
+        rel = ctx.rel(self.arg)
         if rel is None:
             return prop
-        R, A = rel
-        alt = _log_ratio_bound(self._rel_t(R, A))
+        alt = _log_ratio_bound(self._rel_t(*rel)) * self.rel_scale
         return torch.minimum(prop, alt.expand_as(prop))
 
 

@@ -129,16 +129,21 @@ class BinaryError:
         return torch.minimum(P, P2)
 
 
+def _arg_nodes(inp: RuleInput, xname: str, yname: str) -> tuple[object, object]:
+    """The graph arguments bound to ``xname`` and ``yname`` (None where not positional)."""
+    names = list(inp.args)
+    try:
+        return inp.node.args[names.index(xname)], inp.node.args[names.index(yname)]
+    except (ValueError, IndexError):
+        return None, None
+
+
 def _normalizes(inp: RuleInput, xname: str, yname: str, x: Interval, y: Interval) -> bool:
     """x / sum(x, dims, keepdim=True) with x >= 0 over the domain: each quotient is one
     non-negative term over a sum that contains it, so it lies in [0, 1] (a relation between
     numerator and denominator that boxes lose: exp(z) / sum exp(z) would get [0, 3e16] on
     logits in [-20, 20])."""
-    names = list(inp.args)
-    try:
-        xn, yn = inp.node.args[names.index(xname)], inp.node.args[names.index(yname)]
-    except (ValueError, IndexError):
-        return False
+    xn, yn = _arg_nodes(inp, xname, yname)
     if not (isinstance(xn, torch.fx.Node) and isinstance(yn, torch.fx.Node)):
         return False
     if yn.target not in (aten.sum.dim_IntList,) or not yn.args or yn.args[0] is not xn:
@@ -151,11 +156,7 @@ def _normalizes(inp: RuleInput, xname: str, yname: str, x: Interval, y: Interval
 
 def _squares(inp: RuleInput, xname: str, yname: str) -> bool:
     """Both factors are the same graph value (``x * x``)."""
-    names = list(inp.args)
-    try:
-        xn, yn = inp.node.args[names.index(xname)], inp.node.args[names.index(yname)]
-    except (ValueError, IndexError):
-        return False
+    xn, yn = _arg_nodes(inp, xname, yname)
     return isinstance(xn, torch.fx.Node) and xn is yn
 
 
@@ -183,12 +184,13 @@ def _binary(inp: RuleInput, kind: str, xname: str, yname: str, alpha: float = 1.
         alo, ahi = (y.lo * alpha, y.hi * alpha) if alpha >= 0 else (y.hi * alpha, y.lo * alpha)
         lo, hi = widen(x.lo + alo, x.hi + ahi)
         # A fixed infinity plus a finite value is that infinity, exactly (an additive -inf
-        # attention mask): widening would make it [-inf, inf] (up(-inf) is NaN).
-        for a, b, k in ((x, y, alpha), (y, x, 1.0)):
-            ex = exact_infinite(a) if k != 0 else None
+        # attention mask): widening would make it [-inf, inf] (up(-inf) is NaN). The term
+        # is x or alpha * y: its sign follows alpha's (x - mask is +inf).
+        for term, scale, other in ((x, 1.0, y), (y, alpha, x)):
+            ex = exact_infinite(term) if scale != 0 else None
             if ex is not None and bool(ex.any()):
-                fin = ex & torch.isfinite(b.lo) & torch.isfinite(b.hi)
-                v = a.lo * (k if a is y else 1.0)
+                fin = ex & torch.isfinite(other.lo) & torch.isfinite(other.hi)
+                v = term.lo * scale
                 lo, hi = torch.where(fin, v, lo), torch.where(fin, v, hi)
         L = {xname: 1.0, yname: abs(alpha)}
     elif kind == "mul":

@@ -39,7 +39,7 @@ import torch
 
 from certifier.formats import FUNCTION_ULPS
 from certifier.interval import INF, Interval, decreasing_map, increasing_map, unimodal_min_map, up, widen
-from curvature_rules._common import ElementwiseError, ExpError, Log1pError, LogError, _log_ratio_bound, finite_max, one_input_result
+from curvature_rules._common import ElementwiseError, ExpError, Log1pError, LogError, finite_max, one_input_result
 from curvature_rules.registry import ErrorContext, RuleInput, RuleResult, register_rule
 
 aten = torch.ops.aten
@@ -261,13 +261,15 @@ class ClampError(ElementwiseError):
             lo, hi = lo - e, hi + e
         charge = torch.zeros((ctx.F, *self.y.shape), dtype=F64)
         u, he = ctx.b(ctx.u, nd), ctx.b(ctx.he, nd)
-        for c, reach in ((self.mn, lo <= self.mn), (self.mx, hi >= self.mx)):
+        for c, side in ((self.mn, -1.0), (self.mx, 1.0)):
             if not math.isfinite(c):
                 continue
             # (a bound held in the format: rounding to nearest moves it by at most u |c| + he)
             mag = torch.full((1,) * nd, abs(c), dtype=F64)
             past = ctx.int_to_format(mag) == INF  # |c| beyond the format's max: fl(c) = inf
             rc = torch.where(past, torch.full_like(u * abs(c), INF), u * abs(c) + he)
+            # fl(c) binds the computed input up to max(c, fl c) (min for the upper bound)
+            reach = lo <= c + rc if side < 0 else hi >= c - rc
             charge = torch.maximum(charge, torch.where(reach, rc.expand_as(charge), torch.zeros_like(charge)))
         if e is None:
             return charge
@@ -547,63 +549,6 @@ LN2 = math.log(2.0)
 LN10 = math.log(10.0)
 
 
-@dataclass(frozen=True)
-class Exp2Error(ElementwiseError):
-    """exp2's error model: :class:`ElementwiseError` plus a *relative* bound, as ExpError's.
-
-    2^x^ = 2^x 2^(x^ - x), so an input error |x^ - x| <= e is a relative error of at most
-    2^e - 1 = expm1(e ln 2) (either sign: 1 - 2^-e <= 2^e - 1). 2^x underflows to subnormals
-    (x < -126 in fp32), where ``ulps`` units in the last place are ``2 ulps`` he_acc absolute,
-    not ``ulps u_acc |y|`` (ElementwiseError charges that for every function)."""
-
-    sub_he: float = 2.0 * FUNCTION_ULPS["exp"]
-
-    def propagate_rel(self, ctx):
-        """R = (1 + expm1(e ln 2))(1 + ulps u_acc)(1 + u) - 1, expanded into its non-negative
-        terms (no cancellation in float64); A = (1 + sub_he) he_acc (1 + u) + he."""
-        nd = len(self.y.shape)
-        e = ctx.err(self.arg)
-        if e is None:
-            r0 = torch.zeros((ctx.F,) + (1,) * nd, dtype=F64)
-        else:
-            r0 = torch.expm1(e * (LN2 * (1 + 2.0**-50))) * (1 + 2.0**-50)
-        ua = ctx.b(ctx.u_acc, nd) * self.ulps
-        u = ctx.b(ctx.u, nd)
-        R = (r0 + ua + u + r0 * ua + (r0 + ua + r0 * ua) * u) * (1 + 2.0**-48)
-        A = ctx.b(ctx.he_acc, nd) * (1 + self.sub_he) * (1 + u) + ctx.b(ctx.he, nd)
-        return R, A
-
-
-@dataclass(frozen=True)
-class ScaledLogError(LogError):
-    """log_b x = ln x / ln b: :class:`LogError` with its relative-input bound on |ln(x^ / x)|
-    scaled by ``scale`` >= 1 / ln b. (The mean-value bound already uses log_b's own slope
-    through ``dsup``.) LogError's bound unscaled would be 1.44x too small for log2."""
-
-    scale: float = 1.0
-
-    def carried(self, ctx, e):
-        prop = ElementwiseError.carried(self, ctx, e)
-        if prop is None:
-            return None
-        rel = ctx.rel(self.arg)
-        if rel is None:
-            return prop
-        R, A = rel
-        alt = _log_ratio_bound(self._rel_t(R, A)) * self.scale
-        return torch.minimum(prop, alt.expand_as(prop))
-
-
-@dataclass(frozen=True)
-class Log2Error(ScaledLogError):
-    scale: float = (1.0 / LN2) * (1 + 2.0**-50)
-
-
-@dataclass(frozen=True)
-class Log10Error(ScaledLogError):
-    scale: float = (1.0 / LN10) * (1 + 2.0**-50)
-
-
 @register_rule([aten.exp2.default])
 def exp2_rule(inp: RuleInput) -> RuleResult:
     """2^x = e^(x ln 2): increasing; f' = ln2 2^x, f'' = (ln 2)^2 2^x, so L = ln2 2^hi,
@@ -613,29 +558,33 @@ def exp2_rule(inp: RuleInput) -> RuleResult:
     dsup = lambda lo, hi: _up(LN2 * torch.exp2(hi))  # noqa: E731
     dinf = lambda lo, hi: _down(LN2 * torch.exp2(lo))  # noqa: E731
     kap = lambda lo, hi: _up((LN2 * LN2) * torch.exp2(hi))  # noqa: E731
-    return one_input_result(inp, out, dsup, _kappa(x, kap), FUNCTION_ULPS["exp"], dinf=dinf, model=Exp2Error)
+    # an input error e is a relative error of at most 2^e - 1 = expm1(e ln 2)
+    model = functools.partial(ExpError, rate=LN2 * (1 + 2.0**-50))
+    return one_input_result(inp, out, dsup, _kappa(x, kap), FUNCTION_ULPS["exp"], dinf=dinf, model=model)  # type: ignore[arg-type]
 
 
-def _log_base_rule(inp: RuleInput, fn, inv_ln_b: float, model: type) -> RuleResult:
+def _log_base_rule(inp: RuleInput, fn, inv_ln_b: float) -> RuleResult:
     """log_b x = ln x / ln b on x > 0 (declined below 0, unbounded at 0: exactly as log):
     f' = 1 / (x ln b), f'' = -1 / (x^2 ln b), so L = 1 / (lo ln b), kappa = 1 / (2 lo^2 ln b)."""
     x = inp.tensor("self")
     out = _pos_domain(x, fn)
     dsup = lambda lo, hi: _up(torch.where(lo > 0, inv_ln_b / lo, torch.full_like(lo, INF)))  # noqa: E731
     kap = lambda lo, hi: _up(torch.where(lo > 0, inv_ln_b / (lo * lo), torch.full_like(lo, INF)))  # noqa: E731
-    return one_input_result(inp, out, dsup, _kappa(x, kap), FUNCTION_ULPS["log"], model=model)
+    # LogError's relative-input bound is on |ln(x^ / x)|: scaled by 1 / ln b (rounded up)
+    model = functools.partial(LogError, rel_scale=inv_ln_b * (1 + 2.0**-50))
+    return one_input_result(inp, out, dsup, _kappa(x, kap), FUNCTION_ULPS["log"], model=model)  # type: ignore[arg-type]
 
 
 @register_rule([aten.log2.default])
 def log2_rule(inp: RuleInput) -> RuleResult:
     """log2 x: L = 1 / (lo ln 2), kappa = 1 / (2 lo^2 ln 2)."""
-    return _log_base_rule(inp, torch.log2, 1.0 / LN2, Log2Error)
+    return _log_base_rule(inp, torch.log2, 1.0 / LN2)
 
 
 @register_rule([aten.log10.default])
 def log10_rule(inp: RuleInput) -> RuleResult:
     """log10 x: L = 1 / (lo ln 10), kappa = 1 / (2 lo^2 ln 10)."""
-    return _log_base_rule(inp, torch.log10, 1.0 / LN10, Log10Error)
+    return _log_base_rule(inp, torch.log10, 1.0 / LN10)
 
 
 @dataclass(frozen=True)

@@ -96,13 +96,14 @@ class SoftmaxError:
     out: Interval
     dim: int
     log: bool
+    #: elements fixed at -inf in a row whose max is finite (:func:`_masked`), or None
+    masked: torch.Tensor | None = None
 
     def propagate(self, ctx: ErrorContext) -> torch.Tensor:
         err = self._propagate(ctx)
-        m = _masked(self.x.lo, self.x.hi, self.dim)
-        if m is None:
+        if self.masked is None:
             return err
-        return torch.where(m.unsqueeze(0), torch.zeros_like(err), err)
+        return torch.where(self.masked.unsqueeze(0), torch.zeros_like(err), err)
 
     def _propagate(self, ctx: ErrorContext) -> torch.Tensor:
         d = self.dim + 1
@@ -119,10 +120,10 @@ class SoftmaxError:
         delta = e0.amax(d, keepdim=True)
         # |x^_i - max_j x^_j| <= max_j hi_j - lo_i + 2 delta
         W = (xhi.amax(d, keepdim=True) - xlo) + 2 * delta
-        m = _masked(self.x.lo, self.x.hi, self.dim)
-        if m is not None:  # exactly 0 terms: no part in the row's sums (zeroed in propagate)
-            W = torch.where(m.unsqueeze(0), torch.zeros_like(W), W)
-            xhi = torch.where(m.unsqueeze(0), torch.zeros_like(xhi), xhi)
+        if self.masked is not None:  # exactly 0 terms: no part in the row's sums (zeroed in propagate)
+            m = self.masked.unsqueeze(0)
+            W = torch.where(m, torch.zeros_like(W), W)
+            xhi = torch.where(m, torch.zeros_like(xhi), xhi)
         g = torch.tensor([gamma(n, float(u)) for u in ctx.u_acc], dtype=F64)
         u_acc = ctx.b(ctx.u_acc, nd)
         if not self.log:
@@ -190,7 +191,7 @@ def softmax_rule(inp: RuleInput) -> RuleResult:
         out=out,
         lipschitz={"self": lip},
         curvature=kappa,
-        error=SoftmaxError(x, out, dim, log),
+        error=SoftmaxError(x, out, dim, log, None if masked is None else masked.movedim(-1, dim)),
         accum_length=n,
         flops=5.0 * x.numel(),
     )

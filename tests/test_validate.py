@@ -123,3 +123,12 @@ def test_smooth_ascent_raises_the_parameter_rounding_error(mlp):
     for xs in pts:
         assert float(xs[0].min()) >= sp.lo and float(xs[0].max()) <= sp.hi
     assert max(smooth(xs) for xs in pts) > 1.5 * smooth(start)
+
+
+def test_abs_error_counts_the_same_infinity_as_exact():
+    from certifier.validate import abs_error
+
+    inf, nan = float("inf"), float("nan")
+    c = torch.tensor([1.5, -inf, inf, inf, nan, 2.0], dtype=torch.float16)
+    e = torch.tensor([1.0, -inf, inf, -inf, 1.0, nan], dtype=torch.float64)
+    assert abs_error(c, e).tolist() == [0.5, 0.0, 0.0, inf, inf, inf]

@@ -69,6 +69,7 @@ from certifier.capture import Captured, capture
 from certifier.interval import Interval
 from certifier.loader import InputSpec, LoadedModel
 from certifier.rounding import run_errors
+from certifier.validate import abs_error
 from certifier.walker import BoundsAnalysis, NodeInfo, _bind, analyze_bounds
 from curvature_rules import RuleInput, RuleResult, registry
 
@@ -782,8 +783,7 @@ def _check_errors(
                 if not bool(torch.isfinite(bound_c).all()):
                     continue
                 finite_any = True
-                d = (lv.to(F64) - ex).abs()
-                d = torch.where(torch.isnan(d), torch.full_like(d, math.inf), d)
+                d = abs_error(lv, ex)
                 # (a non-finite reference value is never "close": it needs an infinite bound)
                 allowed = bound_c * (1 + REL_TOL) + torch.where(torch.isfinite(ex), 4 * EPS64 * ex.abs(), 0.0) + 1e-300
                 if bool((d > allowed).any()):

@@ -179,3 +179,28 @@ def test_scalar_beyond_format_max_regression(fn, op, b):
     reported as an intermediate (internal_max) and fp16 is refused (overflow)."""
     rep = check_rule(fn, [box(S, *b)], op)
     assert rep.bounds["fp16"] == float("inf") and rep.bounds["bf16"] < float("inf")
+
+
+NEG_INF_MASK = torch.zeros(S).masked_fill(torch.rand(S, generator=torch.Generator().manual_seed(0)) < 0.5, float("-inf"))
+
+
+@pytest.mark.parametrize(
+    "fn,op",
+    [
+        (_f(lambda x, m: x + m), aten.add.Tensor),
+        (_f(lambda x, m: x - m), aten.sub.Tensor),
+        (_f(lambda x, m: torch.sub(x, m, alpha=2.0)), aten.sub.Tensor),
+        (_f(lambda x, m: m - x), aten.sub.Tensor),
+        (_f(lambda x, m: torch.add(x, m, alpha=-0.5)), aten.add.Tensor),
+    ],
+    ids=["x+m", "x-m", "x-2m", "m-x", "x-0.5m"],
+)
+def test_a_fixed_infinity_keeps_its_sign_through_add_and_sub(fn, op):
+    """x + alpha * m with m in {0, -inf}: exactly alpha * m's infinity where masked. Regression:
+    the sign of alpha was dropped (x - mask was claimed -inf; it is +inf)."""
+    check_rule(fn, [box(S, -1.0, 1.0)], op, consts={"m": NEG_INF_MASK}, require_finite=False, n=8)
+    module, cap, loaded = build(fn, [box(S, -1.0, 1.0)], {"m": NEG_INF_MASK}, True)
+    iv = next(i for i in analyze_bounds(loaded, cap).nodes.values() if i.kind == "call" and i.node.target == op).primary
+    truth = fn(torch.zeros(S, dtype=torch.float64), NEG_INF_MASK.double())
+    masked = torch.isinf(NEG_INF_MASK)
+    assert torch.equal(iv.lo[masked], truth[masked]) and torch.equal(iv.hi[masked], truth[masked])

@@ -227,7 +227,7 @@ def test_new_rules_wrong_variants_are_caught(case, op, b, transform, kind):
 
 class _Exp2Softmax(torch.nn.Module):
     """2^z / sum(2^z): the sum's absolute error dwarfs its smallest value, so the quotient
-    is bounded only through exp2's relative error bound (Exp2Error.propagate_rel)."""
+    is bounded only through exp2's relative error bound (ExpError.propagate_rel with rate ln 2)."""
 
     def forward(self, z):
         e = torch.exp2(z)
