@@ -155,13 +155,23 @@ class _Ctx:
 
     def rel(self, name: str):
         """(R, A) with ``|x^ - x| <= R |x| + A`` for input ``name`` as read here (its cast on
-        this edge included), per configuration, or None when no relative bound is known."""
+        this edge included), per configuration, or None when no relative bound is known.
+        An exactly computed float input has (0, 0) before its cast."""
         pname = self.info.producers.get(name)
         if pname is None or self.run.local_only:
             return None
+        return self._rel_from(pname)
+
+    def _rel_from(self, pname: str):
+        prod = self.run.ba.nodes[pname]
         r = self.run.rels.get(pname)
         if r is None:
-            return None
+            iv = prod.primary
+            exact = prod.kind in ("param", "buffer", "constant", "input") or (pname in self.run.errs and self.run.errs[pname] is None)
+            if iv is None or not iv.is_float or not exact:
+                return None
+            z = torch.zeros((self.F,) + (1,) * len(iv.shape), dtype=F64)
+            r = (z, z)
         R, A = r
         cp = self._cast_params(self.run.ba.nodes[pname])
         if cp is None:
@@ -178,10 +188,25 @@ class _Ctx:
         self._errs[name] = e
         return e
 
+    def upstream(self, node: str):
+        """(interval, error, relative bound or None) of graph value ``node``, read as a
+        float input of this node would be (its cast into this node's format included).
+        Infinite where its error is no longer held."""
+        prod = self.run.ba.nodes.get(node)
+        if prod is None or prod.primary is None or not prod.primary.is_float:
+            return None, None, None
+        held = node in self.run.errs or prod.kind in ("param", "buffer", "constant", "input")
+        if not (self.run.local_only or held):
+            return prod.primary, _inf_like(prod.primary, self.F), None
+        return prod.primary, self._err_from(node, ""), None if self.run.local_only else self._rel_from(node)
+
     def _err(self, name: str) -> torch.Tensor | None:
         pname = self.info.producers.get(name)
         if pname is None:
             return None
+        return self._err_from(pname, name)
+
+    def _err_from(self, pname: str, name: str) -> torch.Tensor | None:
         prod = self.run.ba.nodes[pname]
         iv = prod.primary
         e = self.run.get_err(pname, self.info)
@@ -460,9 +485,11 @@ def run_errors(
                 if r is not None:
                     # NB: never finite where the absolute bound is not (an overflow, an
                     # unbounded input).
-                    R, A = (t.expand_as(e) for t in r)
                     bad = ~torch.isfinite(e)
-                    run.rels[name] = (torch.where(bad, INF, R), torch.where(bad, INF, A))
+                    if bool(bad.any()):
+                        R, A = (t.expand_as(e) for t in r)
+                        r = (torch.where(bad, INF, R), torch.where(bad, INF, A))
+                    run.rels[name] = r
         if override and name in override and e is not None:
             first = e[0] if isinstance(e, tuple) else e
             if isinstance(first, torch.Tensor):

@@ -88,6 +88,36 @@ class ShapeError:
             return None
         return map_configs(self.fn, e)
 
+    def propagate_rel(self, ctx: ErrorContext):
+        """Elements move with their relative bounds; bounds constant per configuration (a
+        cast, an embedding's rows) stay constant without being materialised."""
+        if self.multi:
+            return None
+        r = ctx.rel(self.arg)
+        e = ctx.err(self.arg)
+        if r is None or e is None:
+            return None
+        nd = len(self.out_shape)
+        R, A = r
+        if R[0].numel() == 1 and A[0].numel() == 1:
+            return R.reshape((ctx.F,) + (1,) * nd), A.reshape((ctx.F,) + (1,) * nd)
+        R, A = (map_configs(self.fn, t.expand_as(e).contiguous()) for t in (R, A))
+        return R, A
+
+
+@dataclass(frozen=True)
+class MinError:
+    """The smaller of several sound error models of one node."""
+
+    models: tuple
+
+    def propagate(self, ctx: ErrorContext) -> torch.Tensor:
+        out = None
+        for m in self.models:
+            e = m.propagate(ctx)
+            out = e if out is None else torch.minimum(out, e)
+        return out
+
 
 @dataclass(frozen=True)
 class ElementwiseError:

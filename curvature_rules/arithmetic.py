@@ -26,7 +26,8 @@ from dataclasses import dataclass
 import torch
 
 from certifier.interval import INF, Interval, mul_bounds, widen
-from curvature_rules._common import exact_infinite, finite_max, fmag, pad_left, safe_mul
+from curvature_rules import rmsnorm
+from curvature_rules._common import MinError, exact_infinite, finite_max, fmag, pad_left, safe_mul
 from curvature_rules.registry import ErrorContext, RuleInput, RuleResult, register_rule
 
 aten = torch.ops.aten
@@ -160,6 +161,19 @@ def _squares(inp: RuleInput, xname: str, yname: str) -> bool:
     return isinstance(xn, torch.fx.Node) and xn is yn
 
 
+def _rms_chain(inp: RuleInput, xname: str, yname: str, shape: tuple[int, ...]) -> tuple[rmsnorm.RmsChain, str] | None:
+    """``x * rsqrt(mean(x^2) + c)`` in either order, in one module (curvature_rules.rmsnorm):
+    the chain and the argument bound to x."""
+    xn, yn = _arg_nodes(inp, xname, yname)
+    for a, b, name in ((xn, yn, xname), (yn, xn, yname)):
+        if not isinstance(a, torch.fx.Node) or inp.tensor(name).shape != tuple(shape):
+            continue
+        ch = rmsnorm.match(b, shape)
+        if ch is not None and ch.x is a and rmsnorm._layer_key(inp.node) == rmsnorm._layer_key(b):  # noqa: SLF001
+            return ch, name
+    return None
+
+
 def _binary(inp: RuleInput, kind: str, xname: str, yname: str, alpha: float = 1.0, swap: bool = False) -> RuleResult:
     dtype = inp.out_dtypes[0]
     x, xs = _as_iv(inp.args[xname], dtype)
@@ -180,6 +194,7 @@ def _binary(inp: RuleInput, kind: str, xname: str, yname: str, alpha: float = 1.
         return RuleResult(out=Interval.point(v.to(dtype)))
     L: dict[str, float] = {}
     kappa = 0.0
+    rms: tuple[rmsnorm.RmsChain, str] | None = None
     if kind == "add":
         alo, ahi = (y.lo * alpha, y.hi * alpha) if alpha >= 0 else (y.hi * alpha, y.lo * alpha)
         lo, hi = widen(x.lo + alo, x.hi + ahi)
@@ -201,6 +216,13 @@ def _binary(inp: RuleInput, kind: str, xname: str, yname: str, alpha: float = 1.
             mig, mag = _mig(x.lo, x.hi), fmag(x)
             slo, shi = widen(mig * mig, mag * mag)
             lo, hi = torch.maximum(lo, slo.clamp(min=0.0)), torch.minimum(hi, shi)
+        rms = None if (xs or ys) else _rms_chain(inp, xname, yname, tuple(inp.out_shapes[0]))
+        if rms is not None:
+            # RMS normalisation: |x_i| / sqrt(mean(x^2) + c) <= sqrt(n) whatever the box
+            ch, xarg = rms
+            xi = x if xarg == xname else y
+            rlo, rhi = rmsnorm.image(xi.lo, xi.hi, ch.dims, ch.n, ch.c)
+            lo, hi = torch.maximum(lo, rlo), torch.minimum(hi, rhi)
         L = {xname: finite_max(fmag(y)), yname: finite_max(fmag(x))}
         kappa = 1.0 if not (x.is_point or y.is_point) else 0.0
     elif kind == "div":
@@ -241,6 +263,9 @@ def _binary(inp: RuleInput, kind: str, xname: str, yname: str, alpha: float = 1.
         x_scalar=xs,
         y_scalar=ys,
     )
+    if kind == "mul" and rms is not None:
+        ch, xarg = rms
+        err = MinError((err, rmsnorm.RmsNormError(x if xarg == xname else y, out, ch, xarg)))  # type: ignore[assignment]
     # NB: the scalar itself is held in the storage format (``x + 1e5`` is inf in fp16 even
     # when the result fits): report it to the overflow check as an intermediate.
     internal = max([float(v.max_abs()) for v, s in ((x, xs), (y, ys)) if s] or [0.0])

@@ -33,13 +33,14 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
 from certifier.formats import FUNCTION_ULPS
 from certifier.interval import INF, Interval, decreasing_map, increasing_map, unimodal_min_map, up, widen
-from curvature_rules._common import ElementwiseError, ExpError, Log1pError, LogError, finite_max, one_input_result
+from curvature_rules import rmsnorm
+from curvature_rules._common import ElementwiseError, ExpError, Log1pError, LogError, MinError, finite_max, one_input_result
 from curvature_rules.registry import ErrorContext, RuleInput, RuleResult, register_rule
 
 aten = torch.ops.aten
@@ -365,7 +366,12 @@ def rsqrt_rule(inp: RuleInput) -> RuleResult:
     out = Interval(lo, hi, x.dtype)
     dsup = lambda lo, hi: _up(torch.where(lo > 0, 0.5 * lo ** -1.5, torch.full_like(lo, INF)))  # noqa: E731
     kap = lambda lo, hi: _up(torch.where(lo > 0, 0.75 * lo ** -2.5, torch.full_like(lo, INF)))  # noqa: E731
-    return one_input_result(inp, out, dsup, _kappa(x, kap), FUNCTION_ULPS["rsqrt"])
+    res = one_input_result(inp, out, dsup, _kappa(x, kap), FUNCTION_ULPS["rsqrt"])
+    ch = rmsnorm.match(inp.node)
+    if ch is None or res.error is None:
+        return res
+    # rsqrt(mean(x^2) + c) of an RMSNorm: its error measured along the segment of x
+    return replace(res, error=MinError((res.error, rmsnorm.RsqrtChainError(out, ch))))
 
 
 @register_rule([aten.reciprocal.default])

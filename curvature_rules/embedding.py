@@ -46,6 +46,15 @@ class EmbeddingError:
             e = torch.where(ctx.b(bad, nd), INF, torch.zeros((), dtype=F64) if e is None else e).expand((ctx.F, *self.out.shape))
         return e
 
+    def propagate_rel(self, ctx: ErrorContext):
+        """The rows' cast is relative: ``|fl(w) - w| <= u_c |w| + he_c`` (infinite where an
+        id may be off: the forward bound is infinite there too)."""
+        nd = len(self.out.shape)
+        cp = ctx.cast_point("weight")
+        z = torch.zeros(ctx.F, dtype=F64)
+        R, A = (z, z) if cp is None else cp
+        return ctx.b(R, nd), ctx.b(A, nd)
+
 
 @register_rule([aten.embedding.default])
 def embedding_rule(inp: RuleInput) -> RuleResult:

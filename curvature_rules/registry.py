@@ -124,6 +124,14 @@ class ErrorContext(Protocol):
         included), per configuration, where a producer gave a relative bound; else None."""
         ...
 
+    def upstream(self, node: str) -> tuple["Interval | None", torch.Tensor | None, tuple[torch.Tensor, torch.Tensor] | None]:
+        """(interval, error, relative bound as in :meth:`rel`) of the graph value ``node``
+        (any earlier node, not only an input), read as a float input of this node would be:
+        its cast into this node's format included. For models that follow one value through
+        a chain of nodes of one module (curvature_rules.rmsnorm). An error no longer held is
+        infinite."""
+        ...
+
     def int_to_format(self, mag: torch.Tensor) -> torch.Tensor:
         """(F, *shape) error of converting integers of magnitude <= ``mag`` into this node's
         format (0 up to 2^p, ``u |v|`` beyond, infinite past the format's max)."""

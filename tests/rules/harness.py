@@ -71,7 +71,7 @@ from certifier.loader import InputSpec, LoadedModel
 from certifier.rounding import run_errors
 from certifier.validate import abs_error
 from certifier.walker import BoundsAnalysis, NodeInfo, _bind, analyze_bounds
-from curvature_rules import RuleInput, RuleResult, registry
+from curvature_rules import RuleInput, RuleResult, registry, rmsnorm
 
 F64 = torch.float64
 EPS64 = 2.0**-52
@@ -296,9 +296,15 @@ class NodeCase:
     #: range is checked with them tied (the rule may use that relation); the Lipschitz
     #: and curvature claims, per argument, are checked with them sampled independently
     aliases: dict[str, str] = field(default_factory=dict)
+    #: sampled argument -> its value as a function of the others, where the rule relies on
+    #: that relation (an RMSNorm's rsqrt(mean(x^2) + c) next to x): used with ``aliases``
+    derived: dict[str, Callable[[Mapping[str, torch.Tensor]], torch.Tensor]] = field(default_factory=dict)
 
     def tie(self, vals: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {n: vals[self.aliases.get(n, n)] for n in vals}
+        out = {n: vals[self.aliases.get(n, n)] for n in vals}
+        for n, fn in self.derived.items():
+            out[n] = fn(out)
+        return out
 
     @property
     def float_args(self) -> list[str]:
@@ -366,7 +372,17 @@ def _node_case(ba: BoundsAnalysis, info: NodeInfo, reference: Mapping | None = N
                 aliases[name] = first[key]
             else:
                 first[key] = name
-    return NodeCase(info, args, kwonly, out, info.node.target, (reference or {}).get(info.node.target), aliases)  # type: ignore[arg-type]
+    derived: dict[str, Callable] = {}
+    by_producer = {producers.get(n): n for n, a in out.items() if a.sampled}
+    for name, a in out.items():
+        pnode = ba.nodes[producers[name]].node if a.sampled and producers.get(name) in ba.nodes else None
+        ch = rmsnorm.match(pnode) if pnode is not None else None
+        xarg = by_producer.get(ch.x.name) if ch is not None else None
+        if ch is not None and xarg is not None and xarg != name:
+            nd = len(out[xarg].iv.shape)
+            neg = tuple(d - nd for d in ch.dims)  # batched points carry a leading dim
+            derived[name] = lambda v, xa=xarg, neg=neg, c=ch.c: torch.rsqrt((v[xa] * v[xa]).mean(neg, keepdim=True) + c)
+    return NodeCase(info, args, kwonly, out, info.node.target, (reference or {}).get(info.node.target), aliases, derived)  # type: ignore[arg-type]
 
 
 def _flat(out: object) -> list[torch.Tensor | None]:
@@ -879,7 +895,7 @@ def _run_checks(ba, layer, module, outs, boxes, target, *, n, n_dirs, n_round, c
             outs_v = _stack_tree([case.call({})])
         else:
             outs_v = bt("call", case.call, X)
-        _check_range(case, bt("call", case.call, case.tie(X)) if case.aliases else outs_v, "point")
+        _check_range(case, bt("call", case.call, case.tie(X)) if (case.aliases or case.derived) else outs_v, "point")
         rep.range_checked += n if X else 1
         if X and prim is not None and prim.is_float:  # (booleans and ids have no L or kappa)
             _check_lipschitz(case, smp, bt, X, outs_v, rep)
