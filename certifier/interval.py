@@ -24,6 +24,11 @@ import torch
 
 F64 = torch.float64
 INF = float("inf")
+#: An element whose interval is exactly -inf (or +inf) at both ends is either that infinity
+#: or a *mask marker*: a finite value at most -2^64 (at least 2^64) in both the exact and
+#: the computed run (an attention mask's finfo.min on its way into a softmax; see
+#: certifier.walker._mask_markers). :func:`as_markers` reads sampled values that way.
+MARKER_MIN = 2.0**64
 #: Relative widening applied to float64 results of a few operations (libm error <= 4 ulp).
 REL = 2.0**-48
 #: Absolute widening (covers float64 underflow in the analysis itself).
@@ -226,6 +231,16 @@ class Interval:
 
 
 # ---------------------------------------------------------------------- widening helpers
+def as_markers(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    """``x`` with the values an exactly infinite interval element stands for (beyond
+    MARKER_MIN of its sign, see above) replaced by that infinity, for range checks."""
+    neg = torch.isneginf(lo) & torch.isneginf(hi) & (x <= -MARKER_MIN)
+    pos = torch.isposinf(lo) & torch.isposinf(hi) & (x >= MARKER_MIN)
+    if not bool(neg.any() | pos.any()):
+        return x
+    return torch.where(neg, -INF, torch.where(pos, INF, x))
+
+
 def down(x: torch.Tensor, rel: float = REL) -> torch.Tensor:
     """A value <= x that absorbs a relative rounding error ``rel`` of a float64 evaluation."""
     return x - x.abs() * rel - ABS

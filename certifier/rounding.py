@@ -29,7 +29,7 @@ import torch
 from certifier.formats import FORMATS, Format, accumulation_format
 from certifier.interval import INF, Interval
 from certifier.walker import BoundsAnalysis, NodeInfo
-from curvature_rules._common import ShapeError, exact_infinite, fmag
+from curvature_rules._common import MARKER_SLACK, ShapeError, exact_infinite, fmag
 
 F64 = torch.float64
 
@@ -572,7 +572,9 @@ def _post(run: _Run, info: NodeInfo, iv: Interval | None, e: torch.Tensor, res, 
     if iv.is_float:
         ex = exact_infinite(iv)
         if ex is not None and bool(ex.any()):
-            e = torch.where(ex.unsqueeze(0), torch.zeros_like(e), e)
+            # the computed value is the same infinity (or, for a mask marker, beyond 2^64 of
+            # the same sign) when the inputs' errors there stay within MARKER_SLACK
+            e = torch.where(ex.unsqueeze(0) & (e <= MARKER_SLACK), torch.zeros_like(e), e)
         if check:
             e = run.check_overflow(info, iv, e, float(res.internal_max))
     return e

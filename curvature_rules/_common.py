@@ -39,6 +39,12 @@ def zeros_err(ctx: ErrorContext, shape: Sequence[int]) -> torch.Tensor:
     return torch.zeros((ctx.F, *shape), dtype=F64)
 
 
+#: An exactly infinite element stands for a value beyond 2^64 in magnitude (an attention
+#: mask's finfo.min becomes one, certifier.walker._mask_markers); a finite value next to it
+#: (an added score, its error) must stay within this for it to remain one.
+MARKER_SLACK = 2.0**40
+
+
 def exact_infinite(iv: Interval) -> torch.Tensor | None:
     """Elements whose value is the same infinity for every input (e.g. a -inf attention mask);
     None when the interval is bounded (the common case, checked once and cached)."""

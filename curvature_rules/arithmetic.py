@@ -27,7 +27,7 @@ import torch
 
 from certifier.interval import INF, Interval, mul_bounds, widen
 from curvature_rules import rmsnorm
-from curvature_rules._common import MinError, exact_infinite, finite_max, fmag, pad_left, safe_mul
+from curvature_rules._common import MARKER_SLACK, MinError, exact_infinite, finite_max, fmag, pad_left, safe_mul
 from curvature_rules.registry import ErrorContext, RuleInput, RuleResult, register_rule
 
 aten = torch.ops.aten
@@ -200,11 +200,13 @@ def _binary(inp: RuleInput, kind: str, xname: str, yname: str, alpha: float = 1.
         lo, hi = widen(x.lo + alo, x.hi + ahi)
         # A fixed infinity plus a finite value is that infinity, exactly (an additive -inf
         # attention mask): widening would make it [-inf, inf] (up(-inf) is NaN). The term
-        # is x or alpha * y: its sign follows alpha's (x - mask is +inf).
+        # is x or alpha * y: its sign follows alpha's (x - mask is +inf). The other value
+        # stays within +-2^40, so that a mask marker (certifier.walker._mask_markers: at
+        # most -2^64) stays one; its error is checked in the same way (rounding._post).
         for term, scale, other in ((x, 1.0, y), (y, alpha, x)):
             ex = exact_infinite(term) if scale != 0 else None
             if ex is not None and bool(ex.any()):
-                fin = ex & torch.isfinite(other.lo) & torch.isfinite(other.hi)
+                fin = ex & (other.lo.abs() <= MARKER_SLACK) & (other.hi.abs() <= MARKER_SLACK)
                 v = term.lo * scale
                 lo, hi = torch.where(fin, v, lo), torch.where(fin, v, hi)
         L = {xname: 1.0, yname: abs(alpha)}

@@ -88,13 +88,60 @@ def gather_rule(inp: RuleInput) -> RuleResult:
     x, index = inp.tensor("self"), inp.tensor("index")
     dim = int(inp.args["dim"])  # type: ignore[arg-type]
     if not index.is_point:
-        raise NotImplementedError("gather with a data-dependent index")
+        return _gather_any(x, index, dim % max(len(x.shape), 1))
     idx = index.value
     fn = lambda t: torch.gather(t, dim, idx)  # noqa: E731
     out = x.map_shape(fn)
     if not x.is_float:
         return RuleResult(out=out)
     return RuleResult(out=out, lipschitz={"self": 1.0}, error=ShapeError(fn, "self", out.shape))
+
+
+def _hull_along(t: torch.Tensor, dim: int, shape: tuple[int, ...], red) -> torch.Tensor:
+    """``red`` (amin / amax) of ``t`` along ``dim`` over the positions gather can read for an
+    index of ``shape`` (the other dims cut to the index's sizes), broadcast to ``shape``."""
+    for d, n in enumerate(shape):
+        if d != dim:
+            t = t.narrow(d + (t.dim() - len(shape)), 0, n)
+    return red(t, dim=dim + (t.dim() - len(shape)), keepdim=True).expand(*t.shape[: t.dim() - len(shape)], *shape)
+
+
+@dataclass(frozen=True)
+class GatherAnyError:
+    """gather by an index known only as a range: each output is one of the input elements
+    along ``dim``, so its error is at most their largest (an index that may be off in a
+    configuration makes that configuration unbounded, as for embedding)."""
+
+    dim: int
+    shape: tuple[int, ...]
+
+    def propagate(self, ctx: ErrorContext):
+        ie = ctx.err("index")
+        e = ctx.err("self")
+        out = None if e is None else _hull_along(e, self.dim, self.shape, torch.amax)
+        if ie is not None:
+            bad = (ie > 0).reshape(ctx.F, -1).any(1)
+            if bool(bad.any()):
+                z = torch.zeros((ctx.F, *self.shape), dtype=F64) if out is None else out
+                out = torch.where(ctx.b(bad, len(self.shape)), INF, z)
+        return out
+
+
+def _gather_any(x: Interval, index: Interval, dim: int) -> RuleResult:
+    """gather with a data-dependent index (RoBERTa's token-type ids gathered at computed
+    positions): every value it can read along ``dim`` bounds the result. An index that can
+    leave ``[0, size)`` makes the kernel raise, so it is declined."""
+    size = x.shape[dim] if x.shape else 1
+    if float(index.lo.min()) < 0 or float(index.hi.max()) > size - 1:
+        raise NotImplementedError("gather with an index that may leave the dimension")
+    shape = tuple(index.shape)
+    lo = _hull_along(x.lo, dim, shape, torch.amin)
+    hi = _hull_along(x.hi, dim, shape, torch.amax)
+    if not x.is_float:
+        same = bool(torch.equal(lo, hi))
+        return RuleResult(out=Interval.point(lo.to(x.dtype)) if same else Interval(lo, hi, x.dtype))
+    out = Interval(lo.to(F64), hi.to(F64), x.dtype)
+    return RuleResult(out=out, lipschitz={"self": 1.0}, error=GatherAnyError(dim, shape))
 
 
 @register_rule([aten.index.Tensor])

@@ -147,19 +147,14 @@ class LayerNormError:
         if vmin <= self.eps:
             return (
                 f"the row variance is not bounded away from 0 over the domain (lower bound {max(vmin, 0):.3g}, "
-                f"LayerNorm eps {self.eps:g}): rounding the variance can change 1/sqrt(var + eps) without bound"
+                f"LayerNorm eps {self.eps:g}): 1/sqrt(var + eps) reaches {1 / math.sqrt(max(vmin, 0) + self.eps):.3g}, "
+                "and the input's error or the variance's rounding is not small next to var + eps"
             )
         return None
 
     def propagate(self, ctx: ErrorContext):
         F, nd = ctx.F, len(self.out.shape)
         n = self.n
-        if self.unbounded_reason is not None:
-            # var + eps can reach eps, so the rounded variance (error >= 0) can make rsqrt
-            # arbitrarily large relative to its exact value: no finite bound (see docstring).
-            inf = torch.full((F, *self.out.shape), float("inf"), dtype=torch.float64)
-            stat = tuple(torch.full((F, *self.stat_shape), INF, dtype=F64) for _ in range(2))
-            return (inf, *stat)
         rows = self.x.lo.reshape(-1, n)
         rows_hi = self.x.hi.reshape(-1, n)
         e = ctx.err("input")

@@ -38,7 +38,7 @@ import torch
 
 from certifier.formats import FUNCTION_ULPS, gamma
 from certifier.interval import INF, Interval, widen
-from curvature_rules._common import finite_max, safe_mul
+from curvature_rules._common import MARKER_SLACK, finite_max, safe_mul
 from curvature_rules.registry import ErrorContext, RuleInput, RuleResult, register_rule
 
 aten = torch.ops.aten
@@ -103,7 +103,11 @@ class SoftmaxError:
         err = self._propagate(ctx)
         if self.masked is None:
             return err
-        return torch.where(self.masked.unsqueeze(0), torch.zeros_like(err), err)
+        # A mask marker is a finite value below -2^64 (certifier.walker._mask_markers): its
+        # exact term is below exp(-2^63) and moves every output by less than that, under
+        # 2^-1074: one float64 step up covers it.
+        err = torch.where(self.masked.unsqueeze(0), torch.zeros_like(err), err)
+        return torch.nextafter(err, torch.full_like(err, INF))
 
     def _propagate(self, ctx: ErrorContext) -> torch.Tensor:
         d = self.dim + 1
@@ -154,8 +158,9 @@ def _masked(lo: torch.Tensor, hi: torch.Tensor, dim: int) -> torch.Tensor | None
     fixed = torch.isneginf(lo) & torch.isneginf(hi)
     if not bool(fixed.any()):
         return None
-    # the row's max is finite for every input: an element that is never -inf, none +inf
-    ok = (lo > -INF).any(dim, keepdim=True) & (hi < INF).all(dim, keepdim=True)
+    # the row's max is finite for every input: an element that is never -inf, none +inf;
+    # and the max is at least -2^40, so that a mask marker (<= -2^64) is 2^63 below it
+    ok = (lo >= -MARKER_SLACK).any(dim, keepdim=True) & (hi < INF).all(dim, keepdim=True)
     return fixed & ok
 
 

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from certifier.capture import capture
+from certifier.interval import as_markers
 from certifier.loader import load_model
 from certifier.trace import node_values
 from certifier.walker import analyze_bounds
@@ -34,7 +35,7 @@ def _check(name: str, n: int) -> int:
                 continue
             if not t.dtype.is_floating_point:
                 continue
-            tt = t.detach().to(torch.float64)
+            tt = as_markers(t.detach().to(torch.float64), iv.lo, iv.hi)
             tol = 1e-9 * tt.abs() + 1e-12
             bad = (tt < iv.lo - tol) | (tt > iv.hi + tol)
             assert not bool(bad.any()), (

@@ -66,7 +66,7 @@ from unittest import mock
 import torch
 
 from certifier.capture import Captured, capture
-from certifier.interval import Interval
+from certifier.interval import Interval, as_markers
 from certifier.loader import InputSpec, LoadedModel
 from certifier.rounding import run_errors
 from certifier.validate import abs_error
@@ -535,7 +535,7 @@ def _check_range(case: NodeCase, outs: object, where: str) -> None:
         if iv.numel() == 0:
             continue
         assert tuple(v.shape[1:]) == tuple(iv.shape), f"{case.info.name} output {j}: shape {tuple(v.shape[1:])} vs interval {iv.shape}"
-        x = v.to(F64)
+        x = as_markers(v.to(F64), iv.lo, iv.hi)
         assert not torch.isnan(x).any(), f"{case.info.name} output {j}: NaN at {where}"
         tol = 8 * EPS64 * x.abs()
         bad = (x < iv.lo - tol) | (x > iv.hi + tol)

@@ -96,3 +96,33 @@ def test_embedding_id_error_is_unbounded_only_in_its_configuration(cast):
     assert bool(torch.isinf(both).all())
     none = EmbeddingError(out, True).propagate(_Ctx(None, cast))
     assert none is None if cast is None else bool(torch.isfinite(none).all())
+
+
+GATHER_IDS = SUITE.case(lambda x, i: torch.gather(x, 1, i) * 2.0, [box((2, 5), -1, 1), ids((2, 3), 1, 3)])
+GATHER_TABLE = SUITE.case(
+    lambda i, t: torch.gather(t, 1, i).float() + torch.gather(t.float() * 0.5, 1, i),
+    [ids((2, 3), 0, 4)],
+    consts={"t": torch.tensor([[3, 3, 3, 3, 3], [0, 1, 2, 3, 4]])},
+)
+
+
+@pytest.mark.parametrize("lo,hi", [(-1.0, 1.0), (2.0, 9.0)])
+def test_gather_data_dependent_index(lo, hi):
+    """An index known only as a range (RoBERTa's token types at computed positions): the
+    result is one of the readable elements along dim (ranges, errors against real runs)."""
+    GATHER_IDS.check([box((2, 5), lo, hi), ids((2, 3), 1, 3)], aten.gather.default, n=16)
+    GATHER_TABLE.check([ids((2, 3), 0, 4)], aten.gather.default, n=16)
+
+
+def test_gather_of_a_constant_row_is_a_point_and_an_index_out_of_range_is_declined():
+    from certifier.interval import Interval
+    from curvature_rules.embedding import _gather_any
+
+    t = Interval.point(torch.tensor([[3, 3, 3], [0, 1, 2]]))
+    i = Interval(torch.tensor([[0, 1], [0, 2]]), torch.tensor([[2, 2], [1, 2]]), torch.int64)
+    out = _gather_any(t, i, 1).out
+    assert out.lo.tolist() == [[3, 3], [0, 0]] and out.hi.tolist() == [[3, 3], [2, 2]]
+    one = _gather_any(Interval.point(torch.tensor([[5, 5, 5]])), Interval(torch.zeros(1, 2, dtype=torch.int64), torch.full((1, 2), 2), torch.int64), 1).out
+    assert one.is_point and one.value.tolist() == [[5, 5]]
+    with pytest.raises(NotImplementedError):
+        _gather_any(t, Interval(torch.zeros(2, 2, dtype=torch.int64), torch.full((2, 2), 3), torch.int64), 1)
