@@ -28,6 +28,7 @@ from certifier.capture import Captured
 from certifier.interval import INF, Interval, down, up
 from certifier.loader import LoadedModel
 from curvature_rules import RuleInput, RuleResult, lookup
+from curvature_rules.masks import MASK_MIN, mask_safe
 
 F64 = torch.float64
 
@@ -229,51 +230,9 @@ def _fold_exact(node: torch.fx.Node, args: dict[str, object], kwonly: frozenset[
     return Interval.point(out) if isinstance(out, torch.Tensor) else None
 
 
-#: Attention masks hold the dtype's most negative finite value (``torch.finfo(dtype).min``,
-#: about -2^128) where a score is excluded. See :func:`_mask_markers`.
-MASK_MIN = 2.0**100
-_aten = torch.ops.aten
-#: Ops a mask value may pass through on its way to a softmax (each keeps it <= -2^64).
-_MASK_TRANSIT = {
-    _aten.view.default, _aten._unsafe_view.default, _aten.reshape.default, _aten.permute.default,
-    _aten.transpose.int, _aten.t.default, _aten.expand.default, _aten.slice.Tensor, _aten.select.int,
-    _aten.unsqueeze.default, _aten.squeeze.dim, _aten.squeeze.dims, _aten.squeeze.default,
-    _aten.clone.default, _aten.alias.default, _aten.cat.default, _aten._to_copy.default,
-    _aten.where.self, _aten.add.Tensor, _aten.sub.Tensor,
-}
-_MASK_SINKS = {_aten._softmax.default, _aten.softmax.int}
-
-
-def _mask_safe(node: torch.fx.Node, memo: dict[str, bool], depth: int = 0) -> bool:
-    """Every use of ``node`` leads, through ops of ``_MASK_TRANSIT`` only, into the input of
-    a softmax: as the branch of a where (not its condition), an add / sub operand, a float
-    cast, a view or a slice. At most 64 ops deep."""
-    if node.name in memo:
-        return memo[node.name]
-    ok = depth < 64 and bool(node.users)
-    for user in node.users if ok else ():
-        if user.target in _MASK_SINKS:
-            ok = bool(user.args) and user.args[0] is node and all(a is not node for a in user.args[1:])
-        elif user.target in _MASK_TRANSIT:
-            if user.target is _aten.where.self:
-                ok = bool(user.args) and user.args[0] is not node
-            elif user.target in (_aten.add.Tensor, _aten.sub.Tensor):
-                ok = float(user.kwargs.get("alpha", 1)) == 1.0
-            elif user.target is _aten._to_copy.default:
-                dt = user.kwargs.get("dtype")
-                ok = dt is None or (isinstance(dt, torch.dtype) and dt.is_floating_point)
-            ok = ok and _mask_safe(user, memo, depth + 1)
-        else:
-            ok = False
-        if not ok:
-            break
-    memo[node.name] = ok
-    return ok
-
-
 def _mask_markers(node: torch.fx.Node, out: object, memo: dict[str, bool]) -> Interval | None:
     """A known float tensor holding values of magnitude >= 2^100 (an attention mask's
-    ``finfo.min``) whose every use leads only into a softmax (:func:`_mask_safe`): those
+    ``finfo.min``) whose every use leads only into a softmax (``mask_safe``): those
     entries become exact -inf / +inf markers, read as "at most -2^64 (at least 2^64), exact
     and computed". Along the allowed path that holds: adding a value within +-2^40 (the add
     rule's condition) moves it by at most 2^40 per op, a cast keeps it or overflows to an
@@ -288,7 +247,7 @@ def _mask_markers(node: torch.fx.Node, out: object, memo: dict[str, bool]) -> In
     if v.numel() == 0:
         return None
     big = torch.isfinite(v) & (v.abs() >= MASK_MIN)
-    if not bool(big.any()) or not _mask_safe(node, memo):
+    if not bool(big.any()) or not mask_safe(node, memo):
         return None
     inf = torch.full_like(v, INF)
     return Interval.point(torch.where(big, torch.where(v < 0, -inf, inf), v))

@@ -16,12 +16,14 @@ infinite mask constant (fail closed).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 
 from certifier.interval import INF, Interval
 from curvature_rules._common import fmag, pad_left
+from curvature_rules.masks import MASK_MIN, mask_safe
 from curvature_rules.registry import ErrorContext, RuleInput, RuleResult, register_rule
 
 aten = torch.ops.aten
@@ -248,10 +250,22 @@ class WhereError:
         return out.expand((F, *self.out_shape)).clone()
 
 
+def _marker(inp: RuleInput, v: Interval, scalar: bool) -> Interval:
+    """A scalar branch of finfo.min's size becomes a mask marker (curvature_rules.masks)
+    when every use of the result leads only into a softmax."""
+    if not scalar or v.value is None or not v.is_float:
+        return v
+    x = float(v.value)
+    if not (math.isfinite(x) and abs(x) >= MASK_MIN) or not mask_safe(inp.node, {}):
+        return v
+    return Interval.point(torch.tensor(math.copysign(INF, x), dtype=F64))
+
+
 def _where(inp: RuleInput, cname: str, aname: str, bname: str) -> RuleResult:
     c = inp.tensor(cname)
     a, a_s = _iv(inp.args[aname])
     b, b_s = _iv(inp.args[bname])
+    a, b = _marker(inp, a, a_s), _marker(inp, b, b_s)
     shape = inp.out_shapes[0]
     dtype = inp.out_dtypes[0]
     if c.is_point and a.is_point and b.is_point:

@@ -3,7 +3,8 @@
 Ops: view, _unsafe_view, reshape, permute, expand, clone, alias, detach, contiguous,
 unsqueeze, squeeze, slice, select, t, transpose, flatten, repeat, index_select (constant
 index), split, split_with_sizes, unbind, cat, stack, _to_copy, lift_fresh_copy,
-_assert_tensor_metadata.
+_assert_tensor_metadata, constant_pad_nd (F.pad with a constant: the new elements hold the
+constant, rounded to the node's format).
 
 Every output element *is* one input element, so the output interval is the same transform
 applied to ``lo`` and ``hi``; the Lipschitz constant is 1 (0 for a dropped input), the
@@ -15,13 +16,15 @@ too); beyond the target's range it overflows.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from dataclasses import dataclass
 
 from certifier.formats import FORMATS, Format
 from certifier.interval import INF, Interval
-from curvature_rules._common import ShapeError, fmag
+from curvature_rules._common import ShapeError, fmag, map_configs
 from curvature_rules.registry import ErrorContext, RuleInput, RuleResult, register_rule
 
 F64 = torch.float64
@@ -232,3 +235,52 @@ def to_copy_rule(inp: RuleInput) -> RuleResult:
 def assert_rule(inp: RuleInput) -> RuleResult:
     """Runtime assertions have no value."""
     return RuleResult(out=Interval.point(torch.zeros(0)))
+
+
+@dataclass(frozen=True)
+class PadError:
+    """constant_pad_nd: the input's errors move with their elements; the padded positions
+    hold the constant, rounded to the node's format (``u |v| + he``; 0 for a value every
+    format holds exactly, such as 0, +-1, -inf)."""
+
+    pad: tuple[int, ...]
+    value: float
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+
+    def propagate(self, ctx: ErrorContext):
+        e = ctx.err("self")
+        F, nd = ctx.F, len(self.out_shape)
+        out = None if e is None else map_configs(lambda t: aten.constant_pad_nd(t, list(self.pad), 0.0), e.expand((F, *self.in_shape)))
+        if math.isinf(self.value) or _held_exactly(self.value):
+            return out
+        where = aten.constant_pad_nd(torch.zeros(self.in_shape, dtype=F64), list(self.pad), 1.0).unsqueeze(0)
+        c = where * (ctx.b(ctx.u, nd) * abs(self.value) + ctx.b(ctx.he, nd))
+        return c if out is None else out + c  # type: ignore[operator]
+
+
+def _held_exactly(v: float) -> bool:
+    """v is a value of every format: 0, or 3 significant bits within fp8_e4m3's normal range."""
+    if v == 0:
+        return True
+    m, _ = math.frexp(abs(v))
+    return (m * 8).is_integer() and 2.0**-6 <= abs(v) <= 448.0
+
+
+@register_rule([aten.constant_pad_nd.default])
+def constant_pad_rule(inp: RuleInput) -> RuleResult:
+    """Padding with a constant (F.pad): the input's elements keep their intervals, the new
+    ones hold the constant (negative pads crop)."""
+    x = inp.tensor("self")
+    pad = tuple(int(p) for p in inp.args["pad"])  # type: ignore[union-attr]
+    v = float(inp.get("value", 0.0))  # type: ignore[arg-type]
+    if math.isnan(v):
+        raise NotImplementedError("padding with NaN")
+    fn = lambda t: aten.constant_pad_nd(t, list(pad), v)  # noqa: E731
+    if x.is_point:
+        return RuleResult(out=Interval.point(fn(x.value)))
+    out = Interval(fn(x.lo.to(F64)), fn(x.hi.to(F64)), x.dtype)
+    if not x.is_float:
+        return RuleResult(out=out)
+    internal = abs(v) if math.isfinite(v) else 0.0
+    return RuleResult(out=out, lipschitz={"self": 1.0}, curvature=0.0, error=PadError(pad, v, tuple(x.shape), tuple(out.shape)), internal_max=internal)

@@ -130,8 +130,8 @@ def test_box_norms_near_constant_rows_are_sound(kind):
 
 class MaskedAttention(torch.nn.Module):
     """One head of causal attention over x in a box, the mask holding finfo(float32).min:
-    ``where`` (GPT-2's form), ``add`` (Llama's additive mask) or ``mul`` (a mask scaled on
-    its way: not a marker, fail closed)."""
+    ``where`` (GPT-2's form), ``add`` (Llama's additive mask), ``masked_fill`` with a Python
+    scalar, or ``mul`` (a mask scaled on its way: not a marker, fail closed)."""
 
     def __init__(self, form: str, t: int = 5, d: int = 6) -> None:
         super().__init__()
@@ -148,6 +148,8 @@ class MaskedAttention(torch.nn.Module):
         s = (x @ self.q) @ (x @ self.k).transpose(-1, -2) / math.sqrt(x.shape[-1])
         if self.form == "where":
             s = torch.where(self.keep, s, torch.full((), torch.finfo(torch.float32).min))
+        elif self.form == "masked_fill":
+            s = s.masked_fill(~self.keep, torch.finfo(s.dtype).min)  # the run's own dtype
         elif self.form == "add":
             s = s + self.add_mask
         else:
@@ -155,7 +157,7 @@ class MaskedAttention(torch.nn.Module):
         return torch.softmax(s, -1) @ (x @ self.v)
 
 
-@pytest.mark.parametrize("form", ["where", "add"])
+@pytest.mark.parametrize("form", ["where", "add", "masked_fill"])
 def test_finfo_min_masks_are_markers(form):
     m = MaskedAttention(form).eval()
     loaded, bounds = _bound(m, [box((5, 6), -1.0, 1.0)], FMTS)
@@ -176,7 +178,7 @@ def test_a_mask_used_otherwise_stays_a_number():
     assert marked["fp32"] < 1e-2 and marked["bf16"] < 100, marked
 
 
-@pytest.mark.parametrize("form", ["where", "add"])
+@pytest.mark.parametrize("form", ["where", "add", "masked_fill"])
 def test_mask_marker_ranges_hold_for_real_values(form):
     """The real fp64 activations (the mask at -3.4e38, the masked scores next to it) lie in
     the intervals, markers read as 'beyond 2^64' (certifier.interval.as_markers); and the
@@ -207,3 +209,23 @@ def test_mask_marker_ranges_hold_for_real_values(form):
     for xs in loaded.sample_inputs(20, gen):
         node_values(cap, xs, visit=visit)
     assert seen > 0
+
+
+class FixedAttention(torch.nn.Module):
+    """A fixed causal attention pattern: softmax read straight from a -inf buffer."""
+
+    def __init__(self, t: int = 4) -> None:
+        super().__init__()
+        keep = torch.tril(torch.ones(t, t, dtype=torch.bool))
+        self.register_buffer("mask", torch.where(keep, 0.0, -math.inf))
+
+    def forward(self, x):
+        return torch.softmax(self.mask, -1) @ x
+
+
+def test_an_infinity_cast_into_fp8_e4m3_is_refused():
+    """fp8_e4m3 has no infinity: the cast of -inf (or of a marker) is NaN. The softmax's
+    output holds no infinity, so the cast itself must be caught."""
+    _, bounds = _bound(FixedAttention().eval(), [box((4, 3), -1.0, 1.0)], ["fp32", "bf16", "fp8_e5m2", "fp8_e4m3"])
+    assert all(math.isfinite(bounds[f]) for f in ("fp32", "bf16", "fp8_e5m2")), bounds
+    assert bounds["fp8_e4m3"] == math.inf

@@ -138,3 +138,22 @@ def test_rearranged_interval_derives_its_magnitude_from_the_source():
         assert out._finite is True
     v = src.map_shape(lambda t: t.permute(2, 0, 1))
     assert v.mag.untyped_storage().data_ptr() == src.mag.untyped_storage().data_ptr()
+
+
+PAD_CASES = {
+    "zero": lambda x: torch.nn.functional.pad(x, (1, 2, 0, 1)),
+    "inexact": lambda x: torch.nn.functional.pad(x, (2, 0), value=0.1),
+    "crop": lambda x: torch.nn.functional.pad(x, (-1, 1, 1, -1), value=-2.0),
+    "neg_inf": lambda x: torch.softmax(torch.nn.functional.pad(x, (0, 2), value=float("-inf")), -1),
+}
+PAD_SUITE = Suite()
+PADS = {k: PAD_SUITE.case(f, [box((2, 3), -1, 1)]) for k, f in PAD_CASES.items()}
+
+
+@pytest.mark.parametrize("name", sorted(PAD_CASES))
+@pytest.mark.parametrize("lo,hi", [(-1.0, 1.0), (3.0, 50.0)])
+def test_constant_pad(name, lo, hi):
+    """F.pad with a constant: the constant's rounding (0.1 is inexact in every low format) is
+    charged at the new positions; -inf padding stays exact into a softmax."""
+    # (-inf padding has an infinite range by design: the softmax after it is what is checked)
+    PADS[name].check([box((2, 3), lo, hi)], torch.ops.aten.constant_pad_nd.default, n=12, require_finite=name != "neg_inf")
