@@ -6,9 +6,10 @@
   random mixed assignments: the certified bound (forward and adjoint passes) must hold at
   single points and over the box (random plus adversarial inputs), in fp32, bf16, fp16
   (PyTorch's kernels), a mixed assignment (apply_precision) and fp8 (emulated).
-* Pre-norm attention blocks (LayerNorm or RMSNorm, 1-2 heads, causal mask or not, GELU /
-  tanh-GELU / SiLU / tanh / relu / sigmoid feed-forward, random weight scales) on a point or
-  a small box: fp32, bf16, fp16 (PyTorch's kernels), tf32 and fp8 (emulated).
+* Pre-norm attention blocks (LayerNorm or RMSNorm, 1-2 heads, causal mask (-1e4 or the
+  dtype's finfo.min) or not, GELU / tanh-GELU / SiLU / tanh / relu / sigmoid feed-forward,
+  random weight scales) on a point or a small box, some centred near 0: fp32, bf16, fp16
+  (PyTorch's kernels), tf32 and fp8 (emulated).
 
 The default suite runs a few seeded cases; ``-m heavy`` runs many more, the relu networks
 under a longer adversarial search (300 steps, most of them the grid walk)."""
@@ -174,6 +175,7 @@ class Block(nn.Module):
         self.ff1 = nn.Linear(d, 2 * d)
         self.act = act
         self.ff2 = nn.Linear(2 * d, d)
+        self.mask_min = False  # mask with finfo(dtype).min (a marker) instead of -1e4
 
     def forward(self, x):
         s, dh = x.shape[1], self.d // self.h
@@ -181,7 +183,9 @@ class Block(nn.Module):
         q, k, v = (t.reshape(1, s, self.h, dh).transpose(1, 2) for t in (q, k, v))
         a = q @ k.transpose(-1, -2) / math.sqrt(dh)
         if self.causal:
-            a = a.masked_fill(torch.triu(torch.ones(s, s, dtype=torch.bool), 1), -1e4)
+            # the run's own finfo.min (the float64 reference and emulated runs take float32's)
+            fill = torch.finfo(a.dtype if a.dtype != F64 else torch.float32).min if self.mask_min else -1e4
+            a = a.masked_fill(torch.triu(torch.ones(s, s, dtype=torch.bool), 1), fill)
         o = (torch.softmax(a, -1) @ v).transpose(1, 2).reshape(1, s, self.d)
         x = x + self.out(o)
         if self.rms:
@@ -204,6 +208,9 @@ def check_block(seed: int) -> int:
     gen = torch.Generator().manual_seed(seed)
     c = torch.randn(shape, generator=gen, dtype=F64) * rng.choice([0.5, 1.0, 3.0])
     r = rng.choice([0.0, 1e-3, 1e-2, 0.1])
+    model.mask_min = rng.random() < 0.5
+    if rng.random() < 0.25:  # rows near 0: RMSNorm / LayerNorm near their degenerate point
+        c = c * 1e-3
     lm = LoadedModel(Path("t.py"), "t", model, (torch.zeros(shape),), [InputSpec(shape, torch.float32, -1e9, 1e9)], "")
     ba = analyze_bounds(lm, capture(lm), boxes=[(c - r, c + r)])
     fmts = ["fp32", "bf16", "fp16", "tf32", "fp8_e4m3", "fp8_e5m2"]
