@@ -127,8 +127,16 @@ class FlagError:
     names: tuple[str, ...]
     out_shape: tuple[int, ...]
     reduce: object = None
+    #: an integer result (bitwise ops on ints): a flip moves it by an unknown amount
+    unknown_size: bool = False
 
     def propagate(self, ctx: ErrorContext):
+        out = self._flags(ctx)
+        if out is None or not self.unknown_size:
+            return out
+        return torch.where(out > 0, INF, torch.zeros_like(out))
+
+    def _flags(self, ctx: ErrorContext):
         flags = [ctx.err(n) for n in self.names]
         flags = [f for f in flags if f is not None]
         if not flags:
@@ -157,7 +165,7 @@ def _logic(inp: RuleInput, fn) -> RuleResult:
     st = torch.stack(torch.broadcast_tensors(*outs))
     lo, hi = st.amin(0), st.amax(0)
     out = Interval(lo, hi, inp.out_dtypes[0]) if not bool((lo == hi).all()) else Interval.point(lo.to(B))
-    return RuleResult(out=out, error=FlagError(tuple(names), inp.out_shapes[0]))
+    return RuleResult(out=out, error=FlagError(tuple(names), inp.out_shapes[0], unknown_size=inp.out_dtypes[0] != B))
 
 
 @register_rule([aten.logical_not.default, aten.bitwise_not.default])
@@ -280,7 +288,9 @@ def _where(inp: RuleInput, cname: str, aname: str, bname: str) -> RuleResult:
     if not b.is_point and not b_s:
         L[bname] = 1.0
     err = WhereError(c, a, b, (cname, None if a_s else aname, None if b_s else bname), shape)
-    return RuleResult(out=out, lipschitz=L, curvature=0.0, error=err if dtype.is_floating_point else FlagError((cname, aname, bname), shape))
+    # NB: integer branches too: a flipped condition moves the result by the branches' gap,
+    # not by a flag's 1 (where(x > 0, 100, 0) was bounded by 1 where a flip costs 100)
+    return RuleResult(out=out, lipschitz=L, curvature=0.0, error=err if dtype != B else FlagError((cname, aname, bname), shape))
 
 
 @register_rule([aten.where.self, aten.where.ScalarSelf, aten.where.ScalarOther, aten.where.Scalar])

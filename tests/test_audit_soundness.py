@@ -252,3 +252,21 @@ def test_integers_promoted_by_cat_are_charged(fmt):
     x = torch.zeros(4, dtype=F64)
     err, _, _ = ErrorProbe(loaded, cast_model(loaded.module, fmt), FORMATS[fmt].torch_dtype).error((x,))
     assert 1.0 <= err <= bound
+
+
+def test_a_flipped_integer_where_costs_the_branches_gap():
+    """where(x > 0, 100, 0) on x in [-1, 1]: a positive x below the format's smallest value
+    is read as 0 and the branch flips, an error of 100 (observed in fp16: x = 1e-8, and fp32:
+    x = 1e-50). The integer result used to carry a boolean flag's 1 as its error."""
+    class M(torch.nn.Module):
+        def forward(self, x):
+            return x + torch.where(x > 0, 100, 0)
+
+    m = M().eval()
+    _, cap, loaded = build(m, [box((1, 4), -1.0, 1.0)], None, True)
+    ba = analyze_bounds(loaded, cap)
+    bounds = certified_errors(ba, [{"*": f} for f in ("fp32", "fp16")], keep_nodes=False).bound
+    x = torch.tensor([[1e-8, 0.5, -0.3, 1e-50]], dtype=torch.float64)
+    for b, dt in zip(bounds, (torch.float32, torch.float16)):
+        obs = float((m(x) - m(x.to(dt)).double()).abs().max())
+        assert obs >= 100.0 and math.isfinite(b) and obs <= b, (obs, b)
