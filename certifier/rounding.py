@@ -228,6 +228,8 @@ class _Ctx:
         nd = len(iv.shape)
         mag = m if e is None else m + e
         ce = self.b(u, nd) * mag + self.b(he, nd)
+        # an exact 0 (or an exact infinity: fmag counts it as 0) casts exactly
+        ce = torch.where(mag == 0, torch.zeros_like(ce), ce)
         self.run.check_cast(self.info, mag, u)
         out = ce if e is None else e + ce
         ex = exact_infinite(iv)

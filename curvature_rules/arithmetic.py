@@ -56,8 +56,12 @@ class BinaryError:
     alpha: float = 1.0
     y_scalar: bool = False
     x_scalar: bool = False
+    #: integer arithmetic: exact (no rounding, scalars exact); only input errors propagate
+    integer: bool = False
 
     def _e(self, ctx: ErrorContext, name: str | None, iv: Interval, scalar: bool, nd: int):
+        if self.integer and (name is None or scalar):
+            return None
         if name is None or scalar:
             if scalar:  # NB: the scalar is rounded to the storage format (type promotion)
                 return pad_left(ctx.b(ctx.u, 0) * fmag(iv).unsqueeze(0) + ctx.b(ctx.he, 0), nd)
@@ -92,6 +96,10 @@ class BinaryError:
         else:  # max / min: exact, 1-Lipschitz in the max norm
             return torch.maximum(ex, ey).expand((F, *self.out.shape)).clone()
         P = P.expand((F, *self.out.shape))
+        if self.integer:
+            # exact, unless the computed value may leave int64's range (it wraps)
+            big = (self.out.lo.abs() + P > 2.0**62) | (self.out.hi.abs() + P > 2.0**62)
+            return torch.where(big, torch.full_like(P, INF), P)
         ymag = fmag(self.out).unsqueeze(0) + P
         extra = 0.0
         if self.alpha != 1.0 and self.kind == "add":
@@ -100,7 +108,24 @@ class BinaryError:
         local = ctx.b(ctx.u_acc, nd) * ymag + extra
         if exact:
             return P
-        return P + local + ctx.store(ymag + local, nd)
+        out = P + local + ctx.store(ymag + local, nd)
+        if self.kind in ("mul", "div"):
+            out = self._exact_zeros(out, ex, ey)
+        return out
+
+    def _exact_zeros(self, out: torch.Tensor, ex: torch.Tensor, ey: torch.Tensor) -> torch.Tensor:
+        """A computed 0 times a finite value, or over a divisor that cannot reach 0, is
+        exactly 0 in every format (no rounding): where the exact factor is 0 and computed
+        without error, so is the result (a constant position index 0 / 8 before a log)."""
+        zx = (self.x.lo == 0) & (self.x.hi == 0) & (ex == 0)
+        if not bool(zx.any()):
+            return out
+        if self.kind == "mul":
+            ok = torch.isfinite(self.y.lo + (-ey)) & torch.isfinite(self.y.hi + ey)
+        else:
+            ok = (self.y.lo - ey > 0) | (self.y.hi + ey < 0)
+        z = (zx & ok).expand_as(out)
+        return torch.where(z, torch.zeros_like(out), out)
 
 
     def _div_relative(self, ctx: ErrorContext, P: torch.Tensor, my: torch.Tensor, q: torch.Tensor, ex: torch.Tensor, nd: int) -> torch.Tensor:
@@ -250,10 +275,41 @@ def _binary(inp: RuleInput, kind: str, xname: str, yname: str, alpha: float = 1.
         op = torch.maximum if kind == "max" else torch.minimum
         lo, hi = op(x.lo, y.lo), op(x.hi, y.hi)
         L = {xname: 1.0, yname: 1.0}
+    if kind in ("mul", "div"):
+        # A fixed infinity times (over) a finite value of known sign is that infinity, signed
+        # (log 0 = -inf scaled before a bucketing); widening made it [-inf, inf]. (Mask
+        # markers never reach a mul or div: curvature_rules.masks.)
+        pairs = ((x, y),) if kind == "div" else ((x, y), (y, x))
+        for a, b in pairs:
+            ia = exact_infinite(a)
+            if ia is None or not bool(ia.any()):
+                continue
+            pos, neg = (b.lo > 0) & torch.isfinite(b.hi), (b.hi < 0) & torch.isfinite(b.lo)
+            sgn = torch.where(pos, 1.0, torch.where(neg, -1.0, 0.0)) * torch.sign(a.lo)
+            fix = (ia & (pos | neg)).expand(lo.shape)
+            v = (sgn * INF).expand(lo.shape)
+            lo, hi = torch.where(fix, v, lo), torch.where(fix, v, hi)
+        # 0 * finite and 0 / (a divisor away from 0) are exactly 0 (widening made them
+        # [-tiny, tiny], which a log or sqrt after them would decline)
+        zx = (x.lo == 0) & (x.hi == 0)
+        if kind == "mul":
+            zy = (y.lo == 0) & (y.hi == 0)
+            zero = (zx & torch.isfinite(y.lo) & torch.isfinite(y.hi)) | (zy & torch.isfinite(x.lo) & torch.isfinite(x.hi))
+        else:
+            zero = zx & ((y.lo > 0) | (y.hi < 0))
+        if bool(zero.any()):
+            zero = zero.expand(lo.shape)
+            lo, hi = torch.where(zero, torch.zeros_like(lo), lo), torch.where(zero, torch.zeros_like(hi), hi)
+    if not dtype.is_floating_point and dtype != torch.bool and kind != "div":
+        # an integer result: its widened float64 bounds round inward to integers
+        lo, hi = torch.ceil(lo), torch.floor(hi)
     out = Interval(lo, hi, dtype)
     L = {n: v for n, v in L.items() if not ((n == xname and (xs or x.is_point)) or (n == yname and (ys or y.is_point)))}
     if not dtype.is_floating_point:
-        return RuleResult(out=out, lipschitz={}, curvature=0.0)
+        if dtype == torch.bool or kind == "div":
+            return RuleResult(out=out, lipschitz={}, curvature=0.0)
+        ierr = BinaryError(kind if kind in ("add", "mul") else "max", x, y, out, None if xs else xname, None if ys else yname, alpha, ys, xs, integer=True)
+        return RuleResult(out=out, lipschitz={}, curvature=0.0, error=ierr)
     err = BinaryError(
         kind=kind if kind in ("add", "mul", "div") else "max",
         x=x,

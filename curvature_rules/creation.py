@@ -35,9 +35,18 @@ class ConstantError:
         return ctx.store(fmag(self.value).unsqueeze(0).expand((ctx.F, *self.value.shape)), nd)
 
 
+@dataclass(frozen=True)
+class ExactError:
+    """An integer (or boolean) constant: exact, whatever the errors of a ``*_like``
+    argument (a missing error model would read those as making it unbounded)."""
+
+    def propagate(self, ctx: ErrorContext):
+        return None
+
+
 def _constant(v: torch.Tensor) -> RuleResult:
     out = Interval.point(v)
-    return RuleResult(out=out, error=ConstantError(out) if v.dtype.is_floating_point else None)
+    return RuleResult(out=out, error=ConstantError(out) if v.dtype.is_floating_point else ExactError())
 
 
 @register_rule(

@@ -320,7 +320,14 @@ def _pos_domain(x: Interval, fn, lower_edge: float = 0.0) -> Interval:
     decided, isnan decided False)."""
     if bool((x.lo < lower_edge).any()):
         raise NotImplementedError(f"argument may be below {lower_edge} (the result would be NaN)")
-    return increasing_map(x, lambda t: fn(t.clamp(min=lower_edge)))
+    at_edge = (x.lo == lower_edge) & (x.hi == lower_edge)
+    if not bool(at_edge.any()):
+        return increasing_map(x, lambda t: fn(t.clamp(min=lower_edge)))
+    # elements exactly at the edge: fn's value there, exactly (log 0 = -inf, sqrt 0 = 0);
+    # widening -inf would give NaN
+    v = fn(torch.tensor(lower_edge, dtype=F64))
+    lo, hi = widen(fn(x.lo.clamp(min=lower_edge)), fn(torch.where(at_edge, x.hi + 1, x.hi).clamp(min=lower_edge)))
+    return Interval(torch.where(at_edge, v, lo), torch.where(at_edge, v, hi), x.dtype)
 
 
 @register_rule([aten.log.default])

@@ -228,7 +228,35 @@ def to_copy_rule(inp: RuleInput) -> RuleResult:
         lo = ((x.lo > 0) | (x.hi < 0)).to(torch.float64)
         hi = ((x.lo != 0) | (x.hi != 0)).to(torch.float64)
         return RuleResult(out=Interval(lo, hi, dtype))
-    return RuleResult(out=Interval(torch.trunc(x.lo), torch.trunc(x.hi), dtype))
+    if not x.is_float:  # integer to integer
+        return RuleResult(out=Interval(x.lo, x.hi, dtype))
+    # float to integer: truncation toward 0, monotone; beyond the integer type's range (and
+    # at +-inf, NaN) the conversion is undefined, so any value of the type is possible
+    ii = torch.iinfo(dtype)
+    ok = (x.lo > float(ii.min)) & (x.hi < float(ii.max))
+    lo = torch.where(ok, torch.trunc(x.lo), torch.full_like(x.lo, float(ii.min)))
+    hi = torch.where(ok, torch.trunc(x.hi), torch.full_like(x.hi, float(ii.max)))
+    return RuleResult(out=Interval(lo, hi, dtype), error=TruncError(x, (float(ii.min), float(ii.max))))
+
+
+@dataclass(frozen=True)
+class TruncError:
+    """A float truncated to an integer type: the computed input lies in ``[lo - e, hi + e]``,
+    so the computed and exact integers differ by at most ``trunc(hi + e) - trunc(lo - e)``
+    (0 where that box holds one integer: a constant bucket index computed through log in
+    bf16 stays exact); beyond the type's range the conversion is undefined (inf)."""
+
+    x: Interval
+    limits: tuple[float, float]
+
+    def propagate(self, ctx: ErrorContext):
+        e = ctx.err("self")
+        if e is None:
+            return None
+        a, b = self.x.lo.unsqueeze(0) - e, self.x.hi.unsqueeze(0) + e
+        d = torch.trunc(b) - torch.trunc(a)
+        ok = (a > self.limits[0]) & (b < self.limits[1])
+        return torch.where(ok, d, torch.full_like(d, INF))
 
 
 @register_rule([aten._assert_tensor_metadata.default, aten._assert_scalar.default, aten.sym_constrain_range_for_size.default])
