@@ -111,6 +111,22 @@ class BinaryError:
         out = P + local + ctx.store(ymag + local, nd)
         if self.kind in ("mul", "div"):
             out = self._exact_zeros(out, ex, ey)
+            out = self._fixed_infinities(out, ex, ey)
+        return out
+
+    def _fixed_infinities(self, out: torch.Tensor, ex: torch.Tensor, ey: torch.Tensor) -> torch.Tensor:
+        """An exactly infinite factor (its error 0 there: the computed value is that
+        infinity) times a value whose *computed* sign is decided is that infinity; where the
+        computed other factor can reach 0 (inf * 0 = NaN) or flip its sign, unbounded. (The
+        magnitudes above count infinities as 0, so this is checked here.)"""
+        pairs = ((self.x, ex, self.y, ey),) if self.kind == "div" else ((self.x, ex, self.y, ey), (self.y, ey, self.x, ex))
+        for a, ea, b, eb in pairs:
+            ia = exact_infinite(a)
+            if ia is None or not bool(ia.any()):
+                continue
+            sure = ((b.lo - eb > 0) | (b.hi + eb < 0)) & torch.isfinite(b.lo) & torch.isfinite(b.hi) & (ea == 0)
+            bad = (ia & ~sure).expand_as(out)
+            out = torch.where(bad, torch.full_like(out, INF), out)
         return out
 
     def _exact_zeros(self, out: torch.Tensor, ex: torch.Tensor, ey: torch.Tensor) -> torch.Tensor:

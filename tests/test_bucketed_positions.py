@@ -79,3 +79,19 @@ def test_exact_zeros_and_infinities_stay_exact(fn, value):
     ba = analyze_bounds(loaded, cap)
     out = ba.nodes[ba.outputs[0]].primary
     assert bool((out.lo == value).all()) and bool((out.hi == value).all()), out
+
+
+def test_an_infinity_times_a_value_that_can_reach_0_is_unbounded():
+    """log(0) * y with y in [1e-3, 1]: in fp16 the computed y can be 0 (y = 1e-8 is not in
+    the box, but its rounding is), so the product can be NaN: not exactly -inf. With y
+    bounded away from 0 by more than its error, it stays exact."""
+    f_small = lambda x: torch.log(torch.zeros(2)) * x + 0.0  # noqa: E731
+    _, cap, loaded = build(f_small, [box((2,), 1e-9, 1.0)], None, True)
+    ba = analyze_bounds(loaded, cap)
+    b16, b32 = certified_errors(ba, [{"*": "fp16"}, {"*": "fp32"}], keep_nodes=False).bound
+    assert b16 == math.inf  # 1e-9 rounds to 0 in fp16: -inf * 0 = NaN
+    _, cap, loaded = build(f_small, [box((2,), 0.5, 1.0)], None, True)
+    ba = analyze_bounds(loaded, cap)
+    assert certified_errors(ba, [{"*": "fp16"}], keep_nodes=False).bound[0] == 0.0
+    x = torch.tensor([1e-9, 0.7], dtype=torch.float64)
+    assert torch.isnan(f_small(x.half())).any() and not torch.isnan(f_small(x)).any()
