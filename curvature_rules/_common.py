@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -37,6 +39,15 @@ def pad_left(t: torch.Tensor, ndim: int) -> torch.Tensor:
 
 def zeros_err(ctx: ErrorContext, shape: Sequence[int]) -> torch.Tensor:
     return torch.zeros((ctx.F, *shape), dtype=F64)
+
+
+def held_in_every_format(v: float) -> bool:
+    """v is a value of every format: 0, or 3 significant bits (fp8_e5m2's precision) within
+    fp8_e4m3's normal range [2^-6, 448] (the narrowest)."""
+    if v == 0:
+        return True
+    m, _ = math.frexp(abs(v))
+    return (m * 8).is_integer() and 2.0**-6 <= abs(v) <= 448.0
 
 
 #: An exactly infinite element stands for a value beyond 2^64 in magnitude (an attention

@@ -27,7 +27,7 @@ import torch
 
 from certifier.interval import INF, Interval, mul_bounds, widen
 from curvature_rules import rmsnorm
-from curvature_rules._common import MARKER_SLACK, MinError, exact_infinite, finite_max, fmag, pad_left, safe_mul
+from curvature_rules._common import MARKER_SLACK, MinError, exact_infinite, finite_max, fmag, held_in_every_format, pad_left, safe_mul
 from curvature_rules.registry import ErrorContext, RuleInput, RuleResult, register_rule
 
 aten = torch.ops.aten
@@ -404,7 +404,7 @@ class PowError:
                 lo = (self.x.lo.unsqueeze(0) - e)
                 P = torch.where(lo > 0, safe_mul(abs(n) * lo ** (n - 1), e), torch.full_like(e, INF))
                 P = torch.where(e == 0, torch.zeros_like(P), P)
-        if not _exact_everywhere(self.n):
+        if not held_in_every_format(self.n):
             # PyTorch's kernels cast a Python-scalar exponent to the tensor's dtype (bf16:
             # 2.2 -> 2.203125), so the computed power is x^n' with |n' - n| <= u |n|:
             # |x^n' - x^n| <= |x^n| expm1(|ln x| u |n|) on the (inflated, positive) box.
@@ -417,15 +417,6 @@ class PowError:
         ymag = fmag(self.out).unsqueeze(0) + P
         local = ctx.b(ctx.u_acc, nd) * self.ulps * ymag
         return P + local + ctx.store(ymag + local, nd)
-
-
-def _exact_everywhere(n: float) -> bool:
-    """n is representable in every format: 3 significant bits (fp8_e5m2's precision) within
-    fp8_e4m3's normal range [2^-6, 448] (the narrowest)."""
-    if n == 0:
-        return True
-    m, _ = math.frexp(abs(n))
-    return (m * 8).is_integer() and 2.0**-6 <= abs(n) <= 448.0
 
 
 @register_rule([aten.pow.Tensor_Scalar])

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from certifier.formats import FORMATS, Format
 from certifier.interval import INF, Interval
-from curvature_rules._common import ShapeError, fmag, map_configs
+from curvature_rules._common import ShapeError, fmag, held_in_every_format, map_configs
 from curvature_rules.registry import ErrorContext, RuleInput, RuleResult, register_rule
 
 F64 = torch.float64
@@ -280,19 +280,11 @@ class PadError:
         e = ctx.err("self")
         F, nd = ctx.F, len(self.out_shape)
         out = None if e is None else map_configs(lambda t: aten.constant_pad_nd(t, list(self.pad), 0.0), e.expand((F, *self.in_shape)))
-        if math.isinf(self.value) or _held_exactly(self.value):
+        if math.isinf(self.value) or held_in_every_format(self.value):
             return out
         where = aten.constant_pad_nd(torch.zeros(self.in_shape, dtype=F64), list(self.pad), 1.0).unsqueeze(0)
         c = where * (ctx.b(ctx.u, nd) * abs(self.value) + ctx.b(ctx.he, nd))
         return c if out is None else out + c  # type: ignore[operator]
-
-
-def _held_exactly(v: float) -> bool:
-    """v is a value of every format: 0, or 3 significant bits within fp8_e4m3's normal range."""
-    if v == 0:
-        return True
-    m, _ = math.frexp(abs(v))
-    return (m * 8).is_integer() and 2.0**-6 <= abs(v) <= 448.0
 
 
 @register_rule([aten.constant_pad_nd.default])
