@@ -161,6 +161,10 @@ def _masked(lo: torch.Tensor, hi: torch.Tensor, dim: int) -> torch.Tensor | None
     # the row's max is finite for every input: an element that is never -inf, none +inf;
     # and the max is at least -2^40, so that a mask marker (<= -2^64) is 2^63 below it
     ok = (lo >= -MARKER_SLACK).any(dim, keepdim=True) & (hi < INF).all(dim, keepdim=True)
+    if not bool((ok | ~fixed.any(dim, keepdim=True)).all()):
+        # A row of -inf is NaN; a row of markers is the softmax of what was added to them
+        # (finfo.min + s is shift-invariant), which the markers no longer hold.
+        raise NotImplementedError("a softmax row whose every element may be masked (-inf or finfo.min)")
     return fixed & ok
 
 

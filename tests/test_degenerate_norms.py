@@ -229,3 +229,25 @@ def test_an_infinity_cast_into_fp8_e4m3_is_refused():
     _, bounds = _bound(FixedAttention().eval(), [box((4, 3), -1.0, 1.0)], ["fp32", "bf16", "fp8_e5m2", "fp8_e4m3"])
     assert all(math.isfinite(bounds[f]) for f in ("fp32", "bf16", "fp8_e5m2")), bounds
     assert bounds["fp8_e4m3"] == math.inf
+
+
+class FullyMaskedRow(torch.nn.Module):
+    """A row masked everywhere with finfo.min: its softmax is that of what was added to the
+    mask (shift invariance), uniform only in float arithmetic. Markers cannot say that: the
+    softmax declines (fail closed), where it used to claim 3e-6 in fp32."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        keep = torch.tensor([[True, False, False], [False, False, False]])
+        self.register_buffer("m", torch.where(keep, 0.0, torch.finfo(torch.float32).min))
+
+    def forward(self, x):
+        return torch.softmax(x * 0.1 + self.m, -1) @ x.t()
+
+
+def test_a_fully_masked_row_fails_closed():
+    _, cap, loaded = build(FullyMaskedRow().eval(), [box((2, 3), -1.0, 1.0)], None, True)
+    ba = analyze_bounds(loaded, cap)
+    assert any(u["op"].endswith("_softmax.default") for u in ba.unsupported), ba.unsupported
+    res = certified_errors(ba, [{"*": "fp32"}], keep_nodes=False)
+    assert res.bound[0] == math.inf
