@@ -106,7 +106,11 @@ class SoftmaxError:
         # A mask marker is a finite value below -2^64 (certifier.walker._mask_markers): its
         # exact term is below exp(-2^63) and moves every output by less than that, under
         # 2^-1074: one float64 step up covers it.
-        err = torch.where(self.masked.unsqueeze(0), torch.zeros_like(err), err)
+        # (the row's computed max stays above -2^40 - MARKER_SLACK only while its inputs'
+        # errors stay within MARKER_SLACK; beyond that the masked outputs keep the generic bound)
+        e = ctx.err("self")
+        calm = torch.ones((1,) * err.dim(), dtype=torch.bool) if e is None else (e.amax(self.dim + 1, keepdim=True) <= MARKER_SLACK)
+        err = torch.where(self.masked.unsqueeze(0) & calm, torch.zeros_like(err), err)
         return torch.nextafter(err, torch.full_like(err, INF))
 
     def _propagate(self, ctx: ErrorContext) -> torch.Tensor:
