@@ -160,8 +160,7 @@ class Interval:
     @property
     def mig(self) -> torch.Tensor:
         """Elementwise min |x| over the interval (0 if it contains 0)."""
-        lo, hi = self.lo, self.hi
-        return torch.where((lo <= 0) & (hi >= 0), torch.zeros_like(lo), torch.minimum(lo.abs(), hi.abs()))
+        return mig(self.lo, self.hi)
 
     def numel(self) -> int:
         n = 1
@@ -228,6 +227,12 @@ class Interval:
         lo, hi = self.bounds()
         kind = "point" if self.is_point else "box"
         return f"Interval({kind}, shape={self.shape}, dtype={self.dtype}, [{lo:.4g}, {hi:.4g}])"
+
+
+def mig(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    """Elementwise min |x| over ``[lo, hi]`` (0 where it contains 0), for bounds that are not
+    (yet) an Interval, e.g. boxes widened by an error per configuration."""
+    return torch.where((lo <= 0) & (hi >= 0), torch.zeros_like(lo), torch.minimum(lo.abs(), hi.abs()))
 
 
 # ---------------------------------------------------------------------- widening helpers

@@ -233,16 +233,17 @@ class _Ctx:
         self.run.check_cast(self.info, mag, u)
         out = ce if e is None else e + ce
         ex = exact_infinite(iv)
-        if ex is not None and bool(ex.any()):
+        no_inf = [c for c, f in enumerate(self._fmts) if float(u[c]) > 0 and f.storage.name == "fp8_e4m3"]
+        if no_inf and ex is not None and bool(ex.any()):
             # an infinity (or a mask marker) cast into fp8_e4m3, which has none, is NaN
-            for c, f in enumerate(self._fmts):
-                if float(u[c]) > 0 and f.storage.name == "fp8_e4m3":
-                    out = out.expand((self.F, *iv.shape)).clone() if out.shape[0] != self.F or tuple(out.shape[1:]) != tuple(iv.shape) else out.clone()
-                    out[c] = torch.where(ex, INF, out[c])
-                    ov = Overflow(self.info.name, self.info.layer, f"cast into {self.info.op}", INF, f.storage.max, f.name, "an infinity or mask marker has no fp8_e4m3 value")
-                    if self.run.overflow[c] is None:
-                        self.run.overflow[c] = ov
-                    self.run.overflows[c].append(ov)
+            out = out.expand((self.F, *iv.shape)).clone()
+            for c in no_inf:
+                out[c] = torch.where(ex, INF, out[c])
+                f = self._fmts[c]
+                ov = Overflow(self.info.name, self.info.layer, f"cast into {self.info.op}", INF, f.storage.max, f.name, "an infinity or mask marker has no fp8_e4m3 value")
+                if self.run.overflow[c] is None:
+                    self.run.overflow[c] = ov
+                self.run.overflows[c].append(ov)
         return out
 
 

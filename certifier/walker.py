@@ -28,6 +28,7 @@ from certifier.capture import Captured
 from certifier.interval import INF, Interval, down, up
 from certifier.loader import LoadedModel
 from curvature_rules import RuleInput, RuleResult, lookup
+from curvature_rules.creation import ConstantError
 from curvature_rules.masks import MASK_MIN, mask_safe
 
 F64 = torch.float64
@@ -244,7 +245,14 @@ def _mask_markers(node: torch.fx.Node, out: object, memo: dict[str, bool]) -> In
     if not (isinstance(out, Interval) and out.is_point and out.is_float and out.value is not None):
         return None
     v = out.value
-    if v.numel() == 0:
+    if v.numel() == 0 or not v.is_floating_point():
+        return None
+    try:  # one pass over every weight; the rest only for masks
+        vlo, vhi = torch.aminmax(v)
+    except (RuntimeError, NotImplementedError):  # dtypes without aminmax (fp8)
+        v = v.to(F64)
+        vlo, vhi = torch.aminmax(v)
+    if float(vlo) > -MASK_MIN and float(vhi) < MASK_MIN:
         return None
     big = torch.isfinite(v) & (v.abs() >= MASK_MIN)
     if not bool(big.any()) or not mask_safe(node, memo):
@@ -364,8 +372,8 @@ def analyze_bounds(
             out = marked
             if result is not None:
                 err = result.error
-                if err is not None and dataclasses.is_dataclass(err) and any(f.name == "value" for f in dataclasses.fields(err)):
-                    err = dataclasses.replace(err, value=marked)  # a constant's own storage rounding
+                if isinstance(err, ConstantError):  # the constant's own storage rounding
+                    err = ConstantError(marked)
                 result = dataclasses.replace(result, out=marked, error=err)
         info = NodeInfo(node.name, node, opname, layer, out, result, producers, unsupported=info_unsup)
         if balls is not None and info_unsup is None:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-from certifier.interval import INF, Interval, mul_bounds, widen
+from certifier.interval import INF, Interval, mig, mul_bounds, widen
 from curvature_rules import rmsnorm
 from curvature_rules._common import MARKER_SLACK, MinError, exact_infinite, finite_max, fmag, held_in_every_format, pad_left, safe_mul
 from curvature_rules.registry import ErrorContext, RuleInput, RuleResult, register_rule
@@ -39,10 +39,6 @@ def _as_iv(v: object, dtype: torch.dtype) -> tuple[Interval, bool]:
     if isinstance(v, Interval):
         return v, False
     return Interval.point(torch.tensor(float(v), dtype=F64)), True  # type: ignore[arg-type]
-
-
-def _mig(iv_lo, iv_hi):
-    return torch.where((iv_lo <= 0) & (iv_hi >= 0), torch.zeros_like(iv_lo), torch.minimum(iv_lo.abs(), iv_hi.abs()))
 
 
 @dataclass(frozen=True)
@@ -85,7 +81,7 @@ class BinaryError:
             P = safe_mul(xm, ey) + safe_mul(ex, ym) + safe_mul(ex, ey)
             exact = False
         elif self.kind == "div":
-            my = _mig(self.y.lo, self.y.hi).unsqueeze(0)
+            my = mig(self.y.lo, self.y.hi).unsqueeze(0)
             den = my - ey
             q = fmag(self.out).unsqueeze(0)
             num = ex + safe_mul(q, ey)
@@ -256,8 +252,8 @@ def _binary(inp: RuleInput, kind: str, xname: str, yname: str, alpha: float = 1.
         if _squares(inp, xname, yname):
             # x * x: the box product forgets that both factors are the same value
             # ([-1, 1] * [-1, 1] = [-1, 1]); the square's image is [mig^2, mag^2].
-            mig, mag = _mig(x.lo, x.hi), fmag(x)
-            slo, shi = widen(mig * mig, mag * mag)
+            lo_abs, mag = mig(x.lo, x.hi), fmag(x)
+            slo, shi = widen(lo_abs * lo_abs, mag * mag)
             lo, hi = torch.maximum(lo, slo.clamp(min=0.0)), torch.minimum(hi, shi)
         rms = None if (xs or ys) else _rms_chain(inp, xname, yname, tuple(inp.out_shapes[0]))
         if rms is not None:
@@ -276,7 +272,7 @@ def _binary(inp: RuleInput, kind: str, xname: str, yname: str, alpha: float = 1.
         lo, hi = mul_bounds(x.lo, x.hi, rlo, rhi)
         if _normalizes(inp, xname, yname, x, y):
             lo, hi = lo.clamp(min=0.0), hi.clamp(max=1.0)
-        my = _mig(y.lo, y.hi)
+        my = mig(y.lo, y.hi)
         L = {xname: finite_max(torch.where(my > 0, 1.0 / my, torch.full_like(my, INF)))}
         yl = torch.where(my > 0, fmag(x) / (my * my), torch.full_like(my, INF))
         L[yname] = finite_max(yl)

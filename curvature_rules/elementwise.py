@@ -38,7 +38,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from certifier.formats import FUNCTION_ULPS
-from certifier.interval import INF, Interval, decreasing_map, increasing_map, unimodal_min_map, up, widen
+from certifier.interval import INF, Interval, decreasing_map, increasing_map, mig, unimodal_min_map, up, widen
 from curvature_rules import rmsnorm
 from curvature_rules._common import ElementwiseError, ExpError, Log1pError, LogError, MinError, finite_max, one_input_result
 from curvature_rules.registry import ErrorContext, RuleInput, RuleResult, register_rule
@@ -136,17 +136,13 @@ SIG_D2_MAX, SIG_D2_X = 1 / (6 * math.sqrt(3)) + 1e-12, 1.3169578969
 ERF_D2_MAX, ERF_D2_X = (4 / math.sqrt(math.pi)) * math.exp(-0.5) / SQRT2 + 1e-12, 1 / SQRT2
 
 
-def _mig(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
-    return torch.where((lo <= 0) & (hi >= 0), torch.zeros_like(lo), torch.minimum(lo.abs(), hi.abs()))
-
-
 def _mag(lo, hi):
     return torch.maximum(lo.abs(), hi.abs())
 
 
 def _peak_sup(lo, hi, g: Callable[[torch.Tensor], torch.Tensor], peak_x: float, peak: float) -> torch.Tensor:
     """sup of an even function g(|x|) increasing on [0, peak_x], decreasing after."""
-    m, M = _mig(lo, hi), _mag(lo, hi)
+    m, M = mig(lo, hi), _mag(lo, hi)
     inside = (m <= peak_x) & (M >= peak_x)
     v = torch.where(M < peak_x, g(M), g(m))
     return torch.where(inside, torch.full_like(v, peak), up(v, 2.0**-40))
@@ -390,8 +386,8 @@ def reciprocal_rule(inp: RuleInput) -> RuleResult:
     hi = torch.where(has0, torch.full_like(x.lo, INF), 1.0 / x.lo)
     lo, hi = widen(lo, hi)
     out = Interval(lo, hi, x.dtype)
-    dsup = lambda lo, hi: _up(torch.where((lo <= 0) & (hi >= 0), torch.full_like(lo, INF), 1.0 / _mig(lo, hi) ** 2))  # noqa: E731
-    kap = lambda lo, hi: _up(torch.where((lo <= 0) & (hi >= 0), torch.full_like(lo, INF), 2.0 / _mig(lo, hi) ** 3))  # noqa: E731
+    dsup = lambda lo, hi: _up(torch.where((lo <= 0) & (hi >= 0), torch.full_like(lo, INF), 1.0 / mig(lo, hi) ** 2))  # noqa: E731
+    kap = lambda lo, hi: _up(torch.where((lo <= 0) & (hi >= 0), torch.full_like(lo, INF), 2.0 / mig(lo, hi) ** 3))  # noqa: E731
     return one_input_result(inp, out, dsup, _kappa(x, kap), FUNCTION_ULPS["div"])
 
 
@@ -400,7 +396,7 @@ def tanh_rule(inp: RuleInput) -> RuleResult:
     """tanh: L = 1 - tanh(mig)^2, kappa <= 0.385."""
     x = inp.tensor("self")
     out = increasing_map(x, torch.tanh)
-    dsup = lambda lo, hi: _up(1 - torch.tanh(_mig(lo, hi)) ** 2)  # noqa: E731
+    dsup = lambda lo, hi: _up(1 - torch.tanh(mig(lo, hi)) ** 2)  # noqa: E731
     g2 = lambda a: 2 * torch.tanh(a).abs() * (1 - torch.tanh(a) ** 2)  # noqa: E731
     kap = lambda lo, hi: _peak_sup(lo, hi, g2, TANH_D2_X, TANH_D2_MAX)  # noqa: E731
     dinf = _at_mag(lambda a: 1 - torch.tanh(a) ** 2)
@@ -413,7 +409,7 @@ def sigmoid_rule(inp: RuleInput) -> RuleResult:
     x = inp.tensor("self")
     out = increasing_map(x, torch.sigmoid)
     ds = lambda a: torch.sigmoid(a) * torch.sigmoid(-a)  # noqa: E731
-    dsup = lambda lo, hi: _up(ds(_mig(lo, hi)))  # noqa: E731
+    dsup = lambda lo, hi: _up(ds(mig(lo, hi)))  # noqa: E731
     g2 = lambda a: ds(a) * (1 - 2 * torch.sigmoid(a)).abs()  # noqa: E731
     kap = lambda lo, hi: _peak_sup(lo, hi, g2, SIG_D2_X, SIG_D2_MAX)  # noqa: E731
     return one_input_result(inp, out, dsup, _kappa(x, kap), FUNCTION_ULPS["sigmoid"] + 2, d2max=SIG_D2_MAX, dinf=_at_mag(ds))
@@ -425,7 +421,7 @@ def erf_rule(inp: RuleInput) -> RuleResult:
     x = inp.tensor("self")
     out = increasing_map(x, torch.erf)
     c = 2 / math.sqrt(math.pi)
-    dsup = lambda lo, hi: _up(c * torch.exp(-_mig(lo, hi) ** 2))  # noqa: E731
+    dsup = lambda lo, hi: _up(c * torch.exp(-mig(lo, hi) ** 2))  # noqa: E731
     g2 = lambda a: 2 * c * a.abs() * torch.exp(-a * a)  # noqa: E731
     kap = lambda lo, hi: _peak_sup(lo, hi, g2, ERF_D2_X, ERF_D2_MAX)  # noqa: E731
     dinf = _at_mag(lambda a: c * torch.exp(-a * a))
@@ -441,7 +437,7 @@ def _gelu_dsup(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
 
 
 def _gelu_kappa(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
-    m, M = _mig(lo, hi), _mag(lo, hi)
+    m, M = mig(lo, hi), _mag(lo, hi)
     near = torch.where(m <= SQRT2, _gelu_d2(m.clamp(max=SQRT2)).abs(), torch.zeros_like(m))
     tail = torch.where(M > SQRT2, torch.full_like(m, GELU_D2_TAIL), torch.zeros_like(m))
     return _up(torch.maximum(near, tail))

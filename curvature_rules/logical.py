@@ -227,6 +227,7 @@ class WhereError:
     b: Interval
     names: tuple[str | None, str | None, str | None]
     out_shape: tuple[int, ...]
+    integer: bool = False  # an integer result (its scalar branches are exact)
 
     def propagate(self, ctx: ErrorContext):
         nd = len(self.out_shape)
@@ -241,10 +242,10 @@ class WhereError:
 
         ec, ea, eb = get(cn), get(an), get(bn)
         # NB: a Python scalar branch is rounded to the storage format (masked_fill(-1e4) holds
-        # -9984 in bf16).
-        if an is None and self.a.is_point:
+        # -9984 in bf16); an integer result holds it exactly.
+        if an is None and self.a.is_point and not self.integer:
             ea = ea + ctx.b(ctx.u, nd) * fmag(self.a) + ctx.b(ctx.he, nd)
-        if bn is None and self.b.is_point:
+        if bn is None and self.b.is_point and not self.integer:
             eb = eb + ctx.b(ctx.u, nd) * fmag(self.b) + ctx.b(ctx.he, nd)
         sure_t = self.cond.lo != 0
         sure_f = self.cond.hi == 0
@@ -287,7 +288,7 @@ def _where(inp: RuleInput, cname: str, aname: str, bname: str) -> RuleResult:
         L[aname] = 1.0
     if not b.is_point and not b_s:
         L[bname] = 1.0
-    err = WhereError(c, a, b, (cname, None if a_s else aname, None if b_s else bname), shape)
+    err = WhereError(c, a, b, (cname, None if a_s else aname, None if b_s else bname), shape, integer=not dtype.is_floating_point)
     # NB: integer branches too: a flipped condition moves the result by the branches' gap,
     # not by a flag's 1 (where(x > 0, 100, 0) was bounded by 1 where a flip costs 100)
     return RuleResult(out=out, lipschitz=L, curvature=0.0, error=err if dtype != B else FlagError((cname, aname, bname), shape))

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 
 from certifier.formats import FUNCTION_ULPS, gamma
-from certifier.interval import INF, Interval
+from certifier.interval import INF, Interval, mig
 from curvature_rules._common import safe_mul
 from curvature_rules.registry import ErrorContext
 
@@ -99,16 +99,12 @@ def match(rsqrt: object, shape: tuple[int, ...] | None = None) -> RmsChain | Non
     return RmsChain(x, ds, n, float(c))
 
 
-def _mig(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
-    return torch.where((lo <= 0) & (hi >= 0), torch.zeros_like(lo), torch.minimum(lo.abs(), hi.abs()))
-
-
 def image(lo: torch.Tensor, hi: torch.Tensor, dims: tuple[int, ...], n: int, c: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Bounds of ``x_i / sqrt(mean(x^2) + c)`` over the box ``[lo, hi]`` (groups along
     ``dims``): ``mean(x^2) >= (x_i^2 + S_i) / n`` with ``S_i`` the other elements' smallest
     squares, and ``m / sqrt((m^2 + S) / n + c)`` increases with m, so the largest positive
     (negative) value is that of ``max(hi, 0)`` (``max(-lo, 0)``). Rounded outward."""
-    sq = _mig(lo, hi) ** 2 * (1 - 2.0**-50)
+    sq = mig(lo, hi) ** 2 * (1 - 2.0**-50)
     S = (torch.sum(sq, dim=dims, keepdim=True) - sq * (1 + 2.0**-50)).clamp(min=0.0) * (1 - 2.0**-45)
 
     def g(m: torch.Tensor) -> torch.Tensor:
@@ -145,8 +141,8 @@ def _segment(ctx: ErrorContext, ch: RmsChain, x: Interval, e: torch.Tensor | Non
     e = torch.zeros((F, *shape), dtype=F64) if e is None else e.expand((F, *shape))
     lo, hi = x.lo.unsqueeze(0) - e, x.hi.unsqueeze(0) + e
     dims = tuple(d + 1 for d in ch.dims)
-    mig = _mig(lo, hi)
-    s_min = torch.sqrt(torch.sum(mig * mig, dim=dims, keepdim=True) / ch.n * (1 - 2.0**-48) + ch.c) * (1 - 2.0**-50)
+    m = mig(lo, hi)
+    s_min = torch.sqrt(torch.sum(m * m, dim=dims, keepdim=True) / ch.n * (1 - 2.0**-48) + ch.c) * (1 - 2.0**-50)
     mag = torch.maximum(lo.abs(), hi.abs())
     v_max = (torch.sum(mag * mag, dim=dims, keepdim=True) / ch.n + ch.c) * (1 + 2.0**-48)
     rms_e = torch.sqrt(torch.sum(e * e, dim=dims, keepdim=True) / ch.n) * (1 + 2.0**-48)
@@ -157,8 +153,8 @@ def _rel_parts(ctx: ErrorContext, rel, seg: _Segment, n: int):
     """From a relative input bound ``|x^_i - x_i| <= R_i |x_i| + A_i``: x^ = x' + a with
     ``x'_i = x_i (1 + d_i)``, ``|d_i| <= R_i``, and ``|a_i| <= A_i`` (clamp x^ - x to
     ``R |x|``; x' lies between x and x^, so both ends of the segment from x' to x^ are in the
-    inflated box). Returns ``(R_i, R_max, rms(A))`` per configuration, None without a bound
-    or where ``R_max >= 1``."""
+    inflated box). Returns ``(R_i, R_max, A_i, rms(A))`` per configuration, None without a
+    bound or where ``R_max >= 1``."""
     if rel is None:
         return None
     F = ctx.F
@@ -169,7 +165,7 @@ def _rel_parts(ctx: ErrorContext, rel, seg: _Segment, n: int):
         return None
     Af = A.expand(shape)
     rms_a = torch.sqrt(torch.sum(Af * Af, dim=seg.dims, keepdim=True) / n) * (1 + 2.0**-48)
-    return R.expand(shape), ctx.b(Rm, len(shape) - 1), rms_a
+    return R.expand(shape), ctx.b(Rm, len(shape) - 1), Af, rms_a
 
 
 def _rsqrt_rel(ctx: ErrorContext, ch: RmsChain, seg: _Segment) -> torch.Tensor:
@@ -224,8 +220,8 @@ class RsqrtChainError:
         parts = _rel_parts(ctx, rel, seg, ch.n)
         if parts is not None:
             # rsqrt(V(x')) / rsqrt(V(x)) = s(x) / s(x') in [1 / (1 + R), 1 / (1 - R)]
-            _, Rm, rms_a = parts
-            s0 = torch.sqrt(torch.sum(_mig(x.lo, x.hi) ** 2, dim=ch.dims, keepdim=True) / ch.n * (1 - 2.0**-48) + ch.c) * (1 - 2.0**-50)
+            _, Rm, _, rms_a = parts
+            s0 = torch.sqrt(torch.sum(mig(x.lo, x.hi) ** 2, dim=ch.dims, keepdim=True) / ch.n * (1 - 2.0**-48) + ch.c) * (1 - 2.0**-50)
             d_rel = Rm / (1 - Rm) / s0.unsqueeze(0) * (1 + 2.0**-46) + rms_a * inv2
             d_in = torch.minimum(d_in, d_rel)
         err = (d_in + safe_mul(_rsqrt_rel(ctx, ch, seg), 1.0 / seg.s_min)) * (1 + 2.0**-46)
@@ -261,17 +257,11 @@ class RmsNormError:
         if parts is not None:
             # |phi(x')_i - phi(x)_i| = |y_i| |(1 + d_i) / (1 + eta) - 1|, |eta| <= R_max
             # (s(x') / s(x)), then the mean value theorem from x' to x^ for the A part
-            R, Rm, rms_a = parts
+            R, Rm, Af, rms_a = parts
             y0lo, y0hi = image(self.x.lo, self.x.hi, ch.dims, ch.n, ch.c)
             Y0 = torch.maximum(-y0lo, y0hi).unsqueeze(0)
-            Af = rms_a.new_zeros(()) if rel_a_zero(ctx.rel(self.xname)) else ctx.rel(self.xname)[1].expand_as(seg.e)  # type: ignore[index]
             d_rel = safe_mul(Y0, (R + Rm) / (1 - Rm)) * (1 + 2.0**-46) + (safe_mul(Y, rms_a) + Af) / seg.s_min * (1 + 2.0**-48)
             dphi = torch.minimum(dphi, d_rel)
         rho = _compose(_rsqrt_rel(ctx, ch, seg), ctx.b(_compose(ctx.u_acc, ctx.u), nd))
         err = dphi + safe_mul(Y, rho) + ctx.b(ctx.he_acc * (1 + ctx.u) + ctx.he, nd)
         return err.expand((ctx.F, *self.out.shape)).contiguous()
-
-
-def rel_a_zero(rel) -> bool:
-    """The relative bound has no absolute part."""
-    return rel is None or not bool((rel[1] > 0).any())

@@ -228,14 +228,15 @@ def to_copy_rule(inp: RuleInput) -> RuleResult:
         lo = ((x.lo > 0) | (x.hi < 0)).to(torch.float64)
         hi = ((x.lo != 0) | (x.hi != 0)).to(torch.float64)
         return RuleResult(out=Interval(lo, hi, dtype))
-    if not x.is_float:  # integer to integer
-        return RuleResult(out=Interval(x.lo, x.hi, dtype))
-    # float to integer: truncation toward 0, monotone; beyond the integer type's range (and
-    # at +-inf, NaN) the conversion is undefined, so any value of the type is possible
+    # to an integer type: a float truncates toward 0 (monotone); beyond the type's range the
+    # conversion is undefined (a float at +-inf, NaN) or wraps (int64 -> int32), so any value
+    # of the type is possible there
     ii = torch.iinfo(dtype)
     ok = (x.lo > float(ii.min)) & (x.hi < float(ii.max))
     lo = torch.where(ok, torch.trunc(x.lo), torch.full_like(x.lo, float(ii.min)))
     hi = torch.where(ok, torch.trunc(x.hi), torch.full_like(x.hi, float(ii.max)))
+    if not x.is_float:  # integer to integer: exact inside the range (no error model: fail closed)
+        return RuleResult(out=Interval(lo, hi, dtype))
     return RuleResult(out=Interval(lo, hi, dtype), error=TruncError(x, (float(ii.min), float(ii.max))))
 
 

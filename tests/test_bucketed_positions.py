@@ -95,3 +95,42 @@ def test_an_infinity_times_a_value_that_can_reach_0_is_unbounded():
     assert certified_errors(ba, [{"*": "fp16"}], keep_nodes=False).bound[0] == 0.0
     x = torch.tensor([1e-9, 0.7], dtype=torch.float64)
     assert torch.isnan(f_small(x.half())).any() and not torch.isnan(f_small(x)).any()
+
+
+def test_an_integer_narrowing_that_can_wrap_covers_the_whole_type():
+    """int64 ids up to 2^33 cast to int32 wrap: the range is int32's, not [0, 2^33]."""
+    from tests.rules.harness import ids
+
+    _, cap, loaded = build(lambda t: t.to(torch.int32) + 0, [ids((3,), 0, 2**33)], None, True)
+    ba = analyze_bounds(loaded, cap)
+    cast = next(i for i in ba.nodes.values() if i.op == "_to_copy")
+    assert float(cast.primary.lo.min()) == -(2.0**31) and float(cast.primary.hi.max()) == 2.0**31 - 1
+    small = torch.tensor([2**33 - 1, 5, 2**31])
+    assert small.to(torch.int32).tolist() == [-1, 5, -(2**31)]  # what the kernel does
+
+
+class ScalarWhereIds(torch.nn.Module):
+    """t.masked_fill(t < 100, 3) as embedding ids: an integer scalar branch is exact, so the
+    decided condition leaves the ids exact (a float scalar's rounding, charged to it, made
+    the embedding unbounded)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = torch.nn.Embedding(10, 2)
+
+    def forward(self, t):
+        return self.emb(t.masked_fill(t < 100, 3)) + self.emb(t)
+
+
+def test_integer_where_scalars_are_exact():
+    from tests.rules.harness import ids
+
+    m = ScalarWhereIds().eval()
+    _, cap, loaded = build(m, [ids((4,), 0, 9)], None, False)  # masked_fill.Scalar kept
+    ba = analyze_bounds(loaded, cap)
+    assert any(type(i.result.error).__name__ == "WhereError" for i in ba.nodes.values() if i.result is not None)
+    bounds = certified_errors(ba, [{"*": f} for f in FMTS], keep_nodes=False).bound
+    assert all(math.isfinite(b) for b in bounds), bounds
+    for f, b in zip(FMTS, bounds):
+        ob = observe(loaded, cast_model(m, f), FORMATS[f].torch_dtype, 20, 50, seed=2)
+        assert ob.max_error <= b, (f, ob.max_error, b)
