@@ -1,4 +1,6 @@
-"""Normalization: native_layer_norm, _native_batch_norm_legit_no_training (eval BatchNorm).
+"""Normalization: native_layer_norm, native_group_norm, _native_batch_norm_legit.no_stats
+(InstanceNorm; BatchNorm without running statistics, batch of one),
+_native_batch_norm_legit_no_training (eval BatchNorm).
 
 LayerNorm, per row of n elements: ``z = (x - mu) / s``, ``s = sqrt(var + eps)``, ``y = gamma z +
 beta``.
@@ -27,7 +29,16 @@ beta``.
   with at most ``4 gamma_{n+2} mean(x^2)`` (covers two-pass, Welford and one-pass
   algorithms), rsqrt with ``ulps_rsqrt + 1`` ulps, and ``(x - mu) * rstd`` either directly or
   as ``x * rstd - mu * rstd`` (PyTorch's CPU kernel): ``3 u_acc (|x| + |mu|) rstd`` covers both.
-  Then ``gamma z + beta`` (two operations) and the store.
+  Then ``gamma z + beta`` (two operations) and the store. The product of the mean's and
+  rstd's errors is charged too (``|x - mu^| <= |x - mu| + e_mu``).
+
+GroupNorm and InstanceNorm are the same normalization over contiguous rows: a group of C/G
+channels and all their positions (InstanceNorm: one channel; ``_native_batch_norm_legit``
+views (N, C, ...) as (1, N*C, ...)), with one gamma and beta per channel. Their CPU kernels
+fuse the affine map: ``s = rstd gamma``, ``t = beta - s mean``, ``y = x s + t`` in the
+accumulation format, which costs ``|gamma| rstd (gamma_3 |x| + gamma_4 |mean|) + gamma_2
+|beta|`` (Higham Thm 3.1; an fma only drops roundings) in place of the two-step form's. Batch
+statistics across several samples are declined.
 
 BatchNorm in eval mode is the per-channel affine map ``(x - m) * w / sqrt(v + eps) + b``:
 L = max |w / sqrt(v + eps)|, curvature 0; the cast of its four parameter vectors to the
@@ -140,6 +151,13 @@ class LayerNormError:
     b: Interval | None
     stats: _RowStats
     stat_shape: tuple[int, ...] = ()
+    #: The node's output shape where x / out are held in a view of it (group / instance
+    #: norm: (N, G, C/G, HxW)); the weight and bias then have the view's broadcast shape.
+    out_shape: tuple[int, ...] | None = None
+    #: The kernel applies the affine map fused, ``y = x * (rstd gamma) + (beta - mean rstd
+    #: gamma)`` (PyTorch's group norm and batch-statistics batch norm), instead of
+    #: ``gamma ((x - mean) rstd) + beta`` (its layer norm).
+    fused: bool = False
 
     @property
     def unbounded_reason(self) -> str | None:
@@ -183,12 +201,22 @@ class LayerNormError:
         rmax = 1.0 / st.smin
         d_r = d_r + (FUNCTION_ULPS["rsqrt"] + 2) * u_acc * (rmax + d_r)
         dmag = torch.maximum(st.dlo.abs(), st.dhi.abs())
-        local_z = e_mu * rmax + safe_mul(dmag, d_r) + 3 * u_acc * (xm + mean_abs + e_mu) * (rmax + d_r)
+        # (x - mu^) r^ - (x - mu) r = (x - mu^)(r^ - r) + (mu - mu^) r, |x - mu^| <= dmag + e_mu.
+        local_z = e_mu * rmax + safe_mul(dmag + e_mu, d_r)
+        if not self.fused:
+            local_z = local_z + 3 * u_acc * (xm + mean_abs + e_mu) * (rmax + d_r)
         local_z = torch.where(torch.isnan(local_z), torch.full_like(local_z, INF), local_z)
         zhat = (st.zabs + local_z)
         dz_total = dz + local_z
         dz_total = dz_total.reshape(F, *self.x.shape)
         zhat = zhat.reshape(F, *self.x.shape)
+        if self.fused:
+            # s^ = fl(r^ g), t^ = fl(b - fl(s^ mu^)), y^ = fl(fl(x s^) + t^) (an fma only drops
+            # roundings): y^ - [(x - mu^) r^ g + b] is at most
+            # |g| r^ (gamma_3 |x| + gamma_4 |mu^|) + gamma_2 |b| (Higham 3.1 on each product).
+            g2, g3, g4 = (torch.tensor([gamma(k, float(u)) for u in ctx.u_acc], dtype=F64).reshape(F, 1, 1) for k in (2, 3, 4))
+            fz = ((g3 * xm + g4 * (mean_abs + e_mu)) * (rmax + d_r)).reshape(F, *self.x.shape)
+            fz = torch.where(torch.isnan(fz), torch.full_like(fz, INF), fz)
         # y = gamma * z + beta with gamma, beta possibly cast to the node's format.
         if self.w is not None:
             gm = fmag(self.w)
@@ -199,12 +227,16 @@ class LayerNormError:
                 ew = ctx.err("weight")
                 if ew is None:
                     ew = torch.zeros((F,) + (1,) * gd, dtype=F64)
+                elif self.out_shape is not None:
+                    ew = ew.reshape(F, *self.w.shape)
             ew = pad_left(ew, nd)
             P = safe_mul(gm, dz_total) + safe_mul(ew, zhat)
             yz = safe_mul(gm + ew, zhat)
+            gz = safe_mul(gm + ew, fz) if self.fused else None
         else:
             P = dz_total
             yz = zhat
+            gz = fz if self.fused else None
         bm = 0.0
         if self.b is not None:
             bm = fmag(self.b)
@@ -214,26 +246,28 @@ class LayerNormError:
             elif not self.b.is_point:
                 eb = ctx.err("bias")
                 if eb is not None:
-                    P = P + pad_left(eb, nd)
-        local_y = 2 * ctx.b(ctx.u_acc, nd) * (yz + bm)
+                    if self.out_shape is not None:
+                        eb = eb.reshape(F, *self.b.shape)
+                    eb = pad_left(eb, nd)
+                    P = P + eb
+                    bm = bm + eb
+        if gz is not None:
+            local_y = gz + ctx.b(g2.reshape(F), nd) * bm
+        else:
+            local_y = 2 * ctx.b(ctx.u_acc, nd) * (yz + bm)
         ymag = fmag(self.out).unsqueeze(0) + P + local_y
+        err = P + local_y + ctx.store(ymag, nd)
+        if self.out_shape is not None:
+            err = err.reshape(F, *self.out_shape)
         # NB: the mean and rstd outputs have no error model: fail closed (None would read
         # as "exact" downstream). Inference graphs never consume them.
         stat = tuple(torch.full((F, *self.stat_shape), INF, dtype=F64) for _ in range(2))
-        return (P + local_y + ctx.store(ymag, nd), *stat)
+        return (err, *stat)
 
 
-@register_rule([aten.native_layer_norm.default])
-def layer_norm_rule(inp: RuleInput) -> RuleResult:
-    """LayerNorm over the trailing ``normalized_shape`` dims; outputs (y, mean, rstd)."""
-    x = inp.tensor("input")
-    ns = list(inp.args["normalized_shape"])  # type: ignore[arg-type]
-    n = math.prod(ns)
-    eps = float(inp.args["eps"])  # type: ignore[arg-type]
-    w = inp.args.get("weight")
-    b = inp.args.get("bias")
-    w = w if isinstance(w, Interval) else None
-    b = b if isinstance(b, Interval) else None
+def _normalize(x: Interval, n: int, eps: float, w: Interval | None, b: Interval | None, dtype: torch.dtype):
+    """Range, L and kappa of ``gamma (x - mu) / sqrt(var + eps) + beta`` over rows of the n
+    trailing elements of x (gamma, beta broadcast against x)."""
     rows_lo = x.lo.reshape(-1, n)
     rows_hi = x.hi.reshape(-1, n)
     st = _row_stats(rows_lo, rows_hi, eps)
@@ -252,14 +286,7 @@ def layer_norm_rule(inp: RuleInput) -> RuleResult:
         ylo, yhi = zlo, zhi
     if b is not None:
         ylo, yhi = widen(ylo + b.lo, yhi + b.hi)
-    dtype = inp.out_dtypes[0]
     out = Interval(ylo, yhi, dtype)
-    stat_shape = inp.out_shapes[1]
-    mlo = (rows_lo.mean(-1)).reshape(stat_shape)
-    mhi = (rows_hi.mean(-1)).reshape(stat_shape)
-    mlo, mhi = widen(mlo, mhi, 2.0**-40)
-    mean = Interval(mlo, mhi, inp.out_dtypes[1])
-    rstd = Interval(*widen((1 / smax).reshape(stat_shape), (1 / smin).reshape(stat_shape)), inp.out_dtypes[2])
     gmax = finite_max(fmag(w)) if w is not None else 1.0
     # NB: per row, the largest |z| bound and s_min (zabs is per element, smin per row).
     Zs = st.zabs.amax(-1) if st.zabs.numel() else st.zabs.reshape(-1)
@@ -272,14 +299,89 @@ def layer_norm_rule(inp: RuleInput) -> RuleResult:
         kappa += finite_max((2 + Zs) / s_row) * (1 + 2.0**-40) if Zs.numel() else 0.0
     if b is not None and not b.is_point:
         lip["bias"] = 1.0
+    stat_lo = rows_lo.mean(-1)
+    stat_hi = rows_hi.mean(-1)
+    return out, st, lip, kappa, (stat_lo, stat_hi), (1 / smax, 1 / smin)
+
+
+def _stats_out(inp: RuleInput, mean, rstd) -> tuple[Interval, Interval]:
+    shape = inp.out_shapes[1]
+    mlo, mhi = widen(mean[0].reshape(shape), mean[1].reshape(shape), 2.0**-40)
+    rlo, rhi = widen(rstd[0].reshape(shape), rstd[1].reshape(shape))
+    return Interval(mlo, mhi, inp.out_dtypes[1]), Interval(rlo, rhi, inp.out_dtypes[2])
+
+
+def _affine(inp: RuleInput, name: str, shape: tuple[int, ...] | None) -> Interval | None:
+    v = inp.args.get(name)
+    if not isinstance(v, Interval):
+        return None
+    if shape is None:
+        return v
+    return Interval(v.lo.reshape(shape), v.hi.reshape(shape), v.dtype)
+
+
+@register_rule([aten.native_layer_norm.default])
+def layer_norm_rule(inp: RuleInput) -> RuleResult:
+    """LayerNorm over the trailing ``normalized_shape`` dims; outputs (y, mean, rstd)."""
+    x = inp.tensor("input")
+    ns = list(inp.args["normalized_shape"])  # type: ignore[arg-type]
+    n = math.prod(ns)
+    eps = float(inp.args["eps"])  # type: ignore[arg-type]
+    w, b = _affine(inp, "weight", None), _affine(inp, "bias", None)
+    out, st, lip, kappa, mean, rstd = _normalize(x, n, eps, w, b, inp.out_dtypes[0])
     return RuleResult(
-        out=(out, mean, rstd),
+        out=(out, *_stats_out(inp, mean, rstd)),
         lipschitz=lip,
         curvature=kappa,
-        error=LayerNormError(x, out, n, eps, w, b, st, tuple(stat_shape)),
+        error=LayerNormError(x, out, n, eps, w, b, st, tuple(inp.out_shapes[1])),
         accum_length=n,
         flops=8.0 * x.numel(),
     )
+
+
+def _grouped(inp: RuleInput, x: Interval, view: tuple[int, ...], n: int, eps: float, channels: int) -> RuleResult:
+    """A normalization over contiguous rows of n elements of x (held as ``view``), with a
+    per-channel affine map (weight / bias of ``channels`` elements, the view's dim 2 or 1)."""
+    pshape = (view[1], view[2], 1) if len(view) == 4 else (view[0], 1)
+    w, b = _affine(inp, "weight", pshape), _affine(inp, "bias", pshape)
+    for t in (w, b):
+        if t is not None and math.prod(t.shape) != channels:
+            raise NotImplementedError("affine parameters that are not one per channel")
+    xv = Interval(x.lo.reshape(view), x.hi.reshape(view), x.dtype)
+    out, st, lip, kappa, mean, rstd = _normalize(xv, n, eps, w, b, inp.out_dtypes[0])
+    shape = tuple(x.shape)
+    real = Interval(out.lo.reshape(shape), out.hi.reshape(shape), out.dtype)
+    err = LayerNormError(xv, out, n, eps, w, b, st, tuple(inp.out_shapes[1]), out_shape=shape, fused=True)
+    return RuleResult(out=(real, *_stats_out(inp, mean, rstd)), lipschitz=lip, curvature=kappa, error=err, accum_length=n, flops=8.0 * x.numel())
+
+
+@register_rule([aten.native_group_norm.default])
+def group_norm_rule(inp: RuleInput) -> RuleResult:
+    """GroupNorm: LayerNorm over each group of C/G channels (and all their positions), then a
+    per-channel affine map; outputs (y, mean, rstd) with mean/rstd of shape (N, G). The CPU
+    kernel applies the affine map fused with the normalization (``LayerNormError.fused``)."""
+    x = inp.tensor("input")
+    N, C, HxW, G = (int(inp.args[k]) for k in ("N", "C", "HxW", "group"))  # type: ignore[arg-type]
+    if G <= 0 or C % G or N * C * HxW != x.numel():
+        raise NotImplementedError("group norm with an inconsistent shape")
+    return _grouped(inp, x, (N, G, C // G, HxW), (C // G) * HxW, float(inp.args["eps"]), C)  # type: ignore[arg-type]
+
+
+@register_rule([aten._native_batch_norm_legit.no_stats])
+def batch_stats_norm_rule(inp: RuleInput) -> RuleResult:
+    """Batch norm with statistics of the input itself (``track_running_stats=False``, and
+    InstanceNorm, which views (N, C, ...) as (1, N*C, ...)): each channel is normalized over
+    its own positions. Only a batch of one is covered (statistics across samples couple them:
+    declined); outputs (y, save_mean, save_invstd) with the biased variance, as the kernel
+    normalizes with."""
+    x = inp.tensor("input")
+    if len(x.shape) < 2 or x.shape[0] != 1:
+        raise NotImplementedError("batch statistics over more than one sample")
+    C = x.shape[1]
+    n = math.prod(x.shape[2:])
+    if n == 0:
+        raise NotImplementedError("empty channels")
+    return _grouped(inp, x, (C, n), n, float(inp.args["eps"]), C)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)

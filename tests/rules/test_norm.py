@@ -124,3 +124,85 @@ def test_layer_norm_rstd_consumer_fails_closed():
     their ranges are checked here too."""
     rep = LN_STATS.check(None, LN, n=16, reference=REF, formats=("fp16", "fp32"))
     assert rep.bounds == {"fp16": float("inf"), "fp32": float("inf")}
+
+
+GN = aten.native_group_norm.default
+BNS_STATS = aten._native_batch_norm_legit.no_stats
+
+
+def _rows_reference(x, rows: int, eps):
+    """Normalization over contiguous rows of ``rows`` elements in float64 with exact
+    centring (as layer_norm_reference); the callers add the per-channel affine map."""
+    shape = x.shape
+    r = x.reshape(-1, rows)
+    mu = r.mean(-1, keepdim=True)
+    d = r - mu
+    mu2 = d.mean(-1, keepdim=True)
+    d = d - mu2
+    rstd = torch.rsqrt((d * d).mean(-1, keepdim=True) + eps)
+    return (d * rstd).reshape(shape), mu + mu2, rstd
+
+
+def group_norm_reference(input, weight, bias, N, C, HxW, group, eps):
+    y, mu, rstd = _rows_reference(input, (C // group) * HxW, eps)
+    bshape = (1, C) + (1,) * (input.dim() - 2)
+    if weight is not None:
+        y = y * weight.reshape(bshape)
+    if bias is not None:
+        y = y + bias.reshape(bshape)
+    return y, mu.reshape(N, group), rstd.reshape(N, group)
+
+
+def batch_stats_reference(input, weight, bias, training, momentum, eps):
+    C = input.shape[1]
+    y, mu, rstd = _rows_reference(input, input[0, 0].numel(), eps)
+    bshape = (1, C) + (1,) * (input.dim() - 2)
+    if weight is not None:
+        y = y * weight.reshape(bshape)
+    if bias is not None:
+        y = y + bias.reshape(bshape)
+    return y, mu.reshape(C), rstd.reshape(C)
+
+
+GREF = {GN: group_norm_reference, BNS_STATS: batch_stats_reference}
+GROUPED = [
+    ("gn", _init(torch.nn.GroupNorm(2, 4), 20), (1, 4, 3, 3), GN),
+    ("gn_batch2_1d", _init(torch.nn.GroupNorm(3, 6), 21), (2, 6, 5), GN),
+    ("gn_no_affine", torch.nn.GroupNorm(1, 3, affine=False).eval(), (1, 3, 2, 2), GN),
+    ("gn_per_channel", _init(torch.nn.GroupNorm(4, 4, eps=1e-3), 22, scale=2.0), (1, 4, 2, 3), GN),
+    ("in2d", _init(torch.nn.InstanceNorm2d(3, affine=True), 23), (1, 3, 3, 3), BNS_STATS),
+    ("in2d_batch2", _init(torch.nn.InstanceNorm2d(2, affine=True), 24), (2, 2, 2, 3), BNS_STATS),
+    ("in1d_plain", torch.nn.InstanceNorm1d(3).eval(), (1, 3, 7), BNS_STATS),
+    ("bn_batch_stats", _init(torch.nn.BatchNorm2d(3, track_running_stats=False), 25), (1, 3, 2, 2), BNS_STATS),
+]
+GROUPED_CASES = {c[0]: SUITE.case(c[1], [box(c[2], -1.0, 1.0)]) for c in GROUPED}
+
+
+@pytest.mark.parametrize("name,shape,op", [pytest.param(*c[0:1], c[2], c[3], id=c[0]) for c in GROUPED])
+@pytest.mark.parametrize("lo,hi", [(-1.0, 1.0), (1.0, 1.001), (0.0, 10.0), (-1000.0, -999.5)])
+def test_group_and_instance_norm(name, shape, op, lo, hi):
+    """GroupNorm, InstanceNorm and batch-statistics BatchNorm: the row normalization of
+    LayerNorm over groups of channels, with a per-channel affine map the kernel fuses
+    (y = x s + t): range, L, kappa and the fused kernel's rounding against fp32/bf16/fp16."""
+    GROUPED_CASES[name].check([box(shape, lo, hi)], op, n=16, reference=GREF, critical=[(lo + hi) / 2])
+
+
+def test_group_norm_per_element_rows():
+    """Channels in different boxes within a group: the variance floor comes from the
+    bisection and sets s_min; the per-channel gammas differ in sign and size."""
+    lo = torch.tensor([0.0, 0.5, -2.0, 3.0]).reshape(1, 4, 1, 1).expand(1, 4, 2, 2).contiguous()
+    check_rule(_init(torch.nn.GroupNorm(2, 4), 26, scale=3.0), [box((1, 4, 2, 2), lo, lo + 0.05)], GN, n=16, reference=GREF)
+
+
+def test_batch_statistics_over_samples_declined():
+    """Batch statistics across a batch of several samples couple them: declined (fail
+    closed, unbounded), never analysed as if each sample were normalized alone."""
+    from certifier.rounding import run_errors
+    from certifier.walker import analyze_bounds
+    from tests.rules.harness import build
+
+    _, cap, lm = build(_init(torch.nn.BatchNorm1d(3, track_running_stats=False), 27), [box((4, 3), -1.0, 1.0)], None, True)
+    ba = analyze_bounds(lm, cap)
+    assert [u["op"] for u in ba.unsupported] == [str(BNS_STATS)]
+    assert "more than one sample" in ba.unsupported[0]["reason"]
+    assert run_errors(ba, [{"*": "fp32"}]).bound[0] == float("inf")
