@@ -1,5 +1,5 @@
 """Comparisons, boolean logic and selection: eq, ne, lt, le, gt, ge, logical_not/and/or,
-bitwise_and/or/not, any, all, where, masked_fill, isnan, isinf.
+bitwise_and/or/not, any, all, where, masked_fill, isnan, isinf; integer fmod / remainder.
 
 A boolean box is ``[definitely true, possibly true]`` as 0/1. A comparison of two boxes is
 decided when the boxes do not overlap in the relevant way; otherwise both outcomes are
@@ -334,3 +334,34 @@ class NoFlip:
 
     def propagate(self, ctx: ErrorContext):
         return None
+
+
+@register_rule([aten.fmod.Scalar, aten.fmod.Tensor, aten.remainder.Scalar, aten.remainder.Tensor])
+def modulo_rule(inp: RuleInput) -> RuleResult:
+    """Integer fmod / remainder (roll's index arithmetic; known operands are folded before
+    this rule runs). A float modulo is discontinuous: declined. On an integer box with a
+    known divisor c != 0: remainder lies in [0, |c| - 1] (c > 0) or [-(|c| - 1), 0] (c < 0);
+    fmod takes the dividend's sign, |fmod| <= |c| - 1. A possible flip of the dividend
+    (FlagError) moves the result by an unknown amount."""
+    names = list(inp.args.keys())
+    x, c = inp.args[names[0]], inp.args[names[1]]
+    if not isinstance(x, Interval) or x.is_float:
+        raise NotImplementedError("modulo of a float tensor (discontinuous)")
+    if isinstance(c, Interval):
+        if not (c.is_point and c.numel() == 1):
+            raise NotImplementedError("modulo by a tensor that is not one known value")
+        c = c.value.item()
+    if isinstance(c, float) or int(c) == 0:
+        raise NotImplementedError("modulo by zero or by a float")
+    c = int(c)
+    m = abs(c) - 1
+    if inp.op._opname == "remainder":
+        lo, hi = (torch.zeros_like(x.lo), torch.full_like(x.hi, m)) if c > 0 else (torch.full_like(x.lo, -m), torch.zeros_like(x.hi))
+    else:
+        lo = torch.where(x.lo >= 0, torch.zeros_like(x.lo), torch.full_like(x.lo, -m))
+        hi = torch.where(x.hi <= 0, torch.zeros_like(x.hi), torch.full_like(x.hi, m))
+    # Dividends already inside the result's range are unchanged.
+    inside = (x.lo >= lo) & (x.hi <= hi)
+    lo, hi = torch.where(inside, x.lo, lo), torch.where(inside, x.hi, hi)
+    out = Interval(lo.to(F64), hi.to(F64), inp.out_dtypes[0])
+    return RuleResult(out=out, error=FlagError((names[0],), inp.out_shapes[0], unknown_size=True))

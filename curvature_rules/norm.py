@@ -1,6 +1,7 @@
 """Normalization: native_layer_norm, native_group_norm, _native_batch_norm_legit.no_stats
 (InstanceNorm; BatchNorm without running statistics, batch of one),
-_native_batch_norm_legit_no_training (eval BatchNorm).
+_native_batch_norm_legit_no_training (eval BatchNorm); and the variance (var, var_mean;
+``std`` is sqrt of var), which shares LayerNorm's variance bounds (:class:`VarError`).
 
 LayerNorm, per row of n elements: ``z = (x - mu) / s``, ``s = sqrt(var + eps)``, ``y = gamma z +
 beta``.
@@ -472,4 +473,106 @@ def batch_norm_rule(inp: RuleInput) -> RuleResult:
         curvature=0.0,
         error=BatchNormError(x, out, wv, bv, rmv, rvv, eps, scale),
         flops=2.0 * x.numel(),
+    )
+
+
+def _to_rows(t: torch.Tensor, kept: list[int], red: list[int], lead: int = 0) -> torch.Tensor:
+    """View t (with ``lead`` leading dims kept as they are) as rows of the reduced dims."""
+    perm = list(range(lead)) + [lead + d for d in kept] + [lead + d for d in red]
+    n = math.prod(t.shape[lead + d] for d in red)
+    return t.permute(perm).reshape(*t.shape[:lead], -1, n)
+
+
+@dataclass(frozen=True)
+class VarError:
+    """``var = sum (x - mu)^2 / (n - c)`` (and the mean, for var_mean).
+
+    Input errors: var is quadratic, so exactly ``var(x + e) - var(x) = (2 sum d_i e_i +
+    sum (e_i - mean e)^2) / (n - c)`` with ``d = x - mu(x)`` (``sum d_i = 0`` drops the
+    centring of e in the cross term), at most ``(2 sum |d_i| e_i + sum e_i^2) / (n - c)``.
+    The kernel's variance (Welford or two passes; the CPU kernels accumulate in double, the
+    model charges the accumulation format) errs by ``4 gamma_{n+2} mean(x^2)`` of the
+    population variance (LayerNorm's model), times ``n / (n - c)``; then the division and
+    the store. The mean: ``mean e + (gamma_n + u) mean|x|`` and the store."""
+
+    x: Interval
+    outs: tuple[Interval, ...]
+    kept: list[int]
+    red: list[int]
+    n: int
+    c: float
+    dmag: torch.Tensor  # rows: bound on |x_i - mu| over the box
+
+    def propagate(self, ctx: ErrorContext):
+        F, n, k = ctx.F, self.n, self.n - self.c
+        rl = _to_rows(self.x.lo, self.kept, self.red)
+        rh = _to_rows(self.x.hi, self.kept, self.red)
+        e = ctx.err("self")
+        e = torch.zeros((F, *rl.shape), dtype=F64) if e is None else _to_rows(e, self.kept, self.red, 1)
+        slack = 1 + (n + 8) * 2.0**-52
+        prop = (2 * safe_mul(self.dmag.unsqueeze(0), e).sum(-1) + (e * e).sum(-1)) / k * slack
+        xm = torch.maximum((rl.unsqueeze(0) - e).abs(), (rh.unsqueeze(0) + e).abs())
+        u_acc = ctx.u_acc.reshape(F, 1)
+        he = ctx.he_acc.reshape(F, 1)
+        g = torch.tensor([gamma(n + 2, float(u)) for u in ctx.u_acc], dtype=F64).reshape(F, 1)
+        e_var = (4 * g * (xm * xm).mean(-1) + 4 * he) * (n / k) * slack
+        vmag = fmag(self.outs[0]).reshape(1, -1)
+        local = e_var + u_acc * (vmag + prop + e_var) + he
+        nd0 = len(self.outs[0].shape)
+        tot = (prop + local).reshape(F, *self.outs[0].shape)
+        var_err = tot + ctx.store(fmag(self.outs[0]).unsqueeze(0) + tot, nd0)
+        if len(self.outs) == 1:
+            return var_err
+        gm = torch.tensor([gamma(n, float(u)) for u in ctx.u_acc], dtype=F64).reshape(F, 1)
+        mabs = xm.mean(-1)
+        m_tot = (e.mean(-1) * slack + (gm + u_acc) * mabs + 2 * he).reshape(F, *self.outs[1].shape)
+        mean_err = m_tot + ctx.store(fmag(self.outs[1]).unsqueeze(0) + m_tot, len(self.outs[1].shape))
+        return (var_err, mean_err)
+
+
+@register_rule([aten.var.correction, aten.var.dim, aten.var.default, aten.var_mean.correction, aten.var_mean.dim, aten.var_mean.default])
+def var_rule(inp: RuleInput) -> RuleResult:
+    """Variance (``torch.var`` / ``std``'s inner op; var_mean also gives the mean) over some
+    dims with a correction c (``unbiased`` = 1): range from LayerNorm's variance bounds
+    (times ``n / (n - c)``); L = ``2 n sqrt(var_pop_max) / (n - c)`` (the gradient is
+    ``2 d / (n - c)`` and ``sum |d_i| <= n sqrt(var_pop)``); kappa = ``n / (n - c)``
+    (``D^2 var [h, h] = 2 sum (h - mean h)^2 / (n - c)``)."""
+    x = inp.tensor("self")
+    if not x.is_float:
+        raise NotImplementedError("variance of a non-float tensor")
+    nd = len(x.shape)
+    d = inp.args.get("dim")
+    red = list(range(nd)) if d is None or (isinstance(d, (list, tuple)) and len(d) == 0) else sorted({int(i) % max(nd, 1) for i in ([d] if isinstance(d, int) else d)})  # type: ignore[union-attr]
+    kept = [i for i in range(nd) if i not in red]
+    n = math.prod(x.shape[i] for i in red)
+    corr = inp.args.get("correction")
+    if corr is None:
+        c = 1.0 if inp.args.get("unbiased", True) else 0.0
+    else:
+        c = float(corr)  # type: ignore[arg-type]
+    k = n - c
+    if n == 0 or k <= 0:
+        raise NotImplementedError("variance with n - correction <= 0 (inf / nan)")
+    rl, rh = _to_rows(x.lo, kept, red), _to_rows(x.hi, kept, red)
+    vlo = variance_lower_bound(rl, rh) * (n / k) * (1 - 2.0**-50)
+    vhi_pop = variance_upper_bound(rl, rh)
+    vhi = vhi_pop * (n / k) * (1 + 2.0**-50)
+    vshape = inp.out_shapes[0]
+    vlo, vhi = widen(vlo.reshape(vshape), vhi.reshape(vshape))
+    out = Interval(vlo.clamp(min=0.0), vhi, inp.out_dtypes[0])  # a sum of squares
+    dlo, dhi = _centered_bounds(rl, rh)
+    dmag = torch.maximum(dlo.abs(), dhi.abs())
+    outs: tuple[Interval, ...] = (out,)
+    L = 2 * n * finite_max(torch.sqrt(vhi_pop)) / k * (1 + 2.0**-40) if vhi_pop.numel() else 0.0
+    if inp.op._opname == "var_mean":
+        mlo, mhi = widen(rl.mean(-1).reshape(inp.out_shapes[1]), rh.mean(-1).reshape(inp.out_shapes[1]), (n + 4) * 2.0**-52)
+        outs = (out, Interval(mlo, mhi, inp.out_dtypes[1]))
+        L = max(L, 1.0)
+    return RuleResult(
+        out=outs if len(outs) > 1 else out,
+        lipschitz={"self": L},
+        curvature=n / k * (1 + 2.0**-40),
+        error=VarError(x, outs, kept, red, n, c, dmag),
+        accum_length=n,
+        flops=3.0 * x.numel(),
     )

@@ -223,4 +223,5 @@ def _ensure_loaded() -> None:
         embedding,
         logical,
         pooling,
+        resample,
     )

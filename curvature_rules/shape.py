@@ -1,8 +1,8 @@
 """View, shape and copy ops: exact element selection and rearrangement.
 
 Ops: view, _unsafe_view, reshape, permute, expand, clone, alias, detach, contiguous,
-unsqueeze, squeeze, slice, select, t, transpose, flatten, repeat, index_select (constant
-index), split, split_with_sizes, unbind, cat, stack, _to_copy, lift_fresh_copy,
+unsqueeze, squeeze, slice, select, t, transpose, flatten, repeat, flip, roll, nearest
+upsampling (upsample_nearest*, _upsample_nearest_exact*), index_select (constant index), split, split_with_sizes, unbind, cat, stack, _to_copy, lift_fresh_copy,
 _assert_tensor_metadata, constant_pad_nd (F.pad with a constant: the new elements hold the
 constant, rounded to the node's format).
 
@@ -54,6 +54,22 @@ _SINGLE = [
     aten.lift_fresh_copy.default,
     aten.contiguous.default,
     aten.unfold.default,
+    aten.flip.default,
+    aten.roll.default,
+    # nearest resampling picks one input element per output by an index computed in
+    # float32 for every dtype (curvature_rules.resample explains)
+    aten.upsample_nearest1d.vec,
+    aten.upsample_nearest2d.vec,
+    aten.upsample_nearest3d.vec,
+    aten.upsample_nearest1d.default,
+    aten.upsample_nearest2d.default,
+    aten.upsample_nearest3d.default,
+    aten._upsample_nearest_exact1d.vec,
+    aten._upsample_nearest_exact2d.vec,
+    aten._upsample_nearest_exact3d.vec,
+    aten._upsample_nearest_exact1d.default,
+    aten._upsample_nearest_exact2d.default,
+    aten._upsample_nearest_exact3d.default,
 ]
 
 

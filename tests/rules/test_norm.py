@@ -3,6 +3,8 @@ batch norm (_native_batch_norm_legit_no_training)."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -206,3 +208,58 @@ def test_batch_statistics_over_samples_declined():
     assert [u["op"] for u in ba.unsupported] == [str(BNS_STATS)]
     assert "more than one sample" in ba.unsupported[0]["reason"]
     assert run_errors(ba, [{"*": "fp32"}]).bound[0] == float("inf")
+
+
+VAR = aten.var.correction
+VAR_MEAN = aten.var_mean.correction
+
+
+def var_reference(input, dim=None, *, correction=None, keepdim=False):
+    """var in float64 with exact centring (two passes, as layer_norm_reference)."""
+    dims = tuple(range(input.dim())) if dim is None else tuple(dim)
+    n = 1
+    for d in dims:
+        n *= input.shape[d]
+    mu = input.mean(dims, keepdim=True)
+    d = input - mu
+    mu2 = d.mean(dims, keepdim=True)
+    d = d - mu2
+    c = 1.0 if correction is None else float(correction)
+    v = (d * d).sum(dims, keepdim=keepdim) / (n - c)
+    return v
+
+
+def var_mean_reference(input, dim=None, *, correction=None, keepdim=False):
+    dims = tuple(range(input.dim())) if dim is None else tuple(dim)
+    return var_reference(input, dim, correction=correction, keepdim=keepdim), input.mean(dims, keepdim=keepdim)
+
+
+VREF = {VAR: var_reference, VAR_MEAN: var_mean_reference}
+VARS = [
+    ("var_last", lambda x: x.var(-1) * 1.5, (3, 8), VAR),
+    ("var_dims_keep", lambda x: x.var((1, 2), keepdim=True, correction=0) * 1.5, (2, 3, 4), VAR),
+    ("var_all", lambda x: x.var() * 1.5, (2, 5), VAR),
+    ("var_mean", lambda x: torch.var_mean(x, 0, correction=2)[0] + torch.var_mean(x, 0, correction=2)[1], (6, 3), VAR_MEAN),
+]
+VAR_CASES = {c[0]: SUITE.case(c[1], [box(c[2], -1.0, 1.0)]) for c in VARS}
+
+
+@pytest.mark.parametrize("name,shape,op", [pytest.param(c[0], c[2], c[3], id=c[0]) for c in VARS])
+@pytest.mark.parametrize("lo,hi", [(-1.0, 1.0), (1000.0, 1000.5), (0.0, 10.0), (-1e-3, 1e-3)])
+def test_variance(name, shape, op, lo, hi):
+    """var / var_mean: range (LayerNorm's variance bounds), L = 2 n sqrt(var_max)/(n - c),
+    kappa = n/(n - c), and the rounding of the kernel against real runs."""
+    VAR_CASES[name].check([box(shape, lo, hi)], op, n=16, reference=VREF, critical=[(lo + hi) / 2])
+
+
+STD = SUITE.case(lambda x: x.std(-1), [box((2, 4), -1.0, 1.0)])
+
+
+def test_std_of_spread_rows_is_bounded():
+    """std = sqrt(var): bounded where the rows' boxes keep the variance above 0 (here the
+    elements sit in disjoint boxes), unbounded (fail closed) where a row may be constant."""
+    lo = torch.tensor([[0.0, 1.0, 2.0, 3.0], [-3.0, 0.0, 0.5, 4.0]])
+    rep = check_rule(lambda x: x.std(-1), [box((2, 4), lo, lo + 0.1)], VAR, n=16, reference=VREF)
+    assert all(math.isfinite(b) for b in rep.bounds.values())
+    flat = STD.check(None, VAR, n=4, formats=("fp32",), require_finite=False)
+    assert flat.bounds == {"fp32": float("inf")}

@@ -43,6 +43,13 @@ ONE = [
     ("unbind", lambda x: x.unbind(1)[2] * 1.5, aten.unbind.int, False),
     ("to_fp64", lambda x: x.to(torch.float64) * 1.5, aten._to_copy.default, True),
     ("to.dtype", lambda x: aten.to.dtype(x, torch.float64) * 1.5, aten.to.dtype, False),
+    ("flip", lambda x: x.flip(0, 2) * 1.5, aten.flip.default, True),
+    ("roll", lambda x: x.roll(3, -1) * 1.5, aten.roll.default, False),
+    ("roll_decomposed", lambda x: x.roll((1, -2), (1, 2)) * 1.5, aten.index_select.default, True),
+    ("nearest1d", lambda x: torch.nn.functional.interpolate(x, size=7) * 1.5, aten.upsample_nearest1d.vec, False),
+    ("nearest2d", lambda x: torch.nn.functional.interpolate(x[None], size=(5, 11)) * 1.5, aten.upsample_nearest2d.vec, True),
+    ("nearest_exact2d", lambda x: torch.nn.functional.interpolate(x[None], scale_factor=1.7, mode="nearest-exact") * 1.5, aten._upsample_nearest_exact2d.vec, False),
+    ("nearest2d_scale", lambda x: torch.nn.functional.interpolate(x[None], scale_factor=2.5) * 1.5, aten.upsample_nearest2d.vec, True),
 ]
 ONE_CASES = {
     c[0]: SUITES[c[3]].case(c[1], [box(S, -1, 1)], consts={"i": torch.tensor([3, 0, 0])} if c[0] == "index_select" else None)
