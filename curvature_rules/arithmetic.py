@@ -1,5 +1,5 @@
 """Binary arithmetic: add, sub, rsub, mul, div (tensor and scalar forms), pow with a scalar
-exponent, maximum, minimum.
+exponent, maximum, minimum, clamp with tensor bounds.
 
 Ranges are interval arithmetic (all corner products for mul/div), widened outward.
 Lipschitz (infinity norm) per argument: add/sub 1 (|alpha| for the scaled one); mul: the
@@ -376,6 +376,46 @@ def div_rule(inp: RuleInput) -> RuleResult:
 def maximum_rule(inp: RuleInput) -> RuleResult:
     """Elementwise max/min: exact, 1-Lipschitz."""
     return _binary(inp, "max" if inp.op is aten.maximum.default else "min", "self", "other")
+
+
+@dataclass(frozen=True)
+class ClampTensorError:
+    """``min(max(x, a), b)``: exact in any format, 1-Lipschitz in the max norm jointly in
+    (x, a, b), so its error is at most the largest of the three inputs' errors."""
+
+    names: tuple[str, ...]
+    out_shape: tuple[int, ...]
+
+    def propagate(self, ctx: ErrorContext):
+        nd = len(self.out_shape)
+        es = [ctx.err(n) for n in self.names]
+        es = [pad_left(e, nd) for e in es if e is not None]
+        if not es:
+            return None
+        acc = torch.zeros((ctx.F, *self.out_shape), dtype=F64)
+        for e in es:
+            acc = torch.maximum(acc, e)
+        return acc
+
+
+@register_rule([aten.clamp.Tensor])
+def clamp_tensor_rule(inp: RuleInput) -> RuleResult:
+    """clamp(x, min=a, max=b) with tensor bounds: ``min(max(x, a), b)`` (PyTorch's order, so
+    a > b gives b), nondecreasing in every argument: ``[g(lo), g(hi)]`` is the exact image;
+    L = 1 for each argument, curvature 0 away from the kinks (as clamp's)."""
+    x = inp.tensor("self")
+    a, b = inp.args.get("min"), inp.args.get("max")
+    if not x.is_float or any(isinstance(t, Interval) and not t.is_float for t in (a, b)):
+        raise NotImplementedError("clamp of integer tensors")
+    lo, hi = x.lo, x.hi
+    if isinstance(a, Interval):
+        lo, hi = torch.maximum(lo, a.lo), torch.maximum(hi, a.hi)
+    if isinstance(b, Interval):
+        lo, hi = torch.minimum(lo, b.lo), torch.minimum(hi, b.hi)
+    shape = tuple(inp.out_shapes[0])
+    lo, hi = lo.expand(shape).contiguous(), hi.expand(shape).contiguous()
+    names = tuple(n for n, v in (("self", x), ("min", a), ("max", b)) if isinstance(v, Interval))
+    return RuleResult(out=Interval(lo, hi, inp.out_dtypes[0]), lipschitz={n: 1.0 for n in names}, curvature=0.0, error=ClampTensorError(names, shape))
 
 
 @dataclass(frozen=True)

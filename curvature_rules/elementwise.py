@@ -2,7 +2,8 @@
 
 Ops: relu, leaky_relu, hardtanh, clamp, abs, neg, exp, expm1, log, log1p, sqrt, rsqrt,
 reciprocal, tanh, sigmoid, erf, gelu (erf and tanh forms), silu, softplus, sin, cos, exp2,
-log2, log10, elu (with alpha, scale, input_scale: F.elu and F.selu).
+log2, log10, elu (with alpha, scale, input_scale: F.elu and F.selu), atan; the step
+functions floor, ceil, round, trunc and sign (:class:`StepError`).
 
 For each function f we give (all elementwise over the input box [lo, hi]):
 
@@ -401,6 +402,67 @@ def tanh_rule(inp: RuleInput) -> RuleResult:
     kap = lambda lo, hi: _peak_sup(lo, hi, g2, TANH_D2_X, TANH_D2_MAX)  # noqa: E731
     dinf = _at_mag(lambda a: 1 - torch.tanh(a) ** 2)
     return one_input_result(inp, out, dsup, _kappa(x, kap), FUNCTION_ULPS["tanh"], d2max=TANH_D2_MAX, dinf=dinf)
+
+
+#: atan'' = -2x / (1 + x^2)^2: |atan''| peaks at x = 1/sqrt 3 with 9 / (8 sqrt 3).
+ATAN_D2_MAX, ATAN_D2_X = 9 / (8 * math.sqrt(3)) + 1e-12, 1 / math.sqrt(3)
+
+
+@register_rule([aten.atan.default])
+def atan_rule(inp: RuleInput) -> RuleResult:
+    """atan: increasing, L = 1 / (1 + mig^2), kappa <= 0.325."""
+    x = inp.tensor("self")
+    out = increasing_map(x, torch.atan)
+    d1 = lambda a: 1 / (1 + a * a)  # noqa: E731
+    dsup = lambda lo, hi: _up(d1(mig(lo, hi)))  # noqa: E731
+    g2 = lambda a: 2 * a.abs() / (1 + a * a) ** 2  # noqa: E731
+    kap = lambda lo, hi: _peak_sup(lo, hi, g2, ATAN_D2_X, ATAN_D2_MAX)  # noqa: E731
+    return one_input_result(inp, out, dsup, _kappa(x, kap), FUNCTION_ULPS["atan"], d2max=ATAN_D2_MAX, dinf=_at_mag(d1))
+
+
+@dataclass(frozen=True)
+class StepError:
+    """A nondecreasing step function g (floor, ceil, round, trunc, sign) of a float: the
+    computed input lies in ``[lo - e, hi + e]``, so the computed and exact outputs differ by
+    at most ``g(hi + e) - g(lo - e)`` (0 where that box holds no jump). The result of g on
+    a value of a format is a value of that format (an integer no wider than its input, or
+    +-1, 0): no rounding of its own."""
+
+    x: Interval
+    fn: Callable[[torch.Tensor], torch.Tensor]
+
+    def propagate(self, ctx: ErrorContext):
+        e = ctx.err("self")
+        if e is None:
+            return None
+        d = self.fn(self.x.hi.unsqueeze(0) + e) - self.fn(self.x.lo.unsqueeze(0) - e)
+        return d.nan_to_num(nan=INF)
+
+
+_STEPS = {
+    aten.floor.default: torch.floor,
+    aten.ceil.default: torch.ceil,
+    aten.round.default: torch.round,
+    aten.trunc.default: torch.trunc,
+    aten.sign.default: torch.sign,
+}
+
+
+@register_rule(list(_STEPS))
+def step_rule(inp: RuleInput) -> RuleResult:
+    """floor, ceil, round (half to even), trunc, sign: nondecreasing, so ``[g(lo), g(hi)]``
+    is the exact image; L and kappa are 0 where g is constant on every element's box and
+    infinite where a jump lies inside (a discontinuity has no finite constant)."""
+    x = inp.tensor("self")
+    fn = _STEPS[inp.op]
+    if x.is_point:
+        return RuleResult(out=Interval.point(inp.call_with()))
+    lo, hi = fn(x.lo), fn(x.hi)
+    out = Interval(lo, hi, inp.out_dtypes[0])
+    if not x.is_float:
+        return RuleResult(out=out)
+    const = bool((lo == hi).all())
+    return RuleResult(out=out, lipschitz={"self": 0.0 if const else INF}, curvature=0.0 if const else INF, error=StepError(x, fn))
 
 
 @register_rule([aten.sigmoid.default])

@@ -204,3 +204,13 @@ def test_a_fixed_infinity_keeps_its_sign_through_add_and_sub(fn, op):
     truth = fn(torch.zeros(S, dtype=torch.float64), NEG_INF_MASK.double())
     masked = torch.isinf(NEG_INF_MASK)
     assert torch.equal(iv.lo[masked], truth[masked]) and torch.equal(iv.hi[masked], truth[masked])
+
+
+CLAMP_T = SUITES[True].case(_f(lambda x, a, b: torch.clamp(x, min=a, max=b)), [box(S, -3, 3), box(S, -1, 0), box((4,), 0.5, 1)])
+
+
+@pytest.mark.parametrize("bx,ba,bb", [((-3, 3), (-1, 0), (0.5, 1)), ((-3, 3), (0.5, 2), (-1, 0)), ((0.1, 0.2), (-1, 1), (0.15, 3))])
+def test_clamp_tensor_bounds(bx, ba, bb):
+    """clamp(x, min=a, max=b) with tensors (b broadcast): min(max(x, a), b), exact, L = 1 in
+    each argument (a > b gives b)."""
+    CLAMP_T.check([box(S, *bx), box(S, *ba), box((4,), *bb)], aten.clamp.Tensor, n=12, smooth=False)

@@ -58,6 +58,13 @@ CASES = [
     ("softplus_beta", _f(lambda x: aten.softplus(x, 2.0, 5.0)), aten.softplus.default, [(-5, 2.4), (2.6, 4)], [0.0, 2.5], True, False),
     ("sin", _f(torch.sin), aten.sin.default, [(-4, 4), (0.1, 0.1005), (100, 100.0001), (1.5, 1.6)], [math.pi / 2, 0.0], True, True),
     ("cos", _f(torch.cos), aten.cos.default, [(-4, 4), (0.1, 0.1005), (3.1, 3.2), (-1e-4, 1e-4)], [0.0, math.pi], True, True),
+    ("atan", _f(torch.atan), aten.atan.default, [(-4, 4), (0.5, 0.7), (-1e-3, 1e-3), (100, 1e4), (-30, -1)], [0.0, 1 / math.sqrt(3), -1 / math.sqrt(3)], True, True),
+    # steps on boxes without a jump (finite L = 0); across jumps see test_step_functions
+    ("floor", _f(torch.floor), aten.floor.default, [(1.1, 1.9), (-2.9, -2.2)], [], False, True),
+    ("ceil", _f(torch.ceil), aten.ceil.default, [(1.1, 1.9), (-0.9, -0.1)], [], False, True),
+    ("round", _f(torch.round), aten.round.default, [(1.6, 2.4), (-0.4, 0.4)], [], False, True),
+    ("trunc", _f(torch.trunc), aten.trunc.default, [(-0.9, 0.9), (3.1, 3.9)], [], False, True),
+    ("sign", _f(torch.sign), aten.sign.default, [(0.5, 3), (-3, -1e-3)], [], False, True),
 ]
 
 
@@ -306,3 +313,34 @@ def test_clamp_charges_its_bounds_rounding_not_a_storage_rounding(fmt):
     assert inside <= x_cast * (1 + 1e-6)
     binds = bound(lambda x: x.clamp(0.1, 0.7), -4.0, 4.0)
     assert binds <= x_cast * (1 + 1e-6) + 0.7 * u * (1 + 1e-6)
+
+
+STEP_OPS = [
+    ("floor", _f(lambda x: torch.floor(x) * 1.5), aten.floor.default),
+    ("ceil", _f(lambda x: torch.ceil(x) * 1.5), aten.ceil.default),
+    ("round", _f(lambda x: torch.round(x) * 1.5), aten.round.default),
+    ("trunc", _f(lambda x: torch.trunc(x) * 1.5), aten.trunc.default),
+    ("sign", _f(lambda x: torch.sign(x) * 1.5), aten.sign.default),
+]
+STEP_CASES = {c[0]: SUITES[True].case(c[1], [box(S, -2.0, 2.0)]) for c in STEP_OPS}
+
+
+@pytest.mark.parametrize("name,op", [pytest.param(c[0], c[2], id=c[0]) for c in STEP_OPS])
+@pytest.mark.parametrize("lo,hi", [(-2.0, 2.0), (0.45, 0.55), (2.9999, 3.0001)])
+def test_step_functions(name, op, lo, hi):
+    """Across a jump: the range is [g(lo), g(hi)], L and kappa are infinite, and a rounding
+    error of the input may move the output by a whole step (real runs near the jumps: the
+    harness's corner and critical points sit on them)."""
+    rep = STEP_CASES[name].check([box(S, lo, hi)], op, critical=[0.0, 0.5, 3.0, -0.5, 1.5], require_finite=False)
+    g = getattr(torch, name)
+    jump = bool(g(torch.tensor(lo)) != g(torch.tensor(hi)))
+    assert rep.lipschitz[f"{rep.nodes[0]}:self"] == (math.inf if jump else 0.0)
+
+
+def test_step_error_is_one_step_where_a_rounding_crosses_a_jump():
+    """floor(x * 0.1) on x in [29.9, 30.1]: x * 0.1 lands on either side of 3 depending on
+    the format's rounding, and the step's error bound must cover the jump of 1 (it is 0
+    only where the inflated box holds no integer)."""
+    fn = _f(lambda x: torch.floor(x * 0.1))
+    rep = check_rule(fn, [box(S, 29.9, 30.1)], aten.floor.default, require_finite=False, n=8)
+    assert all(b >= 1.0 for b in rep.bounds.values())
