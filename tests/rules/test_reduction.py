@@ -57,14 +57,15 @@ def test_centering(lo, hi):
     MEAN_SUB.check([box((3, 8), lo, hi)], [aten.mean.dim, aten.sub.Tensor], n=12)
 
 
-def test_var_has_no_rule_and_fails_closed():
-    """x.var() (aten.var.correction) has no rule: it is reported unsupported, never bounded."""
+def test_cumprod_has_no_rule_and_fails_closed():
+    """x.cumprod() (aten.cumprod) has no rule: it is reported unsupported, never bounded.
+    (This test used x.var(), which has a rule now: curvature_rules.norm.var_rule.)"""
     from certifier.walker import analyze_bounds
     from tests.rules.harness import build
 
-    _, cap, loaded = build(lambda x: x.var(-1), [box((3, 4), -1.0, 1.0)], None, True)
+    _, cap, loaded = build(lambda x: x.cumprod(-1), [box((3, 4), -1.0, 1.0)], None, True)
     ba = analyze_bounds(loaded, cap)
-    assert [u["op"] for u in ba.unsupported] == ["aten.var.correction"]
+    assert [u["op"] for u in ba.unsupported] == ["aten.cumprod.default"]
     assert not ba.nodes[ba.outputs[0]].primary.is_bounded()
 
 
