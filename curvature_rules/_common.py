@@ -123,6 +123,32 @@ class ShapeError:
 
 
 @dataclass(frozen=True)
+class StepError:
+    """A nondecreasing step function g of a float (floor, ceil, round, trunc, sign, and the
+    truncation of a cast to an integer type): the computed input lies in ``[lo - e, hi +
+    e]``, so the computed and exact outputs differ by at most ``g(hi + e) - g(lo - e)`` (0
+    where that box holds no jump: a constant bucket index computed through log in bf16 stays
+    exact). g of a value of a format is a value of that format (an integer no wider than
+    its input, or +-1, 0): no rounding of its own. ``limits``: the integer type's range,
+    beyond which a cast is undefined (unbounded there)."""
+
+    x: Interval
+    fn: Callable[[torch.Tensor], torch.Tensor]
+    limits: tuple[float, float] | None = None
+
+    def propagate(self, ctx: ErrorContext):
+        e = ctx.err("self")
+        if e is None:
+            return None
+        a, b = self.x.lo.unsqueeze(0) - e, self.x.hi.unsqueeze(0) + e
+        d = (self.fn(b) - self.fn(a)).nan_to_num(nan=INF)
+        if self.limits is None:
+            return d
+        ok = (a > self.limits[0]) & (b < self.limits[1])
+        return torch.where(ok, d, torch.full_like(d, INF))
+
+
+@dataclass(frozen=True)
 class MinError:
     """The smaller of several sound error models of one node."""
 

@@ -3,7 +3,7 @@
 Ops: relu, leaky_relu, hardtanh, clamp, abs, neg, exp, expm1, log, log1p, sqrt, rsqrt,
 reciprocal, tanh, sigmoid, erf, gelu (erf and tanh forms), silu, softplus, sin, cos, exp2,
 log2, log10, elu (with alpha, scale, input_scale: F.elu and F.selu), atan; the step
-functions floor, ceil, round, trunc and sign (:class:`StepError`).
+functions floor, ceil, round, trunc and sign (``curvature_rules._common.StepError``).
 
 For each function f we give (all elementwise over the input box [lo, hi]):
 
@@ -41,7 +41,7 @@ import torch
 from certifier.formats import FUNCTION_ULPS
 from certifier.interval import INF, Interval, decreasing_map, increasing_map, mig, unimodal_min_map, up, widen
 from curvature_rules import rmsnorm
-from curvature_rules._common import ElementwiseError, ExpError, Log1pError, LogError, MinError, finite_max, one_input_result
+from curvature_rules._common import ElementwiseError, ExpError, Log1pError, LogError, MinError, StepError, finite_max, one_input_result
 from curvature_rules.registry import ErrorContext, RuleInput, RuleResult, register_rule
 
 aten = torch.ops.aten
@@ -418,25 +418,6 @@ def atan_rule(inp: RuleInput) -> RuleResult:
     g2 = lambda a: 2 * a.abs() / (1 + a * a) ** 2  # noqa: E731
     kap = lambda lo, hi: _peak_sup(lo, hi, g2, ATAN_D2_X, ATAN_D2_MAX)  # noqa: E731
     return one_input_result(inp, out, dsup, _kappa(x, kap), FUNCTION_ULPS["atan"], d2max=ATAN_D2_MAX, dinf=_at_mag(d1))
-
-
-@dataclass(frozen=True)
-class StepError:
-    """A nondecreasing step function g (floor, ceil, round, trunc, sign) of a float: the
-    computed input lies in ``[lo - e, hi + e]``, so the computed and exact outputs differ by
-    at most ``g(hi + e) - g(lo - e)`` (0 where that box holds no jump). The result of g on
-    a value of a format is a value of that format (an integer no wider than its input, or
-    +-1, 0): no rounding of its own."""
-
-    x: Interval
-    fn: Callable[[torch.Tensor], torch.Tensor]
-
-    def propagate(self, ctx: ErrorContext):
-        e = ctx.err("self")
-        if e is None:
-            return None
-        d = self.fn(self.x.hi.unsqueeze(0) + e) - self.fn(self.x.lo.unsqueeze(0) - e)
-        return d.nan_to_num(nan=INF)
 
 
 _STEPS = {

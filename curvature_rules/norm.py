@@ -313,11 +313,14 @@ def _stats_out(inp: RuleInput, mean, rstd) -> tuple[Interval, Interval]:
 
 
 def _affine(inp: RuleInput, name: str, shape: tuple[int, ...] | None) -> Interval | None:
+    """The weight or bias argument (None if absent), viewed as ``shape`` if given."""
     v = inp.args.get(name)
     if not isinstance(v, Interval):
         return None
     if shape is None:
         return v
+    if v.numel() != math.prod(shape):
+        raise NotImplementedError(f"{name} is not one value per channel")
     return Interval(v.lo.reshape(shape), v.hi.reshape(shape), v.dtype)
 
 
@@ -340,14 +343,11 @@ def layer_norm_rule(inp: RuleInput) -> RuleResult:
     )
 
 
-def _grouped(inp: RuleInput, x: Interval, view: tuple[int, ...], n: int, eps: float, channels: int) -> RuleResult:
+def _grouped(inp: RuleInput, x: Interval, view: tuple[int, ...], n: int, eps: float, pshape: tuple[int, ...]) -> RuleResult:
     """A normalization over contiguous rows of n elements of x (held as ``view``), with a
-    per-channel affine map (weight / bias of ``channels`` elements, the view's dim 2 or 1)."""
-    pshape = (view[1], view[2], 1) if len(view) == 4 else (view[0], 1)
+    per-channel affine map (weight / bias, one per channel, viewed as ``pshape`` to
+    broadcast against ``view``)."""
     w, b = _affine(inp, "weight", pshape), _affine(inp, "bias", pshape)
-    for t in (w, b):
-        if t is not None and math.prod(t.shape) != channels:
-            raise NotImplementedError("affine parameters that are not one per channel")
     xv = Interval(x.lo.reshape(view), x.hi.reshape(view), x.dtype)
     out, st, lip, kappa, mean, rstd = _normalize(xv, n, eps, w, b, inp.out_dtypes[0])
     shape = tuple(x.shape)
@@ -365,7 +365,7 @@ def group_norm_rule(inp: RuleInput) -> RuleResult:
     N, C, HxW, G = (int(inp.args[k]) for k in ("N", "C", "HxW", "group"))  # type: ignore[arg-type]
     if G <= 0 or C % G or N * C * HxW != x.numel():
         raise NotImplementedError("group norm with an inconsistent shape")
-    return _grouped(inp, x, (N, G, C // G, HxW), (C // G) * HxW, float(inp.args["eps"]), C)  # type: ignore[arg-type]
+    return _grouped(inp, x, (N, G, C // G, HxW), (C // G) * HxW, float(inp.args["eps"]), (G, C // G, 1))  # type: ignore[arg-type]
 
 
 @register_rule([aten._native_batch_norm_legit.no_stats])
@@ -382,7 +382,7 @@ def batch_stats_norm_rule(inp: RuleInput) -> RuleResult:
     n = math.prod(x.shape[2:])
     if n == 0:
         raise NotImplementedError("empty channels")
-    return _grouped(inp, x, (C, n), n, float(inp.args["eps"]), C)  # type: ignore[arg-type]
+    return _grouped(inp, x, (C, n), n, float(inp.args["eps"]), (C, 1))  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -490,8 +490,8 @@ class VarError:
     Input errors: var is quadratic, so exactly ``var(x + e) - var(x) = (2 sum d_i e_i +
     sum (e_i - mean e)^2) / (n - c)`` with ``d = x - mu(x)`` (``sum d_i = 0`` drops the
     centring of e in the cross term), at most ``(2 sum |d_i| e_i + sum e_i^2) / (n - c)``.
-    The kernel's variance (Welford or two passes; the CPU kernels accumulate in double, the
-    model charges the accumulation format) errs by ``4 gamma_{n+2} mean(x^2)`` of the
+    The kernel's variance (Welford or two passes; the CPU kernel accumulates float32 in
+    double, measured; the model charges the accumulation format) errs by ``4 gamma_{n+2} mean(x^2)`` of the
     population variance (LayerNorm's model), times ``n / (n - c)``; then the division and
     the store. The mean: ``mean e + (gamma_n + u) mean|x|`` and the store."""
 

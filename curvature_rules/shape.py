@@ -2,7 +2,8 @@
 
 Ops: view, _unsafe_view, reshape, permute, expand, clone, alias, detach, contiguous,
 unsqueeze, squeeze, slice, select, t, transpose, flatten, repeat, flip, roll, nearest
-upsampling (upsample_nearest*, _upsample_nearest_exact*), index_select (constant index), split, split_with_sizes, unbind, cat, stack, _to_copy, lift_fresh_copy,
+upsampling (upsample_nearest*, _upsample_nearest_exact*), index_select (constant index),
+split, split_with_sizes, unbind, cat, stack, _to_copy, lift_fresh_copy,
 _assert_tensor_metadata, constant_pad_nd (F.pad with a constant: the new elements hold the
 constant, rounded to the node's format).
 
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 
 from certifier.formats import FORMATS, Format
 from certifier.interval import INF, Interval
-from curvature_rules._common import ShapeError, fmag, held_in_every_format, map_configs
+from curvature_rules._common import ShapeError, StepError, fmag, held_in_every_format, map_configs
 from curvature_rules.registry import ErrorContext, RuleInput, RuleResult, register_rule
 
 F64 = torch.float64
@@ -253,27 +254,7 @@ def to_copy_rule(inp: RuleInput) -> RuleResult:
     hi = torch.where(ok, torch.trunc(x.hi), torch.full_like(x.hi, float(ii.max)))
     if not x.is_float:  # integer to integer: exact inside the range (no error model: fail closed)
         return RuleResult(out=Interval(lo, hi, dtype))
-    return RuleResult(out=Interval(lo, hi, dtype), error=TruncError(x, (float(ii.min), float(ii.max))))
-
-
-@dataclass(frozen=True)
-class TruncError:
-    """A float truncated to an integer type: the computed input lies in ``[lo - e, hi + e]``,
-    so the computed and exact integers differ by at most ``trunc(hi + e) - trunc(lo - e)``
-    (0 where that box holds one integer: a constant bucket index computed through log in
-    bf16 stays exact); beyond the type's range the conversion is undefined (inf)."""
-
-    x: Interval
-    limits: tuple[float, float]
-
-    def propagate(self, ctx: ErrorContext):
-        e = ctx.err("self")
-        if e is None:
-            return None
-        a, b = self.x.lo.unsqueeze(0) - e, self.x.hi.unsqueeze(0) + e
-        d = torch.trunc(b) - torch.trunc(a)
-        ok = (a > self.limits[0]) & (b < self.limits[1])
-        return torch.where(ok, d, torch.full_like(d, INF))
+    return RuleResult(out=Interval(lo, hi, dtype), error=StepError(x, torch.trunc, (float(ii.min), float(ii.max))))
 
 
 @register_rule([aten._assert_tensor_metadata.default, aten._assert_scalar.default, aten.sym_constrain_range_for_size.default])

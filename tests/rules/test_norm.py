@@ -132,38 +132,28 @@ GN = aten.native_group_norm.default
 BNS_STATS = aten._native_batch_norm_legit.no_stats
 
 
-def _rows_reference(x, rows: int, eps):
-    """Normalization over contiguous rows of ``rows`` elements in float64 with exact
-    centring (as layer_norm_reference); the callers add the per-channel affine map."""
-    shape = x.shape
-    r = x.reshape(-1, rows)
-    mu = r.mean(-1, keepdim=True)
-    d = r - mu
-    mu2 = d.mean(-1, keepdim=True)
-    d = d - mu2
-    rstd = torch.rsqrt((d * d).mean(-1, keepdim=True) + eps)
-    return (d * rstd).reshape(shape), mu + mu2, rstd
+def _per_channel(y, input, weight, bias):
+    """y (input's shape) times gamma plus beta, one per channel (dim 1)."""
+    bshape = (1, input.shape[1]) + (1,) * (input.dim() - 2)
+    y = y.reshape(input.shape)
+    if weight is not None:
+        y = y * weight.reshape(bshape)
+    if bias is not None:
+        y = y + bias.reshape(bshape)
+    return y
 
 
 def group_norm_reference(input, weight, bias, N, C, HxW, group, eps):
-    y, mu, rstd = _rows_reference(input, (C // group) * HxW, eps)
-    bshape = (1, C) + (1,) * (input.dim() - 2)
-    if weight is not None:
-        y = y * weight.reshape(bshape)
-    if bias is not None:
-        y = y + bias.reshape(bshape)
-    return y, mu.reshape(N, group), rstd.reshape(N, group)
+    """native_group_norm: layer_norm_reference over each group's row, then the affine map."""
+    y, mu, rstd = layer_norm_reference(input.reshape(N, group, -1), [(C // group) * HxW], None, None, eps)
+    return _per_channel(y, input, weight, bias), mu.reshape(N, group), rstd.reshape(N, group)
 
 
 def batch_stats_reference(input, weight, bias, training, momentum, eps):
+    """_native_batch_norm_legit.no_stats on a batch of one: one row per channel."""
     C = input.shape[1]
-    y, mu, rstd = _rows_reference(input, input[0, 0].numel(), eps)
-    bshape = (1, C) + (1,) * (input.dim() - 2)
-    if weight is not None:
-        y = y * weight.reshape(bshape)
-    if bias is not None:
-        y = y + bias.reshape(bshape)
-    return y, mu.reshape(C), rstd.reshape(C)
+    y, mu, rstd = layer_norm_reference(input.reshape(C, -1), [input[0, 0].numel()], None, None, eps)
+    return _per_channel(y, input, weight, bias), mu.reshape(C), rstd.reshape(C)
 
 
 GREF = {GN: group_norm_reference, BNS_STATS: batch_stats_reference}
