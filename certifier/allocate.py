@@ -191,8 +191,17 @@ def certify_assignment(
     solver=greedy_assignment,
     method: str = "greedy",
     tries: int = 6,
+    uniform: ErrorResult | None = None,
 ) -> Assignment:
-    """Choose formats under the linear model and verify them with the sound pass."""
+    """Choose formats under the linear model and verify them with the sound pass.
+
+    When that certifies nothing, ``uniform`` (the certified bounds of whole-model runs, one
+    configuration ``{"*": f}`` each) gives a second route: the cheapest format whose uniform
+    bound is within eps and that no layer refuses for a reason of its own (overflow, HNF
+    bits), assigned to every layer and verified again. The linear model cannot represent a
+    layer whose error reaches the outputs only through a jump (an argmax index, a
+    comparison), nor one whose scalar gains are unbounded while the signed pass is not;
+    the sound pass can. Last, the most precise admissible choice per layer."""
     budget = eps
     notes: list[str] = []
     last: Assignment | None = None
@@ -213,6 +222,9 @@ def certify_assignment(
         else:
             notes.append(f"verified bound {b:.3g} > eps at linear budget {budget:.3g}; shrinking the budget")
             budget *= min(0.9, 0.9 * eps / b)
+    uni = _uniform_fallback(ba, eps, plans, uniform, method, notes)
+    if uni is not None:
+        return uni
     # Fall back to the most precise admissible assignment.
     fm = {}
     for name, p in plans.items():
@@ -230,3 +242,30 @@ def certify_assignment(
     if not a.certified:
         notes.append(f"the most precise admissible assignment has verified bound {b:.3g} > eps {eps:.3g}")
     return a
+
+
+def _uniform_fallback(ba: BoundsAnalysis, eps: float, plans: dict[str, LayerPlan], uniform: ErrorResult | None, method: str, notes: list[str]) -> Assignment | None:
+    """The cheapest whole-model format that is certified within eps (see
+    :func:`certify_assignment`), verified as a per-layer assignment; None if there is none."""
+    if uniform is None or not plans:
+        return None
+    tried: list[tuple[float, str, dict[str, str]]] = []
+    for f, b in zip(uniform.configs, uniform.bound):
+        if not (math.isfinite(b) and b <= eps) or f not in FORMATS:
+            continue
+        fm: dict[str, str] = {}
+        for name, p in plans.items():
+            g = f if f in p.coeff else "fp32"  # tf32 only where a layer multiplies matrices
+            if FORMATS[g].p < p.hnf_bits:
+                break  # the HNF bits are a requirement of their own; overflow is verify's
+            fm[name] = g
+        else:
+            tried.append((total_cost(plans, fm), f, fm))
+    for cost, f, fm in sorted(tried, key=lambda t: (t[0], FORMAT_ORDER.index(t[1]))):
+        res = verify(ba, fm)
+        b = res.bound[0]
+        if b <= eps:
+            notes.append(f"the linear model certified no assignment; the whole model in {f} is certified by the sound pass ({b:.3g} <= eps)")
+            return Assignment(fm, linear_bound(plans, fm), b, True, method + " (uniform fallback)", cost, eps, list(notes), res)
+        notes.append(f"uniform {f} verified as a per-layer assignment: {b:.3g} > eps")
+    return None

@@ -140,8 +140,10 @@ def render_prove(cert: dict, rep) -> None:
     h = cert.get("hnf_obstruction")
     if h:
         out_console.print(f"{h['label']}: {h['statement']}", markup=False)
+    of_linear = cert["verdict"] == "certified" and "fallback" in a.get("method", "")
     for p in cert.get("proofs", []):
-        out_console.print(f"proof {p['kind']}: {p['result']} ({p['file'] or 'not written'}, sha256 {p['sha256'][:12]})", markup=False)
+        tag = " of the linear model" if of_linear and p["kind"] != "optimality" else ""
+        out_console.print(f"proof {p['kind']}{tag}: {p['result']} ({p['file'] or 'not written'}, sha256 {p['sha256'][:12]})", markup=False)
     v = cert["verdict"]
     style = {"certified": "bold green", "impossible": "bold red"}.get(v, "bold yellow")
     out_console.print(f"verdict: [{style}]{v}[/{style}]")

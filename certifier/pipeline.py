@@ -172,10 +172,10 @@ def _run_certify(model_path: str | Path, opts: Options, progress: Progress | Non
         from smt.prove import optimality_json
 
         allocator = Z3Allocator()
-        assignment = certify_assignment(ba, opts.eps, plans, solver=allocator, method="z3-optimal")
+        assignment = certify_assignment(ba, opts.eps, plans, solver=allocator, method="z3-optimal", uniform=pl.uniform)
         smt_results = allocator.results
     else:
-        assignment = certify_assignment(ba, opts.eps, plans)
+        assignment = certify_assignment(ba, opts.eps, plans, uniform=pl.uniform)
     times["assign"] = time.perf_counter() - t0
     cert = build_certificate(loaded, ba, pl.uniform, plans, assignment, opts, formats)
     if smt_results:

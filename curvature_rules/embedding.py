@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from certifier.interval import INF, Interval
-from curvature_rules._common import ShapeError, fmag
+from curvature_rules._common import ShapeError, fmag, pad_left
 from curvature_rules.registry import ErrorContext, RuleInput, RuleResult, register_rule
 
 aten = torch.ops.aten
@@ -109,21 +109,24 @@ def _hull_along(t: torch.Tensor, dim: int, shape: tuple[int, ...], red) -> torch
 @dataclass(frozen=True)
 class GatherAnyError:
     """gather by an index known only as a range: each output is one of the input elements
-    along ``dim``, so its error is at most their largest (an index that may be off in a
-    configuration makes that configuration unbounded, as for embedding)."""
+    along ``dim``, so its error is at most their largest. Where the computed index may differ
+    from the exact one (an argmax or top-k index, :mod:`curvature_rules.reduction`), the
+    computed output is still one of those elements (the kernel raises rather than read past
+    the dimension), so the error is at most the width of their hull plus their largest
+    error: ``max hi - min lo + max e``."""
 
     dim: int
     shape: tuple[int, ...]
+    width: torch.Tensor  # per output: max hi - min lo over the elements it can read
 
     def propagate(self, ctx: ErrorContext):
         ie = ctx.err("index")
         e = ctx.err("self")
         out = None if e is None else _hull_along(e, self.dim, self.shape, torch.amax)
-        if ie is not None:
-            bad = (ie > 0).reshape(ctx.F, -1).any(1)
-            if bool(bad.any()):
-                z = torch.zeros((ctx.F, *self.shape), dtype=F64) if out is None else out
-                out = torch.where(ctx.b(bad, len(self.shape)), INF, z)
+        if ie is not None and bool((ie > 0).any()):
+            z = torch.zeros((ctx.F, *self.shape), dtype=F64) if out is None else out
+            moved = pad_left(ie, len(self.shape)).expand(z.shape) > 0
+            out = torch.where(moved, (self.width.unsqueeze(0) + z) * (1 + 2.0**-50), z)
         return out
 
 
@@ -141,7 +144,7 @@ def _gather_any(x: Interval, index: Interval, dim: int) -> RuleResult:
         same = bool(torch.equal(lo, hi))
         return RuleResult(out=Interval.point(lo.to(x.dtype)) if same else Interval(lo, hi, x.dtype))
     out = Interval(lo.to(F64), hi.to(F64), x.dtype)
-    return RuleResult(out=out, lipschitz={"self": 1.0}, error=GatherAnyError(dim, shape))
+    return RuleResult(out=out, lipschitz={"self": 1.0}, error=GatherAnyError(dim, shape, (out.hi - out.lo).clamp(min=0)))
 
 
 @register_rule([aten.index.Tensor])

@@ -2,8 +2,9 @@
 
 Max pooling is monotone in every input, so ``[pool(lo), pool(hi)]`` is the exact box image;
 it is exact in every format, 1-Lipschitz (a max moves by at most the largest change) and
-piecewise linear (curvature 0 away from ties). The indices output is unknown unless the
-input is constant.
+piecewise linear (curvature 0 away from ties). The indices output (flat positions in each
+input plane) is exact where the plane's input is; elsewhere it may be any position of the
+plane.
 
 Average pooling is linear with non-negative weights (the window count over the divisor,
 ``divisor_override`` included; a negative override is declined): the box image is
@@ -49,7 +50,14 @@ class MaxPoolError:
         e = ctx.err("self")
         if e is None:
             return (None, None)
-        return (_batched(self.fn, e, self.nsp), None)
+        # The indices (flat positions in each input plane) are exact only where the kernel
+        # sees the exact values: a plane with any input error may pick another element of
+        # a window, anywhere in the plane (a coarse bound; the values are what models use).
+        plane = e.shape[e.dim() - self.nsp :]
+        moved = (e != 0).flatten(e.dim() - self.nsp).any(-1)
+        span = torch.where(moved, float(math.prod(plane) - 1), 0.0).to(F64)
+        vals = _batched(self.fn, e, self.nsp)
+        return (vals, span.reshape(span.shape + (1,) * self.nsp).expand(vals.shape).contiguous())
 
 
 @register_rule([aten.max_pool2d_with_indices.default, aten.max_pool3d_with_indices.default, aten.max_pool1d_with_indices.default])
@@ -62,7 +70,8 @@ def max_pool_rule(inp: RuleInput) -> RuleResult:
         return RuleResult(out=(Interval.point(v), Interval.point(i)))
     fn = lambda t: inp.call_with(self=t)[0]  # noqa: E731
     out = Interval(fn(x.lo), fn(x.hi), x.dtype)
-    idx = Interval(torch.zeros(inp.out_shapes[1], dtype=F64), torch.full(inp.out_shapes[1], float(x.numel()), dtype=F64), torch.int64)
+    plane = math.prod(x.shape[len(x.shape) - nsp :])
+    idx = Interval(torch.zeros(inp.out_shapes[1], dtype=F64), torch.full(inp.out_shapes[1], float(plane - 1), dtype=F64), torch.int64)
     return RuleResult(out=(out, idx), lipschitz={"self": 1.0}, curvature=0.0, error=MaxPoolError(fn, nsp))
 
 

@@ -1,4 +1,5 @@
-"""Reductions: sum, mean, amax, amin, max.dim, min.dim, cumsum, linalg_vector_norm.
+"""Reductions: sum, mean, amax, amin, max.dim, min.dim, argmax, argmin, sort, topk, cumsum,
+linalg_vector_norm.
 
 sum over n elements: range [sum lo, sum hi] (float64 sums widened by gamma_n), Lipschitz n
 (infinity norm), curvature 0. mean: the same divided by n, Lipschitz 1. amax/amin: exact,
@@ -8,6 +9,11 @@ Rounding: a sum of n terms accumulated in the accumulation format errs by at mos
 ``gamma_{n-1}(u_acc) * sum|x^|`` in any order (Higham Lemma 3.1 / eq. 4.4); mean adds one
 division; then the result is stored. Propagated input error: ``sum e`` (mean: ``mean e``);
 amax/amin: ``max e`` over the reduced elements (a max moves by at most the largest change).
+The indices of max.dim / min.dim and argmax / argmin are integers in ``[0, n - 1]``: exact
+where the input is, or where one element alone can hold the extreme of both the exact and the
+computed row; otherwise they may differ by the span of the elements that can
+(:func:`argmax_spread`), a jump no Lipschitz bound covers. sort / topk: the order statistics
+(exact box image, 1-Lipschitz, error the row's largest) and their indices (:func:`rank_spread`).
 
 linalg_vector_norm (F.normalize, torch.norm(x, dim=...), torch.linalg.vector_norm), ord 2:
 range ``[||mig(x)||_2, ||mag(x)||_2]`` per output (the exact image of the box), Lipschitz
@@ -17,8 +23,7 @@ box reaches the zero vector (not C^2 there); rounding: see :class:`VectorNormErr
 a sum of |x_i| (the sum model on |x|), ord inf a max of |x_i| (exact, 1-Lipschitz); other
 orders and an explicit ``dtype`` fail closed.
 
-var / var_mean have no rule: ``x.var()`` exports to ``aten.var.correction``, which fails closed
-(unsupported, unbounded downstream).
+var / var_mean: curvature_rules.norm.
 """
 
 from __future__ import annotations
@@ -160,29 +165,203 @@ def amax_rule(inp: RuleInput) -> RuleResult:
     return RuleResult(out=out, lipschitz={"self": 1.0}, error=MaxError(lambda t: torch.amax(t, dim=dims, keepdim=keep)))
 
 
+def argmax_spread(x: Interval, e: torch.Tensor, dim: int | None, keepdim: bool, largest: bool) -> torch.Tensor:
+    """(F, *index shape) bound on ``|argmax(x^) - argmax(x)|`` (argmin when not ``largest``)
+    along ``dim`` (None: the flattened tensor), for exact values in the box ``x`` and
+    computed ones within ``e`` (F, *x.shape) of them.
+
+    Both the exact and the computed values lie in ``[lo - e, hi + e]``; an element can hold
+    the maximum of either only if its upper end reaches the largest lower end of its row
+    (ties included: ``>=``). Both indices are among those candidates, so they differ by at
+    most the candidates' index span: 0 where there is one candidate, or where the row's
+    input is exact in that configuration (the kernel then sees the exact values)."""
+    F = e.shape[0]
+    lo, hi = x.lo.to(F64).unsqueeze(0), x.hi.to(F64).unsqueeze(0)
+    if dim is None:
+        lo, hi, e = lo.reshape(1, -1), hi.reshape(1, -1), e.reshape(F, -1)
+        d = 1
+    else:
+        d = dim % max(len(x.shape), 1) + 1
+    L, H = lo - e, hi + e
+    if largest:
+        cand = H >= L.amax(d, keepdim=True)
+    else:
+        cand = L <= H.amin(d, keepdim=True)
+    cand = cand | torch.isnan(L) | torch.isnan(H)
+    n = cand.shape[d]
+    ar = torch.arange(n, dtype=F64).reshape([n if i == d else 1 for i in range(cand.dim())])
+    big = torch.where(cand, ar, torch.full_like(ar, -1.0)).amax(d, keepdim=True)
+    small = torch.where(cand, ar, torch.full_like(ar, float(n))).amin(d, keepdim=True)
+    moved = (e != 0).any(d, keepdim=True)
+    out = torch.where(moved, (big - small).clamp(min=0), torch.zeros_like(big))
+    if dim is None:
+        return out.reshape((F, *([1] * len(x.shape)))) if keepdim else out.reshape(F)
+    return out if keepdim else out.squeeze(d)
+
+
+@dataclass(frozen=True)
+class MaxDimError:
+    """(values, indices) of a max / min over one dimension: the values move by at most the
+    largest input error of their row; the index by :func:`argmax_spread`."""
+
+    x: Interval
+    dim: int
+    keepdim: bool
+    largest: bool
+
+    def propagate(self, ctx: ErrorContext):
+        e = ctx.err("self")
+        if e is None:
+            return (None, None)
+        vals = torch.vmap(lambda t: torch.amax(t, dim=self.dim, keepdim=self.keepdim))(e)
+        return (vals, argmax_spread(self.x, e, self.dim, self.keepdim, self.largest))
+
+
 @register_rule([aten.max.dim, aten.min.dim])
 def max_dim_rule(inp: RuleInput) -> RuleResult:
-    """(values, indices) of a max/min over one dimension; the indices are unknown unless exact."""
+    """(values, indices) of a max/min over one dimension."""
     x = inp.tensor("self")
-    d = int(inp.args["dim"])  # type: ignore[arg-type]
+    d = int(inp.args["dim"]) % max(len(x.shape), 1)  # type: ignore[arg-type]
     keep = bool(inp.get("keepdim", False))
     if x.is_point:
         v, i = inp.call_with()  # type: ignore[misc]
         return RuleResult(out=(Interval.point(v), Interval.point(i)))
-    op = torch.amax if inp.op is aten.max.dim else torch.amin
+    largest = inp.op is aten.max.dim
+    op = torch.amax if largest else torch.amin
     vals = Interval(op(x.lo, dim=d, keepdim=keep), op(x.hi, dim=d, keepdim=keep), x.dtype)
-    n = x.shape[d]
+    n = x.shape[d] if x.shape else 1
     idx = Interval(torch.zeros(vals.shape, dtype=F64), torch.full(vals.shape, float(n - 1), dtype=F64), torch.int64)
-    err = MaxError(lambda t: torch.amax(t, dim=d, keepdim=keep))
-    return RuleResult(out=(vals, idx), lipschitz={"self": 1.0}, error=_FirstOnly(err))
+    return RuleResult(out=(vals, idx), lipschitz={"self": 1.0}, error=MaxDimError(x, d, keep, largest))
 
 
 @dataclass(frozen=True)
-class _FirstOnly:
-    inner: MaxError
+class ArgmaxError:
+    x: Interval
+    dim: int | None
+    keepdim: bool
+    largest: bool
 
     def propagate(self, ctx: ErrorContext):
-        return (self.inner.propagate(ctx), None)
+        e = ctx.err("self")
+        return None if e is None else argmax_spread(self.x, e, self.dim, self.keepdim, self.largest)
+
+
+@register_rule([aten.argmax.default, aten.argmin.default])
+def argmax_rule(inp: RuleInput) -> RuleResult:
+    """argmax / argmin (int64): an index in ``[0, n - 1]``, decided where one element alone
+    can hold the extreme (:func:`argmax_spread`); no Lipschitz bound (it jumps)."""
+    x = inp.tensor("self")
+    if x.is_point:
+        return RuleResult(out=Interval.point(inp.call_with()))
+    dim = inp.args.get("dim")
+    d = None if dim is None else int(dim) % max(len(x.shape), 1)  # type: ignore[arg-type]
+    keep = bool(inp.get("keepdim", False))
+    largest = inp.op is aten.argmax.default
+    n = x.numel() if d is None else (x.shape[d] if x.shape else 1)
+    shape = inp.out_shapes[0]
+    lo, hi = torch.zeros(shape, dtype=F64), torch.full(shape, float(n - 1), dtype=F64)
+    return RuleResult(out=Interval(lo, hi, torch.int64), error=ArgmaxError(x, d, keep, largest))
+
+
+def rank_spread(x: Interval, e: torch.Tensor, dim: int, k: int, descending: bool) -> torch.Tensor:
+    """(F, *x.shape with ``dim`` cut to k) bound on how far the index at each of the first k
+    sorted positions (descending or ascending along ``dim``) of the computed values can be
+    from the exact one, for exact values in the box ``x`` and computed ones within ``e``.
+
+    Both lie in ``[lo - e, hi + e]``. In a descending order element i has at least
+    ``a_i = #{j: lo_j - e_j > hi_i + e_i}`` elements before it and at least
+    ``#{j: hi_j + e_j < lo_i - e_i}`` after it, so it sits at a position in
+    ``[a_i, n - 1 - that]`` in both orders (ties, unstable sorts included: tied elements are
+    never counted). Position r holds one of the elements whose span covers r; the bound is
+    those elements' index span (0 where one element alone can be there, or where the row is
+    exact). Rows too large for the position-by-element table get the whole row's span
+    wherever any element's position is undecided."""
+    F = e.shape[0]
+    lo, hi = x.lo.to(F64).unsqueeze(0), x.hi.to(F64).unsqueeze(0)
+    d = dim + 1
+    L = (lo - e).movedim(d, -1)
+    H = (hi + e).movedim(d, -1)
+    L = torch.where(torch.isnan(L), -INF, L)
+    H = torch.where(torch.isnan(H), INF, H)
+    n = L.shape[-1]
+    Ls, Hs = torch.sort(L, -1).values, torch.sort(H, -1).values
+    above = n - torch.searchsorted(Ls.contiguous(), H.contiguous(), right=True)  # L_j > H_i
+    below = torch.searchsorted(Hs.contiguous(), L.contiguous(), right=False)  # H_j < L_i
+    first, last = (above, n - 1 - below) if descending else (below, n - 1 - above)
+    moved = (e != 0).movedim(d, -1).any(-1, keepdim=True)
+    if first.numel() * k <= 2**24:
+        r = torch.arange(k).reshape(k, 1)
+        cover = (first.unsqueeze(-2) <= r) & (r <= last.unsqueeze(-2))  # (..., k, n)
+        ar = torch.arange(n, dtype=F64)
+        big = torch.where(cover, ar, -1.0).amax(-1)
+        small = torch.where(cover, ar, float(n)).amin(-1)
+        span = (big - small).clamp(min=0)
+    else:
+        undecided = (first != last).any(-1, keepdim=True)
+        span = torch.where(undecided, float(n - 1), 0.0).to(F64).expand(*first.shape[:-1], k)
+    span = torch.where(moved, span, torch.zeros_like(span))
+    return span.movedim(-1, d).contiguous()
+
+
+@dataclass(frozen=True)
+class SortError:
+    """(values, indices) of sort / topk: each sorted value moves by at most the largest
+    input error of its row (order statistics are 1-Lipschitz in the max norm); the indices
+    by :func:`rank_spread`."""
+
+    x: Interval
+    dim: int
+    k: int
+    descending: bool
+
+    def propagate(self, ctx: ErrorContext):
+        e = ctx.err("self")
+        if e is None:
+            return (None, None)
+        m = e.amax(self.dim + 1, keepdim=True)
+        shape = list(e.shape)
+        shape[self.dim + 1] = self.k
+        return (m.expand(shape).contiguous(), rank_spread(self.x, e, self.dim, self.k, self.descending))
+
+
+def _sorted_result(inp: RuleInput, x: Interval, d: int, k: int, descending: bool) -> RuleResult:
+    def order(t: torch.Tensor) -> torch.Tensor:
+        return torch.sort(t, d, descending=descending).values.narrow(d, 0, k)
+
+    vals = Interval(order(x.lo.to(F64)), order(x.hi.to(F64)), x.dtype)
+    n = x.shape[d] if x.shape else 1
+    idx = Interval(torch.zeros(vals.shape, dtype=F64), torch.full(vals.shape, float(n - 1), dtype=F64), torch.int64)
+    return RuleResult(out=(vals, idx), lipschitz={"self": 1.0}, error=SortError(x, d, k, descending))
+
+
+@register_rule([aten.sort.default, aten.sort.stable])
+def sort_rule(inp: RuleInput) -> RuleResult:
+    """Sorted values along one dimension and their indices. The k-th order statistic is
+    nondecreasing in every input, so ``[sort(lo)_k, sort(hi)_k]`` is the box's exact image;
+    it is exact in every format (a permutation), 1-Lipschitz, piecewise linear."""
+    x = inp.tensor("self")
+    if x.is_point:
+        v, i = inp.call_with()  # type: ignore[misc]
+        return RuleResult(out=(Interval.point(v), Interval.point(i)))
+    d = int(inp.get("dim", -1)) % max(len(x.shape), 1)  # type: ignore[arg-type]
+    n = x.shape[d] if x.shape else 1
+    return _sorted_result(inp, x, d, n, bool(inp.get("descending", False)))
+
+
+@register_rule([aten.topk.default])
+def topk_rule(inp: RuleInput) -> RuleResult:
+    """The k largest (or smallest) values along one dimension, sorted, and their indices:
+    the first k order statistics (see :func:`sort_rule`). ``sorted=False`` is declined: the
+    order of its results is the kernel's, not a function of the values."""
+    x = inp.tensor("self")
+    if x.is_point:
+        v, i = inp.call_with()  # type: ignore[misc]
+        return RuleResult(out=(Interval.point(v), Interval.point(i)))
+    if not bool(inp.get("sorted", True)):
+        raise NotImplementedError("topk with sorted=False: the order of its results is unspecified")
+    d = int(inp.get("dim", -1)) % max(len(x.shape), 1)  # type: ignore[arg-type]
+    k = int(inp.args["k"])  # type: ignore[arg-type]
+    return _sorted_result(inp, x, d, k, bool(inp.get("largest", True)))
 
 
 @dataclass(frozen=True)

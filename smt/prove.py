@@ -75,7 +75,7 @@ def optimality_json(a: Assignment, opt: OptResult | None) -> dict | None:
         return None
     same = opt.formats is not None and dict(opt.formats) == dict(a.formats)
     d = {
-        "status": opt.status if same or opt.status == "infeasible" else "not applicable (the certified assignment is the most precise admissible fallback)",
+        "status": opt.status if same or (opt.status == "infeasible" and not a.certified) else "not applicable (a fallback assignment)",
         "budget": opt.budget,
         "cost": float(opt.cost) if opt.cost is not None else None,
         "notes": list(opt.explanation),
@@ -101,13 +101,15 @@ def _run_prove(model_path: str | Path, opts: ProveOptions, progress: Progress | 
     t0 = time.perf_counter()
     p("z3", 0, 1)
     alloc = Z3Allocator(opts.z3_timeout_ms)
-    assignment = certify_assignment(ba, opts.eps, plans, solver=alloc, method="z3-optimal")
+    assignment = certify_assignment(ba, opts.eps, plans, solver=alloc, method="z3-optimal", uniform=uniform)
     times["assign"] = time.perf_counter() - t0
     copts = Options(eps=opts.eps, formats=fmts, hnf_c=opts.hnf_c, domain=opts.domain, weights=opts.weights, hardware=profile.name, solver="z3", threads=opts.threads)
     cert = build_certificate(loaded, ba, uniform, plans, assignment, copts, fmts)
     opt = alloc.last
     queries = [q for r in alloc.results for q in r.queries]
     core = next((r for r in reversed(alloc.results) if r.status == "infeasible"), None)
+    if assignment.certified:
+        core = None  # the linear model's core says nothing once the sound pass certifies
     witness: Witness | None = None
     hnf: dict | None = None
     log: list[str] = []

@@ -222,3 +222,48 @@ def test_json_to_stdout(tmp_path):
     res = run(m, "--json", "--eps", "1e-2")
     assert res.exit_code == 0
     assert json.loads(res.stdout)["verdict"] == "certified"
+
+
+ARGMAX = """
+import torch
+from torch import nn
+class M(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.l = nn.Linear(8, 4)
+    def forward(self, x):
+        v, i = self.l(x).max(dim=-1)
+        return i.to(torch.float32) + v
+def build_model():
+    return M().eval()
+def example_inputs():
+    return (torch.rand(2, 8),)
+def input_domain():
+    return [(0.0, 1.0)]
+"""
+
+
+def test_argmax_index_error_and_uniform_fallback(tmp_path):
+    """An output that adds an argmax index: the index may move by up to 3 (4 classes) where
+    the logits can tie, so no format's bound is below 3; and the per-layer linear model has
+    no finite gain through the jump, so only the uniform route can certify. At eps 10 the
+    cheapest uniform format with a certified bound is assigned (verified again), and its
+    validation finds the observed error below the bound; at eps 1 nothing is certified."""
+    m = write(tmp_path, "m.py", ARGMAX)
+    out = tmp_path / "c.json"
+    res = run(m, "--eps", "10", "--out", out, "--validate", "30")
+    assert res.exit_code == 0, res.output
+    cert = json.loads(out.read_text())
+    assert cert["verdict"] == "certified"
+    a = cert["assignment"]
+    assert "uniform fallback" in a["method"]
+    assert set(a["formats"].values()) == {"fp8_e4m3"}  # the cheapest format certified uniformly
+    assert a["bound"] <= 10
+    for f, u in cert["uniform"].items():
+        assert u["bound"] >= 3.0, (f, u)  # the index span, in every format
+    assert "VALIDATION FAILED" not in res.output
+    out1 = tmp_path / "c1.json"
+    res = run(m, "--eps", "1", "--out", out1)
+    assert res.exit_code == 1
+    assert json.loads(out1.read_text())["verdict"] == "uncertifiable"

@@ -764,7 +764,7 @@ def _check_errors(
 ) -> None:
     """(d): ``module`` run in each format vs float64; ``outs`` names the output node of each of
     its flattened outputs."""
-    er = run_errors(ba, [{"*": f} for f in formats])
+    er = run_errors(ba, [{"*": f} for f in formats], keep_errs=True)
     ref = copy.deepcopy(module).to(F64).eval()
     lows = {f: copy.deepcopy(module).to(FORMAT_DTYPES[f]).eval() for f in formats}
     samples = _model_inputs(boxes, smp, n)
@@ -784,15 +784,21 @@ def _check_errors(
                 rep.error_skipped[f] = f"{type(e).__name__}: {str(e)[:80]}"
                 continue
             for j, (name, ex, lv) in enumerate(zip(outs, exact, low)):
-                if name is None or ex is None or lv is None or not ex.dtype.is_floating_point:
+                if name is None or ex is None or lv is None:
                     continue
+                if not ex.dtype.is_floating_point:
+                    # Integer and boolean outputs (indices, flags) are checked too: an index
+                    # the analysis calls exact must be the exact one in every format.
+                    ex, lv = ex.to(F64), lv.to(F64)
                 bound = er.output_err.get(name)
+                if bound is None and not ba.nodes[name].primary.is_float:
+                    # (the model's bound covers float outputs; an integer output's own
+                    # error bound is the node's)
+                    bound = er.node_err.get(name)
+                    bound = bound[0] if isinstance(bound, tuple) else bound
                 if bound is None:
-                    iv = ba.nodes[name].primary
                     # No error tensor: the analysis claims the output is exact.
                     bound_c = torch.zeros(tuple(ex.shape), dtype=F64)
-                    if iv is not None and not iv.is_float:
-                        continue
                 else:
                     bound_c = bound[c] if bound.shape[0] > 1 else bound[0]
                     bound_c = bound_c.expand(tuple(ex.shape))

@@ -126,3 +126,18 @@ def test_gather_of_a_constant_row_is_a_point_and_an_index_out_of_range_is_declin
     assert one.is_point and one.value.tolist() == [[5, 5]]
     with pytest.raises(NotImplementedError):
         _gather_any(t, Interval(torch.zeros(2, 2, dtype=torch.int64), torch.full((2, 2), 3), torch.int64), 1)
+
+
+# An index the computation makes (argmax along the last dim), gathering from a second input.
+GATHER_ARGMAX = SUITE.case(
+    lambda x, t: torch.gather(t, 1, x.argmax(-1, keepdim=True)) + x.amax(-1, keepdim=True),
+    [box((3, 4), -1, 1), box((3, 4), -1, 1)],
+)
+
+
+@pytest.mark.parametrize("lo,hi", [(-1.0, 1.0), (1000.0, 1001.0)])
+def test_gather_by_a_computed_index(lo, hi):
+    """Where the argmax may flip, the gathered value may be any element of its row: the
+    error is bounded by the row's hull width plus its error (at [1000, 1001] bf16 ties the
+    logits, and the bound without the width term fails)."""
+    GATHER_ARGMAX.check([box((3, 4), lo, hi), box((3, 4), -1, 1)], aten.gather.default, n=16)

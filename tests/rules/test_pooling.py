@@ -19,6 +19,7 @@ CASES = [
     ("max_pool2d", torch.nn.MaxPool2d(2), aten.max_pool2d_with_indices.default, (1, 2, 4, 4), False, True),
     ("max_pool2d_pad_stride", torch.nn.MaxPool2d(3, stride=2, padding=1), aten.max_pool2d_with_indices.default, (2, 1, 5, 5), False, True),
     ("max_pool2d_indices", lambda x: F.max_pool2d(x, 2, return_indices=True)[1].to(x.dtype) + x[..., ::2, ::2], aten.max_pool2d_with_indices.default, (1, 1, 4, 4), False, True),
+    ("max_pool2d_indices_raw", lambda x: F.max_pool2d(x, 2, return_indices=True)[1], aten.max_pool2d_with_indices.default, (2, 2, 4, 4), False, True),
     ("max_pool1d", lambda x: aten.max_pool1d_with_indices(x, [3], [2], [1])[0], aten.max_pool1d_with_indices.default, (2, 2, 7), False, False),
     ("max_pool3d", torch.nn.MaxPool3d(2, stride=(1, 2, 2)), aten.max_pool3d_with_indices.default, (1, 1, 3, 4, 4), False, True),
     ("avg_pool2d", torch.nn.AvgPool2d(2), aten.avg_pool2d.default, (1, 2, 4, 4), True, True),

@@ -1,5 +1,6 @@
 """Sampling soundness of curvature_rules.reduction: sum, mean, amax, amin, max.dim, min.dim,
-cumsum, linalg_vector_norm."""
+argmax, argmin, sort, topk, cumsum, linalg_vector_norm. The harness checks integer outputs (indices)
+against their error bounds too."""
 
 from __future__ import annotations
 
@@ -35,6 +36,16 @@ CASES = [
     ("amin_keep", lambda x: x.amin(0, keepdim=True), aten.amin.default, (3, 4), False, True),
     ("max_dim", lambda x: x.max(-1), aten.max.dim, (3, 4), False, True),
     ("min_dim", lambda x: x.min(0, keepdim=True), aten.min.dim, (3, 4), False, True),
+    ("argmax", lambda x: x.argmax(-1), aten.argmax.default, (3, 4), False, True),
+    ("argmin_keep", lambda x: x.argmin(0, keepdim=True), aten.argmin.default, (3, 4), False, True),
+    ("argmax_flat", lambda x: x.argmax(), aten.argmax.default, (3, 4), False, True),
+    ("argmax_index_used", lambda x: x.argmax(-1).to(x.dtype) * 0.5 + x.amax(-1), aten.argmax.default, (3, 4), False, True),
+    ("sort", lambda x: x.sort(-1), aten.sort.default, (3, 5), False, True),
+    ("sort_desc_dim0", lambda x: torch.sort(x, 0, descending=True), aten.sort.default, (4, 3), False, True),
+    ("sort_stable", lambda x: torch.sort(x, dim=-1, stable=True), aten.sort.stable, (3, 5), False, True),
+    ("topk", lambda x: x.topk(2, -1), aten.topk.default, (3, 5), False, True),
+    ("topk_smallest_dim0", lambda x: torch.topk(x, 3, 0, largest=False), aten.topk.default, (5, 2), False, True),
+    ("topk_gate", lambda x: x.topk(2, -1).values.softmax(-1) * x.topk(2, -1).indices.to(x.dtype), aten.topk.default, (4, 8), False, True),
     ("cumsum", lambda x: x.cumsum(-1), aten.cumsum.default, (3, 6), True, True),
     ("cumsum_dim0", lambda x: x.cumsum(0), aten.cumsum.default, (5, 2), True, True),
 ]
@@ -176,3 +187,46 @@ def test_vector_norm_sum_of_squares_overflow_is_unbounded():
     er = run_errors(ba, [{"*": f} for f in ("fp64", "fp32", "bf16")])
     assert er.bound[0] < 1e6 and er.bound[1] == INF and er.bound[2] == INF
     assert "fp32 accumulation" in er.overflow[2].reason()
+
+
+def test_index_spreads_decide_separated_rows():
+    """The index bounds are 0 where the boxes (widened by the errors) decide the order, the
+    span of the overlapping elements where they do not, and 0 where the row is exact."""
+    from certifier.interval import Interval
+    from curvature_rules.reduction import argmax_spread, rank_spread
+
+    lo = torch.tensor([[0.0, 10.0, 20.0, 30.0], [0.0, 10.0, 10.5, 30.0]], dtype=torch.float64)
+    x = Interval(lo, lo + 1.0, torch.float32)
+    e = torch.full((2, 2, 4), 0.1, dtype=torch.float64)
+    e[1] = 0.0  # a second configuration in which the input is exact
+    am = argmax_spread(x, e, -1, False, True)
+    assert am.tolist() == [[0.0, 0.0], [0.0, 0.0]]
+    amin = argmax_spread(x, e, -1, True, False)
+    assert amin.tolist() == [[[0.0], [0.0]], [[0.0], [0.0]]]
+    rs = rank_spread(x, e, 1, 4, True)  # descending: positions 0..3
+    assert rs[0].tolist() == [[0.0, 0.0, 0.0, 0.0], [0.0, 1.0, 1.0, 0.0]]  # elements 1 and 2 overlap
+    assert rs[1].abs().sum() == 0
+    asc = rank_spread(x, e, 1, 2, False)
+    assert asc[0].tolist() == [[0.0, 0.0], [0.0, 1.0]]
+    # A row where every element reaches the maximum: the index may be anywhere.
+    flat = Interval(torch.zeros(1, 6, dtype=torch.float64), torch.ones(1, 6, dtype=torch.float64), torch.float32)
+    e1 = torch.full((1, 1, 6), 1e-3, dtype=torch.float64)
+    assert argmax_spread(flat, e1, -1, False, True).tolist() == [[5.0]]
+    assert rank_spread(flat, e1, 1, 6, False).tolist() == [[[5.0] * 6]]
+
+
+def test_rank_spread_large_rows_fall_back_to_the_row_span():
+    """Rows too long for the position-by-element table: the whole row's span where any
+    position is undecided, 0 in a row whose order is decided."""
+    from certifier.interval import Interval
+    from curvature_rules.reduction import rank_spread
+
+    n = 5000
+    base = torch.arange(n, dtype=torch.float64) * 10.0
+    lo = torch.stack([base, base])
+    lo[1, 7] = lo[1, 8]  # two equal boxes in the second row
+    x = Interval(lo, lo + 1.0, torch.float32)
+    e = torch.full((1, 2, n), 0.1, dtype=torch.float64)
+    rs = rank_spread(x, e, 1, n, True)
+    assert rs.shape == (1, 2, n)
+    assert float(rs[0, 0].max()) == 0.0 and float(rs[0, 1].min()) == n - 1
