@@ -91,7 +91,8 @@ def view_rule(inp: RuleInput) -> RuleResult:
     fn = _fn_of(inp, name)
     out = x.map_shape(fn)
     if not x.is_float:
-        return RuleResult(out=out)
+        # integers (an index an argmax computed) carry their errors with them as well
+        return RuleResult(out=out, error=ShapeError(fn, name, out.shape))
     return RuleResult(out=out, lipschitz={name: 1.0}, curvature=0.0, error=ShapeError(fn, name, out.shape))
 
 
@@ -105,7 +106,7 @@ def index_select_rule(inp: RuleInput) -> RuleResult:
     fn = lambda t: torch.index_select(t, dim, index.value)  # noqa: E731
     out = x.map_shape(fn)
     if not x.is_float:
-        return RuleResult(out=out)
+        return RuleResult(out=out, error=ShapeError(fn, "self", out.shape))
     return RuleResult(out=out, lipschitz={"self": 1.0}, error=ShapeError(fn, "self", out.shape))
 
 
@@ -122,13 +123,10 @@ def split_rule(inp: RuleInput) -> RuleResult:
         outs = tuple(Interval.point(t) for t in fn(x.value))
     else:
         outs = tuple(Interval(a, b, x.dtype) for a, b in zip(fn(x.lo), fn(x.hi)))
+    err = ShapeError(lambda t: tuple(fn(t)), name, tuple(o.shape for o in outs), multi=True)
     if not x.is_float:
-        return RuleResult(out=outs)
-    return RuleResult(
-        out=outs,
-        lipschitz={name: 1.0},
-        error=ShapeError(lambda t: tuple(fn(t)), name, tuple(o.shape for o in outs), multi=True),
-    )
+        return RuleResult(out=outs, error=err)
+    return RuleResult(out=outs, lipschitz={name: 1.0}, error=err)
 
 
 @dataclass(frozen=True)

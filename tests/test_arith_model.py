@@ -106,3 +106,25 @@ def test_var_mean_kernel_within_its_model():
         g_n, g_n2 = n * u / (1 - n * u), (n + 2) * u / (1 - (n + 2) * u)
         assert bool(((m_hat.double() - m).abs() <= (g_n + u) * xd.abs().mean(-1) + u * m.abs()).all())
         assert bool(((v_hat.double() - v).abs() <= 4 * g_n2 * (xd * xd).mean(-1) + 2 * u * v).all())
+
+
+@pytest.mark.parametrize("dt,u,n", [(torch.float16, 2.0**-11, 512), (torch.bfloat16, 2.0**-8, 64)])
+def test_products_cumprod_in_fp32_prod_in_the_storage_format(dt, u, n):
+    """curvature_rules.reduction.ProductError: cumprod keeps its running product in float32
+    (error within the store's u plus gamma_{k-1} of float32), while prod multiplies in the
+    storage format: its error exceeds any float32-accumulation model (so that model would be
+    unsound for prod) and stays within gamma_{n-1}(u + u_acc) plus the store."""
+    g = torch.Generator().manual_seed(7)
+    u32 = 2.0**-24
+    x = (1 + 0.01 * torch.rand(4, n, generator=g, dtype=torch.float64)).to(dt)
+    xd = x.double()
+    c, ce = x.cumprod(-1).double(), xd.cumprod(-1)
+    k = torch.arange(1, n + 1, dtype=torch.float64)
+    gk = (k - 1) * u32 / (1 - (k - 1) * u32)
+    assert bool(((c - ce).abs() <= (u + gk * (1 + u)) * ce.abs()).all())
+    p, pe = x.prod(-1).double(), xd.prod(-1)
+    g32 = (n - 1) * u32 / (1 - (n - 1) * u32)
+    assert bool(((p - pe).abs() > (u + g32 * (1 + u)) * pe.abs()).any())  # not float32 accumulation
+    v = u + u32 * (1 + u)
+    gv = (n - 1) * v / (1 - (n - 1) * v)
+    assert bool(((p - pe).abs() <= (u + gv * (1 + u)) * pe.abs()).all())

@@ -46,6 +46,12 @@ CASES = [
     ("topk", lambda x: x.topk(2, -1), aten.topk.default, (3, 5), False, True),
     ("topk_smallest_dim0", lambda x: torch.topk(x, 3, 0, largest=False), aten.topk.default, (5, 2), False, True),
     ("topk_gate", lambda x: x.topk(2, -1).values.softmax(-1) * x.topk(2, -1).indices.to(x.dtype), aten.topk.default, (4, 8), False, True),
+    ("prod_dim", lambda x: x.prod(-1), aten.prod.dim_int, (3, 5), True, True),
+    ("prod_keep_dim0", lambda x: x.prod(0, keepdim=True), aten.prod.dim_int, (4, 3), True, True),
+    ("prod_all", lambda x: x.prod(), aten.prod.default, (2, 3), True, True),
+    ("prod_long", lambda x: x.prod(-1), aten.prod.dim_int, (2, 64), True, True),
+    ("cumprod", lambda x: x.cumprod(-1), aten.cumprod.default, (3, 6), True, True),
+    ("cumprod_dim0", lambda x: x.cumprod(0), aten.cumprod.default, (5, 2), True, True),
     ("cumsum", lambda x: x.cumsum(-1), aten.cumsum.default, (3, 6), True, True),
     ("cumsum_dim0", lambda x: x.cumsum(0), aten.cumsum.default, (5, 2), True, True),
 ]
@@ -68,15 +74,15 @@ def test_centering(lo, hi):
     MEAN_SUB.check([box((3, 8), lo, hi)], [aten.mean.dim, aten.sub.Tensor], n=12)
 
 
-def test_cumprod_has_no_rule_and_fails_closed():
-    """x.cumprod() (aten.cumprod) has no rule: it is reported unsupported, never bounded.
-    (This test used x.var(), which has a rule now: curvature_rules.norm.var_rule.)"""
+def test_an_op_without_a_rule_fails_closed():
+    """torch.atan2 (aten.atan2) has no rule: it is reported unsupported, never bounded.
+    (This test used x.var() and then x.cumprod(), which have rules now.)"""
     from certifier.walker import analyze_bounds
     from tests.rules.harness import build
 
-    _, cap, loaded = build(lambda x: x.cumprod(-1), [box((3, 4), -1.0, 1.0)], None, True)
+    _, cap, loaded = build(lambda x: torch.atan2(x, x + 2.0), [box((3, 4), -1.0, 1.0)], None, True)
     ba = analyze_bounds(loaded, cap)
-    assert [u["op"] for u in ba.unsupported] == ["aten.cumprod.default"]
+    assert [u["op"] for u in ba.unsupported] == ["aten.atan2.default"]
     assert not ba.nodes[ba.outputs[0]].primary.is_bounded()
 
 
@@ -230,3 +236,18 @@ def test_rank_spread_large_rows_fall_back_to_the_row_span():
     rs = rank_spread(x, e, 1, n, True)
     assert rs.shape == (1, 2, n)
     assert float(rs[0, 0].max()) == 0.0 and float(rs[0, 1].min()) == n - 1
+
+
+@pytest.mark.parametrize(
+    "transform,match",
+    [(shrink_range, "range"), (lambda r: scale_error(r, 0.01), "rounding error"), (halve_lipschitz, "lipschitz"), (halve_curvature, "curvature")],
+    ids=["range", "error", "lipschitz", "curvature"],
+)
+@pytest.mark.parametrize("name,op", [("prod_dim", aten.prod.dim_int), ("cumprod", aten.cumprod.default)])
+def test_wrong_product_rule_is_detected(name, op, transform, match):
+    """prod / cumprod on [0.5, 2]: the Lipschitz bound sum_i prod_{j != i} |x_j| and the
+    curvature are attained at the upper corner, the error near it."""
+    shape = next(c[3] for c in CASES if c[0] == name)
+    with wrong_rule(op, transform):
+        with pytest.raises(AssertionError, match=match):
+            REG[name].check([box(shape, 0.5, 2.0)], op, n=16, n_round=12)
