@@ -2,7 +2,8 @@
 
 Ops: relu, leaky_relu, hardtanh, clamp, abs, neg, exp, expm1, log, log1p, sqrt, rsqrt,
 reciprocal, tanh, sigmoid, erf, gelu (erf and tanh forms), silu, softplus, sin, cos, exp2,
-log2, log10, elu (with alpha, scale, input_scale: F.elu and F.selu), atan; the step
+log2, log10, elu (with alpha, scale, input_scale: F.elu and F.selu), atan, sinh, cosh, asinh,
+erfc, asin, acos, atanh; the step
 functions floor, ceil, round, trunc and sign (``curvature_rules._common.StepError``).
 
 For each function f we give (all elementwise over the input box [lo, hi]):
@@ -418,6 +419,98 @@ def atan_rule(inp: RuleInput) -> RuleResult:
     g2 = lambda a: 2 * a.abs() / (1 + a * a) ** 2  # noqa: E731
     kap = lambda lo, hi: _peak_sup(lo, hi, g2, ATAN_D2_X, ATAN_D2_MAX)  # noqa: E731
     return one_input_result(inp, out, dsup, _kappa(x, kap), FUNCTION_ULPS["atan"], d2max=ATAN_D2_MAX, dinf=_at_mag(d1))
+
+
+#: asinh'' = -x / (1 + x^2)^1.5 peaks at x = 1/sqrt 2 with 2 / (3 sqrt 3); erfc'' =
+#: 4 x exp(-x^2) / sqrt(pi) peaks there too, at 2 sqrt(2 / (pi e)).
+ASINH_D2_MAX = 2 / (3 * math.sqrt(3)) + 1e-12
+ERFC_D2_MAX = 2 * math.sqrt(2 / (math.pi * math.e)) + 1e-12
+_SQRT1_2 = 1 / math.sqrt(2)
+
+
+def _unit_domain(x: Interval, fn, closed: bool) -> Interval:
+    """fn (increasing) on a box inside [-1, 1] (``closed``) or (-1, 1); a box reaching past
+    it is declined (fn is NaN there, or infinite at the open ends)."""
+    bad = (x.lo < -1) | (x.hi > 1) if closed else (x.lo <= -1) | (x.hi >= 1)
+    if bool(bad.any()):
+        raise NotImplementedError("argument may leave the function's domain [-1, 1] (the result would be NaN or infinite)")
+    return increasing_map(x, fn)
+
+
+@register_rule([aten.sinh.default])
+def sinh_rule(inp: RuleInput) -> RuleResult:
+    """sinh: increasing, f' = cosh in [cosh(mig), cosh(mag)], |f''| = |sinh| <= sinh(mag)."""
+    x = inp.tensor("self")
+    out = increasing_map(x, torch.sinh)
+    dsup = lambda lo, hi: _up(torch.cosh(_mag(lo, hi)))  # noqa: E731
+    kap = lambda lo, hi: _up(torch.sinh(_mag(lo, hi)))  # noqa: E731
+    dinf = lambda lo, hi: _down(torch.cosh(mig(lo, hi)))  # noqa: E731
+    return one_input_result(inp, out, dsup, _kappa(x, kap), FUNCTION_ULPS["sinh"], dinf=dinf)
+
+
+@register_rule([aten.cosh.default])
+def cosh_rule(inp: RuleInput) -> RuleResult:
+    """cosh: minimum 1 at 0, |f'| = |sinh| <= sinh(mag), f'' = cosh <= cosh(mag)."""
+    x = inp.tensor("self")
+    out = unimodal_min_map(x, torch.cosh, 0.0, 1.0)
+    dsup = lambda lo, hi: _up(torch.sinh(_mag(lo, hi)))  # noqa: E731
+    kap = lambda lo, hi: _up(torch.cosh(_mag(lo, hi)))  # noqa: E731
+    return one_input_result(inp, out, dsup, _kappa(x, kap), FUNCTION_ULPS["cosh"])
+
+
+@register_rule([aten.asinh.default])
+def asinh_rule(inp: RuleInput) -> RuleResult:
+    """asinh: increasing, f' = 1 / sqrt(1 + x^2), kappa <= 0.193."""
+    x = inp.tensor("self")
+    out = increasing_map(x, torch.asinh)
+    d1 = lambda a: 1 / torch.sqrt(1 + a * a)  # noqa: E731
+    dsup = lambda lo, hi: _up(d1(mig(lo, hi)))  # noqa: E731
+    g2 = lambda a: a.abs() / (1 + a * a) ** 1.5  # noqa: E731
+    kap = lambda lo, hi: _peak_sup(lo, hi, g2, _SQRT1_2, ASINH_D2_MAX)  # noqa: E731
+    return one_input_result(inp, out, dsup, _kappa(x, kap), FUNCTION_ULPS["asinh"], d2max=ASINH_D2_MAX, dinf=_at_mag(d1))
+
+
+@register_rule([aten.erfc.default])
+def erfc_rule(inp: RuleInput) -> RuleResult:
+    """erfc = 1 - erf: decreasing, |f'| = 2 exp(-x^2) / sqrt(pi), kappa <= 0.484."""
+    x = inp.tensor("self")
+    out = decreasing_map(x, torch.erfc)
+    out = Interval(out.lo.clamp(min=0), out.hi.clamp(max=2), x.dtype)
+    d1 = lambda a: 2 / math.sqrt(math.pi) * torch.exp(-a * a)  # noqa: E731
+    dsup = lambda lo, hi: _up(d1(mig(lo, hi)))  # noqa: E731
+    g2 = lambda a: 4 / math.sqrt(math.pi) * a.abs() * torch.exp(-a * a)  # noqa: E731
+    kap = lambda lo, hi: _peak_sup(lo, hi, g2, _SQRT1_2, ERFC_D2_MAX)  # noqa: E731
+    return one_input_result(inp, out, dsup, _kappa(x, kap), FUNCTION_ULPS["erfc"], d2max=ERFC_D2_MAX)
+
+
+@register_rule([aten.asin.default, aten.acos.default])
+def asin_rule(inp: RuleInput) -> RuleResult:
+    """asin / acos on [-1, 1]: monotone, |f'| = 1 / sqrt(1 - x^2) and |f''| = |x| / (1 -
+    x^2)^1.5, both largest at mag (infinite at +-1)."""
+    x = inp.tensor("self")
+    is_asin = inp.op is aten.asin.default
+    if is_asin:
+        out = _unit_domain(x, torch.asin, True)
+    else:
+        _unit_domain(x, torch.asin, True)
+        out = decreasing_map(x, torch.acos)
+    d1 = lambda a: 1 / torch.sqrt((1 - a * a).clamp(min=0))  # noqa: E731
+    dsup = lambda lo, hi: _up(d1(_mag(lo, hi)))  # noqa: E731
+    kap = lambda lo, hi: _up(_mag(lo, hi) / (1 - _mag(lo, hi) ** 2).clamp(min=0) ** 1.5)  # noqa: E731
+    dinf = (lambda lo, hi: _down(d1(mig(lo, hi)))) if is_asin else None  # noqa: E731
+    return one_input_result(inp, out, dsup, _kappa(x, kap), FUNCTION_ULPS["asin" if is_asin else "acos"], dinf=dinf)
+
+
+@register_rule([aten.atanh.default])
+def atanh_rule(inp: RuleInput) -> RuleResult:
+    """atanh on (-1, 1): increasing, f' = 1 / (1 - x^2), |f''| = 2|x| / (1 - x^2)^2."""
+    x = inp.tensor("self")
+    out = _unit_domain(x, torch.atanh, False)
+    d1 = lambda a: 1 / (1 - a * a).clamp(min=0)  # noqa: E731
+    dsup = lambda lo, hi: _up(d1(_mag(lo, hi)))  # noqa: E731
+    kap = lambda lo, hi: _up(2 * _mag(lo, hi) / (1 - _mag(lo, hi) ** 2).clamp(min=0) ** 2)  # noqa: E731
+    dinf = lambda lo, hi: _down(d1(mig(lo, hi)))  # noqa: E731
+    return one_input_result(inp, out, dsup, _kappa(x, kap), FUNCTION_ULPS["atanh"], dinf=dinf)
 
 
 _STEPS = {

@@ -1,4 +1,5 @@
-"""Pooling: max_pool{1,2,3}d_with_indices, avg_pool{1,2,3}d, _adaptive_avg_pool{1,2,3}d.
+"""Pooling: max_pool{1,2,3}d_with_indices, adaptive_max_pool{1,2,3}d, avg_pool{1,2,3}d,
+_adaptive_avg_pool{1,2,3}d.
 
 Max pooling is monotone in every input, so ``[pool(lo), pool(hi)]`` is the exact box image;
 it is exact in every format, 1-Lipschitz (a max moves by at most the largest change) and
@@ -63,8 +64,17 @@ class MaxPoolError:
 @register_rule([aten.max_pool2d_with_indices.default, aten.max_pool3d_with_indices.default, aten.max_pool1d_with_indices.default])
 def max_pool_rule(inp: RuleInput) -> RuleResult:
     """Max pooling (values, indices)."""
+    return _max_pool(inp, len(inp.args["kernel_size"]))  # type: ignore[arg-type]
+
+
+@register_rule([aten.adaptive_max_pool2d.default, aten.adaptive_max_pool3d.default, aten.adaptive_max_pool1d.default])
+def adaptive_max_pool_rule(inp: RuleInput) -> RuleResult:
+    """Adaptive max pooling (values, indices): a max over each window, as max pooling."""
+    return _max_pool(inp, len(inp.args["output_size"]))  # type: ignore[arg-type]
+
+
+def _max_pool(inp: RuleInput, nsp: int) -> RuleResult:
     x = inp.tensor("self")
-    nsp = len(inp.args["kernel_size"])  # type: ignore[arg-type]
     if x.is_point:
         v, i = inp.call_with()  # type: ignore[misc]
         return RuleResult(out=(Interval.point(v), Interval.point(i)))

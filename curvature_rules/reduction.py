@@ -12,7 +12,7 @@ amax/amin: ``max e`` over the reduced elements (a max moves by at most the large
 The indices of max.dim / min.dim and argmax / argmin are integers in ``[0, n - 1]``: exact
 where the input is, or where one element alone can hold the extreme of both the exact and the
 computed row; otherwise they may differ by the span of the elements that can
-(:func:`argmax_spread`), a jump no Lipschitz bound covers. sort / topk: the order statistics
+(:func:`argmax_spread`), a jump no Lipschitz bound covers. sort / topk / kthvalue / median: the order statistics
 (exact box image, 1-Lipschitz, error the row's largest) and their indices (:func:`rank_spread`).
 
 linalg_vector_norm (F.normalize, torch.norm(x, dim=...), torch.linalg.vector_norm), ord 2:
@@ -313,14 +313,21 @@ class SortError:
     dim: int
     k: int
     descending: bool
+    #: one order statistic (kthvalue, median) at this position instead of the first k
+    at: int | None = None
+    keepdim: bool = True
 
     def propagate(self, ctx: ErrorContext):
         e = ctx.err("self")
         if e is None:
             return (None, None)
-        m = e.amax(self.dim + 1, keepdim=True)
+        d = self.dim + 1
+        m = e.amax(d, keepdim=True)
+        if self.at is not None:
+            idx = rank_spread(self.x, e, self.dim, self.at + 1, self.descending).narrow(d, self.at, 1)
+            return (m, idx) if self.keepdim else (m.squeeze(d), idx.squeeze(d))
         shape = list(e.shape)
-        shape[self.dim + 1] = self.k
+        shape[d] = self.k
         return (m.expand(shape).contiguous(), rank_spread(self.x, e, self.dim, self.k, self.descending))
 
 
@@ -433,6 +440,45 @@ class ProductError:
             if not self.keepdim:
                 err = err.squeeze(d)
         return err + ctx.store(fmag(self.out).unsqueeze(0) + err, nd)
+
+
+def _order_statistic(inp: RuleInput, x: Interval, d: int, at: int, keepdim: bool) -> RuleResult:
+    """The ``at``-th smallest value along ``d`` (0-based) and its index (kthvalue, median)."""
+    n = x.shape[d] if x.shape else 1
+    if not 0 <= at < n:
+        raise NotImplementedError("order statistic out of range")
+
+    def pick(t: torch.Tensor) -> torch.Tensor:
+        v = torch.sort(t.to(F64), d).values.narrow(d, at, 1)
+        return v if keepdim else v.squeeze(d)
+
+    vals = Interval(pick(x.lo), pick(x.hi), x.dtype)
+    idx = Interval(torch.zeros(vals.shape, dtype=F64), torch.full(vals.shape, float(n - 1), dtype=F64), torch.int64)
+    return RuleResult(out=(vals, idx), lipschitz={"self": 1.0}, error=SortError(x, d, 1, False, at=at, keepdim=keepdim))
+
+
+@register_rule([aten.kthvalue.default])
+def kthvalue_rule(inp: RuleInput) -> RuleResult:
+    """The k-th smallest value along one dimension and its index (see :func:`sort_rule`)."""
+    x = inp.tensor("self")
+    if x.is_point:
+        v, i = inp.call_with()  # type: ignore[misc]
+        return RuleResult(out=(Interval.point(v), Interval.point(i)))
+    d = int(inp.get("dim", -1)) % max(len(x.shape), 1)  # type: ignore[arg-type]
+    return _order_statistic(inp, x, d, int(inp.args["k"]) - 1, bool(inp.get("keepdim", False)))  # type: ignore[arg-type]
+
+
+@register_rule([aten.median.dim])
+def median_dim_rule(inp: RuleInput) -> RuleResult:
+    """The lower median along one dimension (PyTorch's: the ``(n - 1) // 2``-th smallest) and
+    its index."""
+    x = inp.tensor("self")
+    if x.is_point:
+        v, i = inp.call_with()  # type: ignore[misc]
+        return RuleResult(out=(Interval.point(v), Interval.point(i)))
+    d = int(inp.args["dim"]) % max(len(x.shape), 1)  # type: ignore[arg-type]
+    n = x.shape[d] if x.shape else 1
+    return _order_statistic(inp, x, d, (n - 1) // 2, bool(inp.get("keepdim", False)))
 
 
 def _product_rule(inp: RuleInput, x: Interval, d: int, cumulative: bool, keepdim: bool, flat: bool = False) -> RuleResult:

@@ -255,9 +255,10 @@ def to_copy_rule(inp: RuleInput) -> RuleResult:
     return RuleResult(out=Interval(lo, hi, dtype), error=StepError(x, torch.trunc, (float(ii.min), float(ii.max))))
 
 
-@register_rule([aten._assert_tensor_metadata.default, aten._assert_scalar.default, aten.sym_constrain_range_for_size.default])
+@register_rule([aten._assert_tensor_metadata.default, aten._assert_scalar.default, aten.sym_constrain_range_for_size.default, aten._assert_async.msg, aten._assert_async.default])
 def assert_rule(inp: RuleInput) -> RuleResult:
-    """Runtime assertions have no value."""
+    """Runtime assertions have no value: a run either passes them or raises (``one_hot``'s
+    class-range checks), never returns a wrong number."""
     return RuleResult(out=Interval.point(torch.zeros(0)))
 
 

@@ -58,6 +58,13 @@ CASES = [
     ("softplus_beta", _f(lambda x: aten.softplus(x, 2.0, 5.0)), aten.softplus.default, [(-5, 2.4), (2.6, 4)], [0.0, 2.5], True, False),
     ("sin", _f(torch.sin), aten.sin.default, [(-4, 4), (0.1, 0.1005), (100, 100.0001), (1.5, 1.6)], [math.pi / 2, 0.0], True, True),
     ("cos", _f(torch.cos), aten.cos.default, [(-4, 4), (0.1, 0.1005), (3.1, 3.2), (-1e-4, 1e-4)], [0.0, math.pi], True, True),
+    ("sinh", _f(torch.sinh), aten.sinh.default, [(-3, 3), (5, 10), (-1e-3, 1e-3), (-12, -11)], [0.0], True, True),
+    ("cosh", _f(torch.cosh), aten.cosh.default, [(-3, 3), (5, 10), (-1e-3, 1e-3), (-12, -11)], [0.0], True, True),
+    ("asinh", _f(torch.asinh), aten.asinh.default, [(-4, 4), (0.5, 0.9), (-1e-3, 1e-3), (100, 1e4)], [0.0, 1 / math.sqrt(2), -1 / math.sqrt(2)], True, True),
+    ("erfc", _f(torch.erfc), aten.erfc.default, [(-3, 3), (0.5, 0.9), (3, 9), (-1e-3, 1e-3)], [0.0, 1 / math.sqrt(2), -1 / math.sqrt(2)], True, True),
+    ("asin", _f(torch.asin), aten.asin.default, [(-0.9, 0.9), (0.5, 0.999), (-1e-3, 1e-3)], [0.0], True, True),
+    ("acos", _f(torch.acos), aten.acos.default, [(-0.9, 0.9), (-0.999, -0.5), (-1e-3, 1e-3)], [0.0], True, True),
+    ("atanh", _f(torch.atanh), aten.atanh.default, [(-0.9, 0.9), (0.5, 0.999), (-1e-3, 1e-3)], [0.0], True, True),
     ("atan", _f(torch.atan), aten.atan.default, [(-4, 4), (0.5, 0.7), (-1e-3, 1e-3), (100, 1e4), (-30, -1)], [0.0, 1 / math.sqrt(3), -1 / math.sqrt(3)], True, True),
     # steps on boxes without a jump (finite L = 0); across jumps see test_step_functions
     ("floor", _f(torch.floor), aten.floor.default, [(1.1, 1.9), (-2.9, -2.2)], [], False, True),
@@ -344,3 +351,42 @@ def test_step_error_is_one_step_where_a_rounding_crosses_a_jump():
     fn = _f(lambda x: torch.floor(x * 0.1))
     rep = check_rule(fn, [box(S, 29.9, 30.1)], aten.floor.default, require_finite=False, n=8)
     assert all(b >= 1.0 for b in rep.bounds.values())
+
+
+def _erfc_d2(a: float) -> float:
+    return 4 / math.sqrt(math.pi) * abs(a) * math.exp(-a * a)
+
+
+# Plausible mistakes in the hyperbolic / inverse trigonometric rules, each caught by the
+# harness: (id, case, op, box, wrong result, check kind)
+WRONG_MORE = [
+    # cosh's image from its endpoints only, missing the minimum 1 at 0: [cosh(1), ...]
+    ("cosh_endpoint_range", "cosh", aten.cosh.default, (-1, 2), _with_range_lo(math.cosh(1.0)), "range"),
+    # asinh's slope taken at mag instead of mig: 1/sqrt(17) < 1 on [-4, 4]
+    ("asinh_slope_at_mag", "asinh", aten.asinh.default, (-4, 4), _with_lipschitz(1 / math.sqrt(17)), "lipschitz"),
+    # erfc's curvature from the endpoints, missing the peak at 1/sqrt 2
+    ("erfc_kappa_endpoints", "erfc", aten.erfc.default, (-3, 3), _with_curvature(0.5 * _erfc_d2(3.0)), "curvature"),
+    # atanh's curvature at mig instead of mag
+    ("atanh_kappa_at_mig", "atanh", aten.atanh.default, (0.5, 0.99), _with_curvature(0.5 * 2 * 0.5 / 0.75**2), "curvature"),
+    # asin's slope at mig
+    ("asin_slope_at_mig", "asin", aten.asin.default, (0.5, 0.99), _with_lipschitz(1 / math.sqrt(0.75)), "lipschitz"),
+    ("sinh_error_underestimated", "sinh", aten.sinh.default, (5, 10), lambda r: scale_error(r, 0.05), "rounding error"),
+]
+
+
+@pytest.mark.parametrize("case,op,b,transform,kind", [pytest.param(*w[1:], id=w[0]) for w in WRONG_MORE])
+def test_hyperbolic_and_inverse_trig_wrong_variants_are_caught(case, op, b, transform, kind):
+    formats = ("fp16", "bf16", "fp32") if kind == "rounding error" else None
+    crit = [0.0, 1 / math.sqrt(2), -1 / math.sqrt(2)]
+    with wrong_rule(op, transform), pytest.raises(AssertionError, match=kind):
+        REGISTERED[case].check([box(S, *b)], op, critical=crit, formats=formats)
+
+
+@pytest.mark.parametrize("fn,op,lo,hi", [(torch.asin, "aten.asin.default", 0.5, 1.5), (torch.acos, "aten.acos.default", -1.01, 0.0), (torch.atanh, "aten.atanh.default", -1.0, 0.5)])
+def test_inverse_trig_outside_their_domain_fail_closed(fn, op, lo, hi):
+    from certifier.walker import analyze_bounds
+
+    _, cap, loaded = build(_f(fn), [box(S, lo, hi)], None, True)
+    ba = analyze_bounds(loaded, cap)
+    assert [u["op"] for u in ba.unsupported] == [op]
+    assert not ba.nodes[ba.outputs[0]].primary.is_bounded()
