@@ -230,6 +230,14 @@ class _Ctx:
         ce = self.b(u, nd) * mag + self.b(he, nd)
         # an exact 0 (or an exact infinity: fmag counts it as 0) casts exactly
         ce = torch.where(mag == 0, torch.zeros_like(ce), ce)
+        if e is None or not bool(e.any()):
+            # so does an exactly known integer the format holds (|v| <= 2^p): a mask of
+            # ones, a position count
+            lo, hi = iv.lo, iv.hi
+            known = (lo == hi) & (lo == torch.round(lo))
+            if bool(known.any()):
+                fits = known.unsqueeze(0) & (lo.abs().unsqueeze(0) <= self.b(1.0 / u, nd))
+                ce = torch.where(fits, torch.zeros_like(ce), ce)
         self.run.check_cast(self.info, mag, u)
         out = ce if e is None else e + ce
         ex = exact_infinite(iv)
@@ -476,9 +484,11 @@ def run_errors(
         elif res is None:
             e = None  # folded from known inputs: exact
         elif res.error is None:
-            # No error model: exact only if every input is exact.
+            # No error model: exact only if every input is exact (an error tensor of zeros,
+            # say an integer computed exactly from exact ones, is exact).
             ctx = _Ctx(run, info)
-            anyerr = any(ctx.err(a) is not None for a in info.producers)
+            errs_in = [ctx.err(a) for a in info.producers]
+            anyerr = any(t is not None and not bool((t == 0).all()) for t in errs_in)
             e, unbounded = (_inf_like(out, F), True) if anyerr else (None, False)
         elif run.all_inputs_unbounded(info):
             # Every configuration already has an unbounded error in every erroneous input:

@@ -108,7 +108,30 @@ class BinaryError:
         if self.kind in ("mul", "div"):
             out = self._exact_zeros(out, ex, ey)
             out = self._fixed_infinities(out, ex, ey)
-        return out
+        return self._exact_integers(ctx, out, ex, ey)
+
+    def _exact_integers(self, ctx: ErrorContext, out: torch.Tensor, ex: torch.Tensor, ey: torch.Tensor) -> torch.Tensor:
+        """Integer-valued operands, each read exactly (error 0; a Python scalar exact in the
+        format), whose exact result is an integer that the storage and the accumulation
+        format both hold (|r| <= 2^p): IEEE arithmetic returns it exactly, in every order
+        and format. (OPT's positions ``cumsum(mask) * mask - 1`` before the cast to int64.)"""
+        ints = _integral_operands(self.kind, self.x, self.y, self.alpha)
+        if ints is None:
+            return out
+        ok, v = ints
+        nd = len(self.out.shape)
+        # 2^p of each configuration: integers up to it are exact in the format
+        lim = torch.minimum(1.0 / ctx.u, 1.0 / ctx.u_acc)
+        lim = ctx.b(lim, nd)
+        fits = ok.unsqueeze(0) & (v.abs().unsqueeze(0) <= lim)
+        for iv, e, scalar in ((self.x, ex, self.x_scalar or self.xname is None), (self.y, ey, self.y_scalar or self.yname is None)):
+            if scalar:
+                fits = fits & (iv.lo.abs().unsqueeze(0) <= lim)
+            else:
+                fits = fits & (e == 0)
+        if abs(self.alpha) != 1.0:  # alpha * y is formed first: it must be held too
+            fits = fits & (abs(self.alpha) <= lim) & ((self.alpha * self.y.lo).abs().unsqueeze(0) <= lim)
+        return torch.where(fits.expand_as(out), torch.zeros_like(out), out)
 
     def _fixed_infinities(self, out: torch.Tensor, ex: torch.Tensor, ey: torch.Tensor) -> torch.Tensor:
         """An exactly infinite factor (its error 0 there: the computed value is that
@@ -209,6 +232,27 @@ def _rms_chain(inp: RuleInput, xname: str, yname: str, shape: tuple[int, ...]) -
         if ch is not None and ch.x is a and rmsnorm._layer_key(inp.node) == rmsnorm._layer_key(b):  # noqa: SLF001
             return ch, name
     return None
+
+
+#: integers up to this magnitude are exact in float64, and sums / products of two of them too
+_INT_EXACT = 2.0**52
+
+
+def _integral_operands(kind: str, x: Interval, y: Interval, alpha: float) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(mask, value): where both operands are known exactly (lo == hi) as integers and
+    ``x + alpha y`` (add) or ``x y`` (mul) is an integer of magnitude below 2^52, so that
+    float64 computes it exactly; None when there is no such element."""
+    if kind not in ("add", "mul") or not x.is_float or not y.is_float or alpha != round(alpha):
+        return None
+    xl, xh, yl, yh = x.lo, x.hi, y.lo, y.hi
+    ok = (xl == xh) & (yl == yh) & (xl == torch.round(xl)) & (yl == torch.round(yl))
+    if not bool(ok.any()):
+        return None
+    v = xl + alpha * yl if kind == "add" else xl * yl
+    ok = ok & (xl.abs() < _INT_EXACT) & (yl.abs() < _INT_EXACT) & (v.abs() < _INT_EXACT)
+    if not bool(ok.any()):
+        return None
+    return ok, torch.where(ok, v, torch.zeros_like(v))
 
 
 def _binary(inp: RuleInput, kind: str, xname: str, yname: str, alpha: float = 1.0, swap: bool = False) -> RuleResult:
@@ -315,6 +359,11 @@ def _binary(inp: RuleInput, kind: str, xname: str, yname: str, alpha: float = 1.
     if not dtype.is_floating_point and dtype != torch.bool and kind != "div":
         # an integer result: its widened float64 bounds round inward to integers
         lo, hi = torch.ceil(lo), torch.floor(hi)
+    ints = _integral_operands(kind, x, y, alpha)
+    if ints is not None:
+        # integer-valued floats known exactly (a position index counted by cumsum): the
+        # float64 result is exact, so no widening (see BinaryError._exact_integers)
+        lo, hi = torch.where(ints[0], ints[1], lo), torch.where(ints[0], ints[1], hi)
     out = Interval(lo, hi, dtype)
     L = {n: v for n, v in L.items() if not ((n == xname and (xs or x.is_point)) or (n == yname and (ys or y.is_point)))}
     if not dtype.is_floating_point:
@@ -493,3 +542,141 @@ def pow_rule(inp: RuleInput) -> RuleResult:
     return RuleResult(
         out=out, lipschitz={"self": L * (1 + 2.0**-40)}, curvature=kappa * (1 + 2.0**-40), error=PowError(x, out, n, ulps)
     )
+
+
+@dataclass(frozen=True)
+class PowScalarError:
+    """``c ** x`` for a constant c > 0 (``pow.Scalar``): ``exp(x ln c)``. The input's error
+    costs ``|ln c| sup c^t e`` over the inflated box; the kernel rounds c to the tensor's
+    dtype (as it does a scalar exponent, see :class:`PowError`), so the computed power is
+    ``c'^t`` with ``|c' - c| <= u c``: ``|c'^t - c^t| <= c^t expm1(|t| u / (1 - u))``; then
+    the evaluation (``ulps``) and the store."""
+
+    x: Interval
+    out: Interval
+    c: float
+    ulps: float
+
+    def propagate(self, ctx: ErrorContext) -> torch.Tensor:
+        nd = len(self.out.shape)
+        e = ctx.err("exponent")
+        e0 = torch.zeros((1,) * (nd + 1), dtype=F64) if e is None else e
+        lo, hi = self.x.lo.unsqueeze(0) - e0, self.x.hi.unsqueeze(0) + e0
+        lnc = abs(math.log(self.c))
+        top = torch.maximum(torch.pow(self.c, lo), torch.pow(self.c, hi)) * (1 + 2.0**-40)
+        P = torch.zeros_like(top) if e is None else safe_mul(lnc * top, e0)
+        if not held_in_every_format(self.c):
+            u = ctx.b(ctx.u, nd)
+            tmax = torch.maximum(lo.abs(), hi.abs())
+            P = P + top * torch.expm1(tmax * u / (1 - u)) * (1 + 2.0**-40)
+        P = P.expand((ctx.F, *self.out.shape))
+        ymag = fmag(self.out).unsqueeze(0) + P
+        local = ctx.b(ctx.u_acc, nd) * self.ulps * ymag
+        return P + local + ctx.store(ymag + local, nd)
+
+
+@register_rule([aten.pow.Scalar])
+def pow_scalar_rule(inp: RuleInput) -> RuleResult:
+    """``c ** x`` for a constant c > 0: monotone (increasing for c > 1), L = |ln c| sup c^x,
+    kappa = (ln c)^2 sup c^x / 2. c <= 0 is declined (NaN or sign changes)."""
+    c = inp.args["self"]
+    x = inp.tensor("exponent")
+    if isinstance(c, Interval) or not isinstance(c, (int, float)) or not x.is_float:
+        raise NotImplementedError("pow with a tensor base and a scalar exponent is pow.Tensor_Scalar")
+    c = float(c)
+    if not c > 0 or not math.isfinite(c):
+        raise NotImplementedError(f"pow of the base {c} (not positive): NaN or alternating signs")
+    if c == 1.0:
+        return RuleResult(out=Interval.point(torch.ones(x.shape, dtype=F64)))
+    if x.is_point:  # float64's power is rounded: a box
+        x = Interval(x.value.to(F64), x.value.to(F64), x.dtype)
+    a, b = torch.pow(c, x.lo), torch.pow(c, x.hi)
+    lo, hi = widen(torch.minimum(a, b), torch.maximum(a, b))
+    out = Interval(lo.clamp(min=0), hi, x.dtype)
+    top = finite_max(torch.maximum(a, b)) if bool(torch.isfinite(torch.maximum(a, b)).all()) else INF
+    lnc = abs(math.log(c))
+    return RuleResult(
+        out=out, lipschitz={"exponent": lnc * top * (1 + 2.0**-40)}, curvature=0.5 * lnc * lnc * top * (1 + 2.0**-40),
+        error=PowScalarError(x, out, c, FUNCTION_ULPS_POW),
+    )
+
+
+#: the pow kernels' evaluation error (certifier.formats.FUNCTION_ULPS["pow"])
+FUNCTION_ULPS_POW = 4.0
+
+
+@dataclass(frozen=True)
+class PowTensorError:
+    """``x ** n`` with a known exponent tensor n (``pow.Tensor_Tensor``: ALiBi slopes
+    ``base ** arange``): per element, as :class:`PowError` for an exactly held exponent."""
+
+    x: Interval
+    out: Interval
+    n: torch.Tensor
+
+    def propagate(self, ctx: ErrorContext) -> torch.Tensor:
+        nd = len(self.out.shape)
+        e = ctx.err("self")
+        n = self.n.expand(self.out.shape)
+        en = ctx.err("exponent")  # the exponent as the kernel reads it (cast to the format)
+        frac = n != torch.round(n)
+        if e is None:
+            P = torch.zeros((ctx.F, *self.out.shape), dtype=F64)
+        else:
+            e = pad_left(e, nd).expand((ctx.F, *self.out.shape))
+            xm = fmag(self.x).expand(self.out.shape).unsqueeze(0)
+            lo = self.x.lo.expand(self.out.shape).unsqueeze(0) - e
+            up_ = safe_mul(n.abs() * (xm + e) ** (n - 1), e)
+            low = torch.where(lo > 0, safe_mul(n.abs() * lo ** (n - 1), e), torch.full_like(e, INF))
+            # n >= 1: |t|^(n-1) is largest at the inflated box's magnitude; n < 1: at its
+            # lower end, which must stay positive
+            # n >= 1 on a box through 0 is fine for integers; a fractional n needs x^ > 0
+            P = torch.where((n >= 1) & ~(frac & (lo <= 0)), up_, low)
+            P = torch.where((e == 0) | (n == 0), torch.zeros_like(P), P)
+        if en is not None and bool(en.any()):
+            # an exponent the format does not hold exactly (integers up to 2^p are held):
+            # not modelled, so unbounded there
+            P = torch.where(pad_left(en, nd).expand_as(P) > 0, torch.full_like(P, INF), P)
+        ymag = fmag(self.out).unsqueeze(0) + P
+        local = ctx.b(ctx.u_acc, nd) * FUNCTION_ULPS_POW * ymag
+        return P + local + ctx.store(ymag + local, nd)
+
+
+@register_rule([aten.pow.Tensor_Tensor])
+def pow_tensor_rule(inp: RuleInput) -> RuleResult:
+    """``x ** n`` with a known exponent tensor: integers on any box, any n on a positive box
+    (monotone pieces; even powers reach their minimum 0 inside a box through 0); a computed
+    exponent is declined."""
+    x, n_iv = inp.tensor("self"), inp.tensor("exponent")
+    if not n_iv.is_point:
+        raise NotImplementedError("pow with a computed exponent tensor")
+    if not x.is_float:
+        raise NotImplementedError("pow of an integer tensor")
+    n = n_iv.value.to(F64)
+    if not bool(torch.isfinite(n).all()):
+        raise NotImplementedError("pow with an infinite exponent")
+    if x.is_point:
+        x = Interval(x.value.to(F64), x.value.to(F64), x.dtype)
+    shape = tuple(inp.out_shapes[0])
+    lo_, hi_ = x.lo.expand(shape), x.hi.expand(shape)
+    nn_ = n.expand(shape)
+    pos = lo_ > 0
+    integral = nn_ == torch.round(nn_)
+    if not bool((pos | (integral & (nn_ >= 0))).all()):
+        raise NotImplementedError("pow with a negative or fractional exponent on a box that reaches 0 or below")
+    a, b = torch.pow(lo_, nn_), torch.pow(hi_, nn_)
+    # integer n on a box through 0: even powers reach 0 (the minimum), odd ones are monotone
+    even = (nn_ % 2 == 0) & ~pos & (hi_ > 0)
+    lo = torch.where(even, torch.zeros_like(a), torch.minimum(a, b))
+    hi = torch.maximum(a, b)
+    lo, hi = widen(lo, hi)
+    out = Interval(lo, hi, x.dtype)
+    M = torch.maximum(lo_.abs(), hi_.abs())
+    mn = torch.where(pos, lo_, torch.zeros_like(lo_))
+    d1 = torch.where(nn_ >= 1, nn_.abs() * M ** (nn_ - 1), nn_.abs() * torch.where(pos, mn, torch.full_like(mn, INF)) ** (nn_ - 1))
+    d2 = torch.where(nn_ >= 2, (nn_ * (nn_ - 1)).abs() * M ** (nn_ - 2), (nn_ * (nn_ - 1)).abs() * torch.where(pos, mn, torch.full_like(mn, INF)) ** (nn_ - 2))
+    d1 = torch.where(nn_ == 0, torch.zeros_like(d1), d1)
+    d2 = torch.where((nn_ == 0) | (nn_ == 1), torch.zeros_like(d2), d2)
+    L = finite_max(d1) if bool(torch.isfinite(d1).all()) else INF
+    k = 0.5 * finite_max(d2) if bool(torch.isfinite(d2).all()) else INF
+    return RuleResult(out=out, lipschitz={"self": L * (1 + 2.0**-40)}, curvature=k * (1 + 2.0**-40), error=PowTensorError(x, out, n))

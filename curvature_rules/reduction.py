@@ -540,11 +540,26 @@ class CumsumError:
     x: Interval
     out: Interval
     dim: int
+    #: the input is known integers and float64 summed them exactly (``out`` is exact)
+    integral: bool = False
 
     def propagate(self, ctx: ErrorContext) -> torch.Tensor:
         nd = len(self.out.shape)
         n = self.x.shape[self.dim] if self.x.shape else 1
         e = ctx.err("self")
+        if self.integral and (e is None or not bool(e.any())):
+            # Integers summed in a format that holds every partial sum (|S| <= 2^p of the
+            # storage and the accumulation format) are exact in any order (OPT counts
+            # positions this way: cumsum of a mask of ones).
+            smax = float(torch.cumsum(fmag(self.x), self.dim).max()) if self.x.numel() else 0.0
+            lim = torch.minimum(1.0 / ctx.u, 1.0 / ctx.u_acc)
+            if bool((lim >= smax).all()):
+                return torch.zeros((ctx.F, *self.out.shape), dtype=F64)
+            fits = ctx.b(lim >= smax, nd)
+            return torch.where(fits, 0.0, self._bound(ctx, e, nd, n))
+        return self._bound(ctx, e, nd, n)
+
+    def _bound(self, ctx: ErrorContext, e, nd: int, n: int) -> torch.Tensor:
         xm = fmag(self.x).unsqueeze(0)
         absx = xm if e is None else xm + e
         S = torch.cumsum(absx.expand((ctx.F, *self.x.shape)), self.dim + 1) * (1 + (n + 2) * 2.0**-52)
@@ -562,15 +577,21 @@ def cumsum_rule(inp: RuleInput) -> RuleResult:
     dtype = inp.out_dtypes[0]
     if x.is_point and not dtype.is_floating_point:
         return RuleResult(out=Interval.point(inp.call_with()))
+    integral = False
     if x.is_point:  # a float constant: its prefix sums are rounded, so not a point
-        x = Interval(x.value.to(F64), x.value.to(F64), x.dtype)
+        v = x.value.to(F64)
+        integral = bool((v == torch.round(v)).all()) and float(torch.cumsum(v.abs(), d).max() if v.numel() else 0.0) < 2.0**52
+        x = Interval(v, v, x.dtype)
     n = x.shape[d] if x.shape else 1
-    pad = torch.cumsum(x.mag, d) * ((n + 2) * 2.0**-53)
-    lo, hi = widen(torch.cumsum(x.lo, d) - pad, torch.cumsum(x.hi, d) + pad)
+    if integral:  # float64 sums these integers exactly: the exact prefix sums, unwidened
+        lo = hi = torch.cumsum(x.lo, d)
+    else:
+        pad = torch.cumsum(x.mag, d) * ((n + 2) * 2.0**-53)
+        lo, hi = widen(torch.cumsum(x.lo, d) - pad, torch.cumsum(x.hi, d) + pad)
     out = Interval(lo, hi, dtype)
     if not dtype.is_floating_point:
         return RuleResult(out=out)
-    return RuleResult(out=out, lipschitz={"self": float(n)}, error=CumsumError(x, out, d), accum_length=n)
+    return RuleResult(out=out, lipschitz={"self": float(n)}, error=CumsumError(x, out, d, integral), accum_length=n)
 
 
 __all__ = ["INF", "finite_max"]

@@ -226,7 +226,8 @@ class CastError:
 def to_copy_rule(inp: RuleInput) -> RuleResult:
     """Copy/cast. Float to float: the value is kept (exact semantics) and the computed
     value is rounded to the node's format. Anything involving integers: exact on points,
-    monotone (truncation) otherwise, and fails closed in the error pass."""
+    monotone (truncation) otherwise; float to integer truncates (StepError), integer to
+    integer keeps the value inside the type's range (IntRangeError), bool fails closed."""
     x = inp.tensor("self")
     dtype = inp.out_dtypes[0]
     if x.is_point and not (dtype.is_floating_point and x.is_float):
@@ -250,9 +251,26 @@ def to_copy_rule(inp: RuleInput) -> RuleResult:
     ok = (x.lo > float(ii.min)) & (x.hi < float(ii.max))
     lo = torch.where(ok, torch.trunc(x.lo), torch.full_like(x.lo, float(ii.min)))
     hi = torch.where(ok, torch.trunc(x.hi), torch.full_like(x.hi, float(ii.max)))
-    if not x.is_float:  # integer to integer: exact inside the range (no error model: fail closed)
-        return RuleResult(out=Interval(lo, hi, dtype))
+    if not x.is_float:  # integer to integer: the value (and its error) kept inside the range
+        return RuleResult(out=Interval(lo, hi, dtype), error=IntRangeError(x, (float(ii.min), float(ii.max))))
     return RuleResult(out=Interval(lo, hi, dtype), error=StepError(x, torch.trunc, (float(ii.min), float(ii.max))))
+
+
+@dataclass(frozen=True)
+class IntRangeError:
+    """An integer cast to another integer type keeps its value, so its error, where the
+    exact and the computed values stay inside the target type's range (a narrowing cast
+    wraps beyond it: unbounded there)."""
+
+    x: Interval
+    limits: tuple[float, float]
+
+    def propagate(self, ctx: ErrorContext):
+        e = ctx.err("self")
+        if e is None:
+            return None
+        ok = (self.x.lo.unsqueeze(0) - e > self.limits[0]) & (self.x.hi.unsqueeze(0) + e < self.limits[1])
+        return torch.where(ok, e, torch.full_like(e, INF))
 
 
 @register_rule([aten._assert_tensor_metadata.default, aten._assert_scalar.default, aten.sym_constrain_range_for_size.default, aten._assert_async.msg, aten._assert_async.default])

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from certifier.walker import analyze_bounds
-from tests.rules.harness import Suite, box, build, check_rule
+from tests.rules.harness import Suite, box, build, check_rule, halve_lipschitz, scale_error, wrong_rule
 
 SUITES = {True: Suite(decompose=True), False: Suite(decompose=False)}
 
@@ -214,3 +214,74 @@ def test_clamp_tensor_bounds(bx, ba, bb):
     """clamp(x, min=a, max=b) with tensors (b broadcast): min(max(x, a), b), exact, L = 1 in
     each argument (a > b gives b)."""
     CLAMP_T.check([box(S, *bx), box(S, *ba), box((4,), *bb)], aten.clamp.Tensor, n=12, smooth=False)
+
+
+def test_exact_integer_arithmetic_is_exact_only_where_the_format_holds_it():
+    """x + c and x * c on exactly known integers (a constant tensor) carry no rounding error
+    where the result is an integer the format holds (|r| <= 2^p: 256 in bf16, 2048 in
+    fp16), and are charged as before beyond it. Checked through the error pass."""
+    from certifier.rounding import run_errors
+    from certifier.walker import analyze_bounds
+    from tests.rules.harness import build
+
+    k = torch.tensor([[3.0, 200.0, 255.0, 300.0, 2047.0, 5000.0]])
+
+    def fn(x, k):
+        return x * 0 + (k * 1.0 + 1.0)
+
+    _, cap, loaded = build(fn, [box((1, 6), -1, 1)], {"k": k}, True)
+    ba = analyze_bounds(loaded, cap)
+    er = run_errors(ba, [{"*": f} for f in ("bf16", "fp16", "fp32")], keep_errs=True)
+    add = next(n for n, v in ba.nodes.items() if v.op == "add" and n != ba.outputs[0] and v.primary.numel() == 6 and bool((v.primary.lo == v.primary.hi).all()))
+    e = er.node_err[add]
+    # results 4, 201, 256, 301, 2048, 5001
+    assert [bool(v == 0) for v in e[0, 0]] == [True, True, True, False, False, False]  # bf16: <= 256
+    assert [bool(v == 0) for v in e[1, 0]] == [True, True, True, True, True, False]  # fp16: <= 2048
+    assert bool((e[2] == 0).all())  # fp32
+
+
+ALIBI_N = torch.arange(1, 17, dtype=torch.int32).reshape(1, 16)
+
+
+def _pow_tt(x, n):
+    return torch.pow(x, n)
+
+
+@pytest.mark.parametrize("lo,hi", [(0.5, 0.9), (-1.0, 1.0), (1.0, 1.2)])
+def test_pow_with_a_known_integer_exponent_tensor(lo, hi):
+    """x ** n with n = 1..16 (Bloom's ALiBi slopes ``base ** arange``): even powers reach 0
+    inside a box through 0, odd ones are monotone; against real runs."""
+    check_rule(_pow_tt, [box((3, 16), lo, hi)], aten.pow.Tensor_Tensor, consts={"n": ALIBI_N}, n=12)
+
+
+@pytest.mark.parametrize("c", [2.0, 0.3, 10000.0])
+def test_pow_of_a_positive_scalar_base(c):
+    """c ** x (pow.Scalar): monotone, L = |ln c| sup c^x; the kernel rounds c to the
+    tensor's dtype (10000 is not a bf16 value: 9984), which the bound charges."""
+    check_rule(lambda x: c ** x, [box((2, 8), -3.0, 3.0)], aten.pow.Scalar, n=12, require_finite=False)
+
+
+@pytest.mark.parametrize(
+    "op,fn,consts,b,transform,match",
+    [
+        (aten.pow.Tensor_Tensor, _pow_tt, {"n": ALIBI_N}, (1.0, 1.2), halve_lipschitz, "lipschitz"),
+        (aten.pow.Tensor_Tensor, _pow_tt, {"n": ALIBI_N}, (1.0, 1.2), lambda r: scale_error(r, 0.05), "rounding error"),
+        (aten.pow.Scalar, lambda x: 2.0**x, None, (-3.0, 3.0), halve_lipschitz, "lipschitz"),
+        (aten.pow.Scalar, lambda x: 0.3**x, None, (-3.0, 3.0), lambda r: scale_error(r, 0.05), "rounding error"),
+    ],
+)
+def test_wrong_pow_rules_are_caught(op, fn, consts, b, transform, match):
+    shape = (3, 16) if consts else (2, 8)
+    with wrong_rule(op, transform), pytest.raises(AssertionError, match=match):
+        check_rule(fn, [box(shape, *b)], op, consts=consts, n=12)
+
+
+def test_pow_scalar_of_a_nonpositive_base_fails_closed():
+    _, cap, loaded = build(lambda x: (-2.0) ** x, [box((2, 3), 0.0, 1.0)], None, True)
+    ba = analyze_bounds(loaded, cap)
+    assert [u["op"] for u in ba.unsupported] == ["aten.pow.Scalar"]
+
+
+def test_pow_of_a_scalar_tensor_base_by_an_exponent_tensor():
+    """Bloom's ALiBi: a 0-d base tensor raised to ``arange`` (the base's error broadcasts)."""
+    check_rule(lambda x, n: torch.pow(x.sum() * 0.1 + 0.5, n), [box((3,), 0.0, 1.0)], aten.pow.Tensor_Tensor, consts={"n": ALIBI_N[0, :6]}, n=12)

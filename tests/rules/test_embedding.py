@@ -3,6 +3,8 @@ index with constant indices."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -141,3 +143,45 @@ def test_gather_by_a_computed_index(lo, hi):
     error is bounded by the row's hull width plus its error (at [1000, 1001] bf16 ties the
     logits, and the bound without the width term fails)."""
     GATHER_ARGMAX.check([box((3, 4), lo, hi), box((3, 4), -1, 1)], aten.gather.default, n=16)
+
+
+def _opt_positions(x, m, w):
+    """OPT's learned positions: counted by a float cumsum of the attention mask (ones),
+    shifted, truncated to int64 and looked up."""
+    pos = (torch.cumsum(m, -1) * m - 1).long()
+    return x + torch.nn.functional.embedding(pos, w)
+
+
+def _position_case(n: int):
+    g = torch.Generator().manual_seed(0)
+    return SUITE.case(_opt_positions, [box((1, n, 4), -1, 1)], consts={"m": torch.ones(1, n), "w": torch.randn(n + 2, 4, generator=g)})
+
+
+POS8, POS300 = _position_case(8), _position_case(300)
+
+
+def test_positions_counted_in_floats_are_exact_where_the_format_holds_them():
+    """Integer-valued floats known exactly (a mask of ones, its running count, the count
+    times the mask minus 1) are computed exactly in every format that holds every value
+    (|v| <= 2^p): the position ids carry no error and the lookup is bounded like a
+    constant index (it was unbounded: the count's rounding charge let the truncation move
+    by one, and an erring id makes a lookup unbounded). Past 2^p (300 positions in bf16:
+    299 - 1 is stored as 300, one past the last position; the table has two spare rows
+    so that the real run does not raise) the ids may be off, and bf16 is unbounded; fp16 (2^11)
+    still holds them. Both against real runs."""
+    from certifier.rounding import run_errors
+    from certifier.walker import analyze_bounds
+    from tests.rules.harness import build
+
+    for case, n in ((POS8, 8), (POS300, 300)):
+        fmts = ("fp32", "bf16", "fp16")
+        rep = case.check([box((1, n, 4), -1, 1)], aten.embedding.default, n=6, n_round=6, formats=fmts, require_finite=False)
+        _, cap, loaded = build(_opt_positions, [box((1, n, 4), -1, 1)], {"m": torch.ones(1, n), "w": torch.randn(n + 2, 4)}, True)
+        ba = analyze_bounds(loaded, cap)
+        er = run_errors(ba, [{"*": f} for f in fmts], keep_errs=True)
+        ids_node = next(k for k, v in ba.nodes.items() if v.op == "_to_copy" and v.primary.dtype == torch.int64)
+        ids_err = er.node_err[ids_node]
+        for c, f in enumerate(fmts):
+            exact = not (n == 300 and f == "bf16")
+            assert (float(ids_err[c].max()) == 0.0) == exact, (n, f, float(ids_err[c].max()))
+            assert math.isfinite(rep.bounds[f]) == exact, (n, f, rep.bounds[f])
