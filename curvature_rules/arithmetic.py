@@ -467,6 +467,14 @@ def clamp_tensor_rule(inp: RuleInput) -> RuleResult:
     return RuleResult(out=Interval(lo, hi, inp.out_dtypes[0]), lipschitz={n: 1.0 for n in names}, curvature=0.0, error=ClampTensorError(names, shape))
 
 
+def _evaluated(ctx: ErrorContext, out: Interval, P: torch.Tensor, ulps: float, nd: int) -> torch.Tensor:
+    """The propagated error ``P`` plus a function's evaluation in the accumulation format
+    (``ulps`` of the computed value) and the store."""
+    ymag = fmag(out).unsqueeze(0) + P
+    local = ctx.b(ctx.u_acc, nd) * ulps * ymag
+    return P + local + ctx.store(ymag + local, nd)
+
+
 @dataclass(frozen=True)
 class PowError:
     x: Interval
@@ -499,9 +507,7 @@ class PowError:
             ym = fmag(self.out).unsqueeze(0) + P
             T = ym * torch.expm1(ln * ctx.b(ctx.u, nd) * abs(self.n)) * (1 + 2.0**-40)
             P = P + torch.where(lo > 0, T, torch.full_like(T, INF))
-        ymag = fmag(self.out).unsqueeze(0) + P
-        local = ctx.b(ctx.u_acc, nd) * self.ulps * ymag
-        return P + local + ctx.store(ymag + local, nd)
+        return _evaluated(ctx, self.out, P, self.ulps, nd)
 
 
 @register_rule([aten.pow.Tensor_Scalar])
@@ -570,9 +576,7 @@ class PowScalarError:
             tmax = torch.maximum(lo.abs(), hi.abs())
             P = P + top * torch.expm1(tmax * u / (1 - u)) * (1 + 2.0**-40)
         P = P.expand((ctx.F, *self.out.shape))
-        ymag = fmag(self.out).unsqueeze(0) + P
-        local = ctx.b(ctx.u_acc, nd) * self.ulps * ymag
-        return P + local + ctx.store(ymag + local, nd)
+        return _evaluated(ctx, self.out, P, self.ulps, nd)
 
 
 @register_rule([aten.pow.Scalar])
@@ -637,9 +641,7 @@ class PowTensorError:
             # an exponent the format does not hold exactly (integers up to 2^p are held):
             # not modelled, so unbounded there
             P = torch.where(pad_left(en, nd).expand_as(P) > 0, torch.full_like(P, INF), P)
-        ymag = fmag(self.out).unsqueeze(0) + P
-        local = ctx.b(ctx.u_acc, nd) * FUNCTION_ULPS_POW * ymag
-        return P + local + ctx.store(ymag + local, nd)
+        return _evaluated(ctx, self.out, P, FUNCTION_ULPS_POW, nd)
 
 
 @register_rule([aten.pow.Tensor_Tensor])
