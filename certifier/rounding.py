@@ -233,10 +233,9 @@ class _Ctx:
         if e is None or not bool(e.any()):
             # so does an exactly known integer the format holds (|v| <= 2^p): a mask of
             # ones, a position count
-            lo, hi = iv.lo, iv.hi
-            known = (lo == hi) & (lo == torch.round(lo))
-            if bool(known.any()):
-                fits = known.unsqueeze(0) & (lo.abs().unsqueeze(0) <= self.b(1.0 / u, nd))
+            known = iv.cached("known_integers", _known_integers)
+            if known is not None:
+                fits = known.unsqueeze(0) & (iv.lo.abs().unsqueeze(0) <= self.b(1.0 / u, nd))
                 ce = torch.where(fits, torch.zeros_like(ce), ce)
         self.run.check_cast(self.info, mag, u)
         out = ce if e is None else e + ce
@@ -253,6 +252,12 @@ class _Ctx:
                     self.run.overflow[c] = ov
                 self.run.overflows[c].append(ov)
         return out
+
+
+def _known_integers(iv: Interval) -> torch.Tensor | None:
+    """Where an interval holds one integer exactly (lo == hi, integral); None if nowhere."""
+    k = (iv.lo == iv.hi) & (iv.lo == torch.round(iv.lo))
+    return k if bool(k.any()) else None
 
 
 class _Run:

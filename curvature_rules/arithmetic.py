@@ -54,6 +54,8 @@ class BinaryError:
     x_scalar: bool = False
     #: integer arithmetic: exact (no rounding, scalars exact); only input errors propagate
     integer: bool = False
+    #: (mask, value) of :func:`_integral_operands`, computed once by the rule
+    ints: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def _e(self, ctx: ErrorContext, name: str | None, iv: Interval, scalar: bool, nd: int):
         if self.integer and (name is None or scalar):
@@ -115,10 +117,9 @@ class BinaryError:
         format), whose exact result is an integer that the storage and the accumulation
         format both hold (|r| <= 2^p): IEEE arithmetic returns it exactly, in every order
         and format. (OPT's positions ``cumsum(mask) * mask - 1`` before the cast to int64.)"""
-        ints = _integral_operands(self.kind, self.x, self.y, self.alpha)
-        if ints is None:
+        if self.ints is None:
             return out
-        ok, v = ints
+        ok, v = self.ints
         nd = len(self.out.shape)
         # 2^p of each configuration: integers up to it are exact in the format
         lim = torch.minimum(1.0 / ctx.u, 1.0 / ctx.u_acc)
@@ -381,6 +382,7 @@ def _binary(inp: RuleInput, kind: str, xname: str, yname: str, alpha: float = 1.
         alpha=alpha,
         x_scalar=xs,
         y_scalar=ys,
+        ints=ints,
     )
     if kind == "mul" and rms is not None:
         ch, xarg = rms

@@ -428,13 +428,12 @@ ERFC_D2_MAX = 2 * math.sqrt(2 / (math.pi * math.e)) + 1e-12
 _SQRT1_2 = 1 / math.sqrt(2)
 
 
-def _unit_domain(x: Interval, fn, closed: bool) -> Interval:
-    """fn (increasing) on a box inside [-1, 1] (``closed``) or (-1, 1); a box reaching past
-    it is declined (fn is NaN there, or infinite at the open ends)."""
+def _check_unit_domain(x: Interval, closed: bool) -> None:
+    """Decline a box reaching past [-1, 1] (``closed``) or (-1, 1): the function is NaN
+    there, or infinite at the open ends."""
     bad = (x.lo < -1) | (x.hi > 1) if closed else (x.lo <= -1) | (x.hi >= 1)
     if bool(bad.any()):
         raise NotImplementedError("argument may leave the function's domain [-1, 1] (the result would be NaN or infinite)")
-    return increasing_map(x, fn)
 
 
 @register_rule([aten.sinh.default])
@@ -489,11 +488,8 @@ def asin_rule(inp: RuleInput) -> RuleResult:
     x^2)^1.5, both largest at mag (infinite at +-1)."""
     x = inp.tensor("self")
     is_asin = inp.op is aten.asin.default
-    if is_asin:
-        out = _unit_domain(x, torch.asin, True)
-    else:
-        _unit_domain(x, torch.asin, True)
-        out = decreasing_map(x, torch.acos)
+    _check_unit_domain(x, True)
+    out = increasing_map(x, torch.asin) if is_asin else decreasing_map(x, torch.acos)
     d1 = lambda a: 1 / torch.sqrt((1 - a * a).clamp(min=0))  # noqa: E731
     dsup = lambda lo, hi: _up(d1(_mag(lo, hi)))  # noqa: E731
     kap = lambda lo, hi: _up(_mag(lo, hi) / (1 - _mag(lo, hi) ** 2).clamp(min=0) ** 1.5)  # noqa: E731
@@ -505,7 +501,8 @@ def asin_rule(inp: RuleInput) -> RuleResult:
 def atanh_rule(inp: RuleInput) -> RuleResult:
     """atanh on (-1, 1): increasing, f' = 1 / (1 - x^2), |f''| = 2|x| / (1 - x^2)^2."""
     x = inp.tensor("self")
-    out = _unit_domain(x, torch.atanh, False)
+    _check_unit_domain(x, False)
+    out = increasing_map(x, torch.atanh)
     d1 = lambda a: 1 / (1 - a * a).clamp(min=0)  # noqa: E731
     dsup = lambda lo, hi: _up(d1(_mag(lo, hi)))  # noqa: E731
     kap = lambda lo, hi: _up(2 * _mag(lo, hi) / (1 - _mag(lo, hi) ** 2).clamp(min=0) ** 2)  # noqa: E731

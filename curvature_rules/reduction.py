@@ -165,6 +165,17 @@ def amax_rule(inp: RuleInput) -> RuleResult:
     return RuleResult(out=out, lipschitz={"self": 1.0}, error=MaxError(lambda t: torch.amax(t, dim=dims, keepdim=keep)))
 
 
+def _index_range(shape, n: int) -> Interval:
+    """An int64 index along a dimension of n elements: ``[0, n - 1]``."""
+    return Interval(torch.zeros(shape, dtype=F64), torch.full(shape, float(n - 1), dtype=F64), torch.int64)
+
+
+def _point_pair(inp: RuleInput) -> RuleResult:
+    """(values, indices) of an op on known values: evaluated."""
+    v, i = inp.call_with()  # type: ignore[misc]
+    return RuleResult(out=(Interval.point(v), Interval.point(i)))
+
+
 def argmax_spread(x: Interval, e: torch.Tensor, dim: int | None, keepdim: bool, largest: bool) -> torch.Tensor:
     """(F, *index shape) bound on ``|argmax(x^) - argmax(x)|`` (argmin when not ``largest``)
     along ``dim`` (None: the flattened tensor), for exact values in the box ``x`` and
@@ -224,13 +235,12 @@ def max_dim_rule(inp: RuleInput) -> RuleResult:
     d = int(inp.args["dim"]) % max(len(x.shape), 1)  # type: ignore[arg-type]
     keep = bool(inp.get("keepdim", False))
     if x.is_point:
-        v, i = inp.call_with()  # type: ignore[misc]
-        return RuleResult(out=(Interval.point(v), Interval.point(i)))
+        return _point_pair(inp)
     largest = inp.op is aten.max.dim
     op = torch.amax if largest else torch.amin
     vals = Interval(op(x.lo, dim=d, keepdim=keep), op(x.hi, dim=d, keepdim=keep), x.dtype)
     n = x.shape[d] if x.shape else 1
-    idx = Interval(torch.zeros(vals.shape, dtype=F64), torch.full(vals.shape, float(n - 1), dtype=F64), torch.int64)
+    idx = _index_range(vals.shape, n)
     return RuleResult(out=(vals, idx), lipschitz={"self": 1.0}, error=MaxDimError(x, d, keep, largest))
 
 
@@ -259,8 +269,7 @@ def argmax_rule(inp: RuleInput) -> RuleResult:
     largest = inp.op is aten.argmax.default
     n = x.numel() if d is None else (x.shape[d] if x.shape else 1)
     shape = inp.out_shapes[0]
-    lo, hi = torch.zeros(shape, dtype=F64), torch.full(shape, float(n - 1), dtype=F64)
-    return RuleResult(out=Interval(lo, hi, torch.int64), error=ArgmaxError(x, d, keep, largest))
+    return RuleResult(out=_index_range(shape, n), error=ArgmaxError(x, d, keep, largest))
 
 
 def rank_spread(x: Interval, e: torch.Tensor, dim: int, k: int, descending: bool) -> torch.Tensor:
@@ -337,7 +346,7 @@ def _sorted_result(inp: RuleInput, x: Interval, d: int, k: int, descending: bool
 
     vals = Interval(order(x.lo.to(F64)), order(x.hi.to(F64)), x.dtype)
     n = x.shape[d] if x.shape else 1
-    idx = Interval(torch.zeros(vals.shape, dtype=F64), torch.full(vals.shape, float(n - 1), dtype=F64), torch.int64)
+    idx = _index_range(vals.shape, n)
     return RuleResult(out=(vals, idx), lipschitz={"self": 1.0}, error=SortError(x, d, k, descending))
 
 
@@ -348,8 +357,7 @@ def sort_rule(inp: RuleInput) -> RuleResult:
     it is exact in every format (a permutation), 1-Lipschitz, piecewise linear."""
     x = inp.tensor("self")
     if x.is_point:
-        v, i = inp.call_with()  # type: ignore[misc]
-        return RuleResult(out=(Interval.point(v), Interval.point(i)))
+        return _point_pair(inp)
     d = int(inp.get("dim", -1)) % max(len(x.shape), 1)  # type: ignore[arg-type]
     n = x.shape[d] if x.shape else 1
     return _sorted_result(inp, x, d, n, bool(inp.get("descending", False)))
@@ -362,13 +370,22 @@ def topk_rule(inp: RuleInput) -> RuleResult:
     order of its results is the kernel's, not a function of the values."""
     x = inp.tensor("self")
     if x.is_point:
-        v, i = inp.call_with()  # type: ignore[misc]
-        return RuleResult(out=(Interval.point(v), Interval.point(i)))
+        return _point_pair(inp)
     if not bool(inp.get("sorted", True)):
         raise NotImplementedError("topk with sorted=False: the order of its results is unspecified")
     d = int(inp.get("dim", -1)) % max(len(x.shape), 1)  # type: ignore[arg-type]
     k = int(inp.args["k"])  # type: ignore[arg-type]
     return _sorted_result(inp, x, d, k, bool(inp.get("largest", True)))
+
+
+def _lower_products(m: torch.Tensor, d: int) -> torch.Tensor:
+    """Prefix products along ``d`` of ``m`` >= 0, rounded down at every step (a lower bound
+    of the exact products; :func:`_scan_products` gives the upper one)."""
+    m = m.movedim(d, 0)
+    P = [m[0]]
+    for k in range(1, m.shape[0]):
+        P.append(down(P[-1] * m[k]).clamp(min=0))
+    return torch.stack(P, 0).movedim(0, d)
 
 
 def _scan_products(m: torch.Tensor, d: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -421,7 +438,9 @@ class ProductError:
         me = m if e is None else m + e
         me = me.expand((ctx.F, *self.x.shape))
         n = self.x.shape[self.dim] if self.x.shape else 1
-        Pm = _scan_products(m.expand_as(me), d)[0]
+        # the exact product's magnitude from below (its upper scan, shrunk once, was not a
+        # lower bound: float64 rounding gathers over the k steps)
+        Pm_lo = _lower_products(m, d)
         Pe = _scan_products(me, d)[0]
         Pone = _scan_products(me.clamp(min=1.0), d)[0]
         k = torch.arange(1, n + 1, dtype=F64).reshape([n if i == d else 1 for i in range(me.dim())])
@@ -433,7 +452,7 @@ class ProductError:
         etab = eta.reshape((ctx.F,) + (1,) * len(self.x.shape))
         km1 = (k - 1) * vb
         g = torch.where(km1 < 1, km1 / (1 - km1).clamp(min=1e-300), INF) * (1 + 2.0**-50)
-        prop = (Pe - down(Pm) if e is not None else torch.zeros_like(Pe)).clamp(min=0)
+        prop = (Pe - Pm_lo if e is not None else torch.zeros_like(Pe)).clamp(min=0)
         err = up(prop + g * Pe + (k - 1) * etab * Pone * (1 + g))
         if not self.cumulative:
             err = err.narrow(d, n - 1, 1)
@@ -453,7 +472,7 @@ def _order_statistic(inp: RuleInput, x: Interval, d: int, at: int, keepdim: bool
         return v if keepdim else v.squeeze(d)
 
     vals = Interval(pick(x.lo), pick(x.hi), x.dtype)
-    idx = Interval(torch.zeros(vals.shape, dtype=F64), torch.full(vals.shape, float(n - 1), dtype=F64), torch.int64)
+    idx = _index_range(vals.shape, n)
     return RuleResult(out=(vals, idx), lipschitz={"self": 1.0}, error=SortError(x, d, 1, False, at=at, keepdim=keepdim))
 
 
@@ -462,8 +481,7 @@ def kthvalue_rule(inp: RuleInput) -> RuleResult:
     """The k-th smallest value along one dimension and its index (see :func:`sort_rule`)."""
     x = inp.tensor("self")
     if x.is_point:
-        v, i = inp.call_with()  # type: ignore[misc]
-        return RuleResult(out=(Interval.point(v), Interval.point(i)))
+        return _point_pair(inp)
     d = int(inp.get("dim", -1)) % max(len(x.shape), 1)  # type: ignore[arg-type]
     return _order_statistic(inp, x, d, int(inp.args["k"]) - 1, bool(inp.get("keepdim", False)))  # type: ignore[arg-type]
 
@@ -474,8 +492,7 @@ def median_dim_rule(inp: RuleInput) -> RuleResult:
     its index."""
     x = inp.tensor("self")
     if x.is_point:
-        v, i = inp.call_with()  # type: ignore[misc]
-        return RuleResult(out=(Interval.point(v), Interval.point(i)))
+        return _point_pair(inp)
     d = int(inp.args["dim"]) % max(len(x.shape), 1)  # type: ignore[arg-type]
     n = x.shape[d] if x.shape else 1
     return _order_statistic(inp, x, d, (n - 1) // 2, bool(inp.get("keepdim", False)))
@@ -540,18 +557,19 @@ class CumsumError:
     x: Interval
     out: Interval
     dim: int
-    #: the input is known integers and float64 summed them exactly (``out`` is exact)
-    integral: bool = False
+    #: the input is known integers and float64 summed them exactly (``out`` is exact):
+    #: the largest magnitude of a partial sum; None otherwise
+    int_smax: float | None = None
 
     def propagate(self, ctx: ErrorContext) -> torch.Tensor:
         nd = len(self.out.shape)
         n = self.x.shape[self.dim] if self.x.shape else 1
         e = ctx.err("self")
-        if self.integral and (e is None or not bool(e.any())):
+        if self.int_smax is not None and (e is None or not bool(e.any())):
             # Integers summed in a format that holds every partial sum (|S| <= 2^p of the
             # storage and the accumulation format) are exact in any order (OPT counts
             # positions this way: cumsum of a mask of ones).
-            smax = float(torch.cumsum(fmag(self.x), self.dim).max()) if self.x.numel() else 0.0
+            smax = self.int_smax
             lim = torch.minimum(1.0 / ctx.u, 1.0 / ctx.u_acc)
             if bool((lim >= smax).all()):
                 return torch.zeros((ctx.F, *self.out.shape), dtype=F64)
@@ -577,13 +595,15 @@ def cumsum_rule(inp: RuleInput) -> RuleResult:
     dtype = inp.out_dtypes[0]
     if x.is_point and not dtype.is_floating_point:
         return RuleResult(out=Interval.point(inp.call_with()))
-    integral = False
+    int_smax = None
     if x.is_point:  # a float constant: its prefix sums are rounded, so not a point
         v = x.value.to(F64)
-        integral = bool((v == torch.round(v)).all()) and float(torch.cumsum(v.abs(), d).max() if v.numel() else 0.0) < 2.0**52
+        smax = float(torch.cumsum(v.abs(), d).max()) if v.numel() else 0.0
+        if bool((v == torch.round(v)).all()) and smax < 2.0**52:
+            int_smax = smax
         x = Interval(v, v, x.dtype)
     n = x.shape[d] if x.shape else 1
-    if integral:  # float64 sums these integers exactly: the exact prefix sums, unwidened
+    if int_smax is not None:  # float64 sums these integers exactly: the exact prefix sums, unwidened
         lo = hi = torch.cumsum(x.lo, d)
     else:
         pad = torch.cumsum(x.mag, d) * ((n + 2) * 2.0**-53)
@@ -591,7 +611,7 @@ def cumsum_rule(inp: RuleInput) -> RuleResult:
     out = Interval(lo, hi, dtype)
     if not dtype.is_floating_point:
         return RuleResult(out=out)
-    return RuleResult(out=out, lipschitz={"self": float(n)}, error=CumsumError(x, out, d, integral), accum_length=n)
+    return RuleResult(out=out, lipschitz={"self": float(n)}, error=CumsumError(x, out, d, int_smax), accum_length=n)
 
 
 __all__ = ["INF", "finite_max"]

@@ -90,10 +90,9 @@ def view_rule(inp: RuleInput) -> RuleResult:
     x = inp.tensor(name)
     fn = _fn_of(inp, name)
     out = x.map_shape(fn)
-    if not x.is_float:
-        # integers (an index an argmax computed) carry their errors with them as well
-        return RuleResult(out=out, error=ShapeError(fn, name, out.shape))
-    return RuleResult(out=out, lipschitz={name: 1.0}, curvature=0.0, error=ShapeError(fn, name, out.shape))
+    # integers (an index an argmax computed) carry their errors with them as well
+    err = ShapeError(fn, name, out.shape)
+    return RuleResult(out=out, lipschitz={name: 1.0} if x.is_float else {}, curvature=0.0, error=err)
 
 
 @register_rule([aten.index_select.default])
@@ -105,9 +104,7 @@ def index_select_rule(inp: RuleInput) -> RuleResult:
     dim = int(inp.args["dim"])  # type: ignore[arg-type]
     fn = lambda t: torch.index_select(t, dim, index.value)  # noqa: E731
     out = x.map_shape(fn)
-    if not x.is_float:
-        return RuleResult(out=out, error=ShapeError(fn, "self", out.shape))
-    return RuleResult(out=out, lipschitz={"self": 1.0}, error=ShapeError(fn, "self", out.shape))
+    return RuleResult(out=out, lipschitz={"self": 1.0} if x.is_float else {}, error=ShapeError(fn, "self", out.shape))
 
 
 _MULTI = [aten.split.Tensor, aten.split_with_sizes.default, aten.unbind.int, aten.split_with_sizes_copy.default]
@@ -124,9 +121,7 @@ def split_rule(inp: RuleInput) -> RuleResult:
     else:
         outs = tuple(Interval(a, b, x.dtype) for a, b in zip(fn(x.lo), fn(x.hi)))
     err = ShapeError(lambda t: tuple(fn(t)), name, tuple(o.shape for o in outs), multi=True)
-    if not x.is_float:
-        return RuleResult(out=outs, error=err)
-    return RuleResult(out=outs, lipschitz={name: 1.0}, error=err)
+    return RuleResult(out=outs, lipschitz={name: 1.0} if x.is_float else {}, error=err)
 
 
 @dataclass(frozen=True)

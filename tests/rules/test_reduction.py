@@ -255,3 +255,26 @@ def test_wrong_product_rule_is_detected(name, op, transform, match):
     with wrong_rule(op, transform):
         with pytest.raises(AssertionError, match=match):
             REG[name].check([box(shape, 0.5, 2.0)], op, n=16, n_round=12)
+
+
+def test_lower_prefix_products_bound_the_exact_products_from_below():
+    """ProductError needs prod m from below: the upper scan shrunk once is not a lower bound
+    (float64 rounding, charged upward at each of the k steps, gathers), the downward scan is.
+    Checked against exact rational products."""
+    from fractions import Fraction
+
+    from curvature_rules.reduction import _lower_products, _scan_products
+    from certifier.interval import down
+
+    g = torch.Generator().manual_seed(3)
+    m = torch.rand(2, 64, generator=g, dtype=torch.float64) + 0.5
+    low = _lower_products(m, 1)
+    old = down(_scan_products(m, 1)[0])
+    above = 0
+    for r in range(2):
+        p = Fraction(1)
+        for k in range(64):
+            p *= Fraction(float(m[r, k]))
+            assert Fraction(float(low[r, k])) <= p
+            above += Fraction(float(old[r, k])) > p
+    assert above > 0  # the old lower end was above the exact product somewhere
