@@ -104,3 +104,30 @@ def test_matmul_with_a_vector_fails_closed():
     _, cap, loaded = build(_f(lambda a, b: torch.matmul(a, b)), [box((3, 4), -1, 1), box((4,), -1, 1)], None, False)
     ba = analyze_bounds(loaded, cap)
     assert [u["op"] for u in ba.unsupported] == ["aten.matmul.default"]
+
+
+@pytest.mark.parametrize("rel", [0.0, 1e-12])
+def test_large_product_at_a_point_stays_tight(rel):
+    """Past FP32_CENTER_MACS a product's center is computed in float32 for speed, which adds
+    gamma_k(u32) |A| |B| to the radius: 1e-4 relative here. At a point box (witness checks,
+    pointwise bounds) that width compounds through the layers (BERT-base's layer-0 output
+    was [-27.7, 27.7] at one token sequence), so near-points keep float64 centers. The exact
+    product must stay inside and the width near float64's rounding."""
+    from curvature_rules.linear import FP32_CENTER_MACS, _mm_op, bilinear_interval
+    from certifier.interval import Interval
+
+    g = torch.Generator().manual_seed(0)
+    k, rows = 768, 8
+    W = torch.randn(k, k, generator=g) * 0.02
+    x = torch.randn(rows, k, generator=g, dtype=torch.float64)
+    assert rows * k * k > FP32_CENTER_MACS
+    A = Interval.point(x) if rel == 0 else Interval.box(x - rel * x.abs(), x + rel * x.abs(), torch.float64)
+    out = bilinear_interval(_mm_op, A, Interval.point(W), k, torch.float32, macs=rows * k * k)
+    exact = x @ W.to(torch.float64)
+    assert bool((out.lo <= exact).all()) and bool((exact <= out.hi).all())
+    scale = float((x.abs() @ W.abs().to(torch.float64)).max())
+    assert float((out.hi - out.lo).max()) <= 1e-9 * scale
+    # a box that is not near a point still takes the float32 path, soundly
+    wide = Interval.box(x - 0.1, x + 0.1, torch.float64)
+    out = bilinear_interval(_mm_op, wide, Interval.point(W), k, torch.float32, macs=rows * k * k)
+    assert bool((out.lo <= exact).all()) and bool((exact <= out.hi).all())
