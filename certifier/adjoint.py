@@ -79,6 +79,7 @@ from certifier.interval import INF, Interval
 from certifier.rounding import ErrorResult, _clean, _Ctx, _Run, run_errors
 from certifier.walker import BoundsAnalysis, NodeInfo
 from curvature_rules._common import ElementwiseError, ShapeError, fmag, map_configs
+from curvature_rules.arithmetic import BinaryError
 from curvature_rules.elementwise import AbsXError
 from curvature_rules.linear import BilinearError
 from curvature_rules.norm import BatchNormError
@@ -587,6 +588,10 @@ class _Adjoint:
             return self._smooth(info, model, C, R)
         if isinstance(model, AbsXError) and model.inner.dinf is not None and acts == [model.inner.arg]:
             return self._smooth(info, model.inner, C, R, wrap=lambda e: AbsXError(e, model.ulps_x))
+        if isinstance(model, BinaryError) and model.kind == "add" and acts:
+            return self._residual(info, model, acts, C, R)
+        if isinstance(model, BinaryError) and model.kind == "mul" and len(acts) == 1:
+            return self._scaled(info, model, acts[0], C, R)
         if isinstance(model, BatchNormError) and acts == ["input"]:
             return self._batch_norm(info, model, C, R)
         if isinstance(model, AvgPoolError) and acts == ["self"]:
@@ -818,6 +823,81 @@ class _Adjoint:
         R_in = (hi2 - lo2) * 0.5 + (lo2.abs() + hi2.abs()) * 2.0**-52
         dm = float(torch.maximum(dmin.abs(), dmax.abs()).max()) if dmin.numel() else 0.0
         self._input(info, m.arg, C_in, R_in, self.nu * dm * (1 + 2.0**-50))
+        return True
+
+    def _reduce_to(self, Ca: torch.Tensor, Ra: torch.Tensor, shape: tuple[int, ...], slack: float) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """Row coefficients over the node's output, summed over the dims an operand of
+        ``shape`` is broadcast along; the float64 rounding of those sums (gamma_cnt, Higham
+        Thm 3.5) and a relative ``slack`` of the coefficients join the radius. Returns
+        (center, radius, terms per sum)."""
+        out_shape = tuple(Ca.shape[1:])
+        nd = len(out_shape)
+        padded = (1,) * (nd - len(shape)) + tuple(shape)
+        dims = [i + 1 for i, (s_, o) in enumerate(zip(padded, out_shape)) if s_ == 1 and o != 1]
+        cnt = math.prod(out_shape[d - 1] for d in dims) if dims else 1
+        slack = slack + ((cnt + 2) * 2.0**-52 if cnt > 1 else 0.0)
+        if dims:
+            Ab, Ca, Ra = Ca.abs().sum(dims, keepdim=True), Ca.sum(dims, keepdim=True), Ra.sum(dims, keepdim=True)
+        else:
+            Ab = Ca.abs()
+        if slack:
+            Ra = Ra + (Ab + Ra) * slack
+        return Ca.reshape((self.J, *shape)), Ra.reshape((self.J, *shape)), cnt
+
+    def _scaled(self, info: NodeInfo, m: BinaryError, a: str, C, R) -> bool:
+        """y = c x with x an activation and c known (a Python scalar or a constant tensor),
+        computed as fl(c^ x^) with c^ the format's rounding of c: exactly,
+        ``y^ - y = c^ (x^ - x) + (c^ - c) x + delta``. The last two terms are the node's own
+        charge (its error model with x exact, on the widened box: the scalar's or the
+        constant's cast and the product's rounding); the row's coefficients times
+        ``c^ in c +- (u |c| + he)`` pass on to x."""
+        if m.integer or m.ints is not None or a not in (m.xname, m.yname):
+            return False
+        x_iv, c_iv = (m.x, m.y) if a == m.xname else (m.y, m.x)
+        if not (c_iv.is_point or bool((c_iv.lo == c_iv.hi).all())) or not bool(torch.isfinite(c_iv.lo).all()):
+            return False
+        if not (bool(torch.isfinite(x_iv.lo).all()) and bool(torch.isfinite(x_iv.hi).all())):
+            return False
+        p = info.producers[a]
+        w = self.widened(p, self.edge_cast(info, p))
+        local = replace(m, x=w if a == m.xname else m.x, y=w if a == m.yname else m.y, out=self.wid_out(info.name, m.out))
+        self.charge(C, R, self.local(info, local, {a}))
+        nd = C.dim() - 1
+        c = c_iv.lo.to(F64)
+        c = c.reshape((1,) * (nd - c.dim()) + tuple(c.shape)).unsqueeze(0)
+        u, he = self.run_.fvec[info.name][:2]
+        u, he = float(u[0]), float(he[0])
+        Ca = C * c
+        Ra = R * c.abs() + (C.abs() + R) * (u * c.abs() + he)
+        Ca, Ra, cnt = self._reduce_to(Ca, Ra, tuple(x_iv.shape), 2.0**-52)
+        cmax = float(c.abs().max()) * (1 + u) + he if c.numel() else 0.0
+        self._input(info, a, Ca, Ra, self.nu * (cmax * math.sqrt(cnt) * (1 + 2.0**-50)))
+        return True
+
+    def _residual(self, info: NodeInfo, m: BinaryError, acts: list[str], C, R) -> bool:
+        """y = x + alpha x' (add, sub, a residual connection): exactly,
+        ``y^ - y = (x^ - x) + alpha (x'^ - x') + delta`` with delta the node's own rounding
+        (the sum's storage, alpha's product, a known operand's cast), bounded by its error
+        model on the widened boxes. Each activation operand gets the row's coefficients
+        (times alpha), summed over the dims it is broadcast along."""
+        if m.integer or m.ints is not None:
+            return False
+        ivs = {m.xname: m.x, m.yname: m.y}
+        args = [a for a in acts if a in ivs]
+        if len(args) != len(acts) or len(set(args)) != len(args):
+            return False
+        for a in args:
+            iv = ivs[a]
+            if not (bool(torch.isfinite(iv.lo).all()) and bool(torch.isfinite(iv.hi).all())):
+                return False  # fixed infinities (additive masks) keep the forward pass
+        wide = {a: self.widened(info.producers[a], self.edge_cast(info, info.producers[a])) for a in args}
+        local = replace(m, x=wide.get(m.xname, m.x), y=wide.get(m.yname, m.y), out=self.wid_out(info.name, m.out))
+        self.charge(C, R, self.local(info, local, set(args)))
+        for a in args:
+            f = 1.0 if a == m.xname else float(m.alpha)
+            # the float64 product by alpha errs by 2^-53 relative
+            Ca, Ra, cnt = self._reduce_to(C * f, R * abs(f), tuple(ivs[a].shape), 0.0 if abs(f) == 1.0 else 2.0**-52)
+            self._input(info, a, Ca, Ra, self.nu * (abs(f) * math.sqrt(cnt) * (1 + 2.0**-50)))
         return True
 
     def _batch_norm(self, info: NodeInfo, m: BatchNormError, C, R) -> bool:
