@@ -5,8 +5,9 @@ a vocabulary of 128, 8 tokens; random seeded weights, no download) and for each 
 of fp32, bf16 and fp16:
 
 * ``at points``: the certified uniform bound with the domain shrunk to one token sequence
-  (a point box, ``analyze_bounds(boxes=[(x, x)])``), for ``--points`` random sequences; the
-  error of the model run in that format at the same sequences (``observed``); their ratio.
+  (a point box, ``analyze_bounds(boxes=[(x, x)])``), for ``--points`` random sequences, and
+  the error of the model run in that format at the same sequence (``observed``); the row
+  shows the sequence with the largest ratio bound / observed.
   A sequence whose error exceeds its bound is a soundness bug: the row is flagged and the
   exit status is 1. Where some sequence has no finite bound, the reason is printed.
 * ``domain``: the certified bound over the whole vocabulary (every id at every position), or
@@ -118,7 +119,9 @@ def run(name: str, points: int, folder: Path) -> tuple[list[str], int]:
     probes = {f: ErrorProbe(lm, cast_model(lm.module, f), FORMATS[f].torch_dtype) for f in FMTS}
     gen = torch.Generator().manual_seed(1)
     seqs = [torch.randint(0, VOCAB, (1, SEQ), generator=gen) for _ in range(points)]
-    worst = {f: (0.0, 0.0, "") for f in FMTS}  # (bound, observed, reason)
+    # per format, the point with the largest bound / observed: (ratio, bound, observed)
+    worst = {f: (-1.0, 0.0, 0.0) for f in FMTS}
+    why = {f: "" for f in FMTS}  # the first reason a point has no finite bound
     bad = 0
     flags = {f: "" for f in FMTS}
     for x in seqs:
@@ -128,13 +131,15 @@ def run(name: str, points: int, folder: Path) -> tuple[list[str], int]:
             if e > b:
                 bad += 1
                 flags[f] = "SOUNDNESS VIOLATION: observed > bound at a point"
-            wb, we, why = worst[f]
-            worst[f] = (max(wb, b), max(we, e), why or (ov.reason() if ov and not math.isfinite(b) else ""))
+            ratio = b / e if e > 0 else math.inf
+            if ratio > worst[f][0]:
+                worst[f] = (ratio, b, e)
+            if not why[f] and not math.isfinite(b) and ov:
+                why[f] = ov.reason()
     rows = []
     for f, db, dov in zip(FMTS, dom.bound, dom.overflow):
-        b, e, why = worst[f]
-        ratio = b / e if e > 0 and math.isfinite(b) else math.inf
-        note = flags[f] or why
+        ratio, b, e = worst[f]
+        note = flags[f] or why[f]
         dnote = "" if math.isfinite(db) else (dov.reason() if dov else "")
         rows.append(f"{name:12s} {f:6s} {fmt(b):>11s} {e:>10.3g} {fmt(ratio):>10s} {fmt(db):>11s}  {note[:90]}{' | domain: ' + dnote[:70] if dnote else ''}")
     return rows, bad

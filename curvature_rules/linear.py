@@ -169,7 +169,8 @@ def bilinear_interval(op: Bilinear, A: Interval, B: Interval, k: int, dtype: tor
     if A.is_point and B.is_point and not dtype.is_floating_point:
         return Interval.point(op(A.value, B.value))
     big = macs > FP32_CENTER_MACS and k * U32 < 0.01 and A.is_bounded() and B.is_bounded()
-    if big and B.is_point and B.value.dtype == torch.float32 and _near_points(A, B, k):
+    near = big and _near_points(A, B, k)
+    if near and B.is_point and B.value.dtype == torch.float32:
         # A near-point times constant float32 weights: a float64 center (the product of
         # float64 values errs by gamma_k(u64) |Ac| |W|, Higham Thm 3.5), the radius from the
         # float32 |W| (no float64 copy of the weights is held).
@@ -179,7 +180,7 @@ def bilinear_interval(op: Bilinear, A: Interval, B: Interval, k: int, dtype: tor
         rad = upper32(op, A.rad + gamma(k, U64) * Ac.abs(), None, k, b32=st[0], bmax=st[1])  # type: ignore[arg-type]
         lo, hi = widen(cc - rad, cc + rad)
         return Interval(lo, hi, dtype)
-    big = big and not _near_points(A, B, k)
+    big = big and not near
     if big and B.is_point and not A.is_point and B.value.dtype == torch.float32:
         # Constant float32 weights: everything comes from the float32 value (|W| is exact).
         Ac = A.mid

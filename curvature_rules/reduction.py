@@ -438,9 +438,6 @@ class ProductError:
         me = m if e is None else m + e
         me = me.expand((ctx.F, *self.x.shape))
         n = self.x.shape[self.dim] if self.x.shape else 1
-        # the exact product's magnitude from below (its upper scan, shrunk once, was not a
-        # lower bound: float64 rounding gathers over the k steps)
-        Pm_lo = _lower_products(m, d)
         Pe = _scan_products(me, d)[0]
         Pone = _scan_products(me.clamp(min=1.0), d)[0]
         k = torch.arange(1, n + 1, dtype=F64).reshape([n if i == d else 1 for i in range(me.dim())])
@@ -452,7 +449,9 @@ class ProductError:
         etab = eta.reshape((ctx.F,) + (1,) * len(self.x.shape))
         km1 = (k - 1) * vb
         g = torch.where(km1 < 1, km1 / (1 - km1).clamp(min=1e-300), INF) * (1 + 2.0**-50)
-        prop = (Pe - Pm_lo if e is not None else torch.zeros_like(Pe)).clamp(min=0)
+        # the exact product's magnitude from below (its upper scan, shrunk once, was not a
+        # lower bound: float64 rounding gathers over the k steps)
+        prop = (Pe - _lower_products(m, d) if e is not None else torch.zeros_like(Pe)).clamp(min=0)
         err = up(prop + g * Pe + (k - 1) * etab * Pone * (1 + g))
         if not self.cumulative:
             err = err.narrow(d, n - 1, 1)
