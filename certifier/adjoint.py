@@ -74,6 +74,7 @@ from dataclasses import replace
 
 import torch
 
+from certifier import failclosed
 from certifier.ball import l2_upper, l2_upper_rows, map_norm, weighted_abs_sup
 from certifier.interval import INF, Interval
 from certifier.rounding import ErrorResult, _clean, _Ctx, _Run, run_errors
@@ -125,90 +126,103 @@ def certified_errors(ba: BoundsAnalysis, assignments: list[Mapping[str, str]], *
     for c, a in enumerate(assignments):
         if not math.isfinite(res.bound[c]):
             continue
-        # First the inputs of relus and max pools, in graph order: their refined error bounds
-        # narrow the boxes that decide which relus are active (and which window holds the
-        # maximum) in every later pass.
-        better: dict[str, torch.Tensor] = {}
-        better_p: dict[str, torch.Tensor] = {}
-        dw_norms: dict[str, float | None] = {}
-        errs_c, cc = errs, c  # this configuration's forward bounds (and their index)
-
-        def refine(names: list[str], adj: _Adjoint, t: torch.Tensor) -> bool:
-            """Keep the smaller bounds; True when some bound got smaller."""
-            off = 0
-            gained = False
-            for o in names:
-                e = errs_c[o][0] if isinstance(errs_c[o], (tuple, list)) else errs_c[o]
-                k = e[cc].numel()
-                ti = t[off : off + k].reshape(e.shape[1:])
-                prev = better.get(o, e[cc])
-                gained = gained or bool((ti < prev).any())
-                better[o] = torch.minimum(prev, ti)
-                own = adj.root_own.get(o)
-                if own is not None:
-                    tp = (ti + own[off : off + k].reshape(e.shape[1:]).clamp(min=0)) * _SUM_SLACK
-                    better_p[o] = torch.minimum(better_p.get(o, e[cc]), tp)
-                off += k
-            return gained
-
-        def repropagate() -> None:
-            """The forward pass again, for this configuration, with the refined bounds in
-            place of the forward ones (every later node's forward bound shrinks with them)."""
-            nonlocal errs_c, cc
-            pre: dict[str, torch.Tensor] = {}
-            r = run_errors(ba, [a], keep_errs=True, keep_nodes=False, override=better, pre_override=pre)
-            errs_c, cc = r.node_err, 0
-            for n, v in pre.items():
-                # the forward bound before the minimum also bounds |f(x^) - f(x)| (wid_out)
-                better_p[n] = torch.minimum(better_p[n], v) if n in better_p else v
-
-        for n in hinges:
-            e = errs_c.get(n)
-            e = e[0] if isinstance(e, (tuple, list)) else e
-            if e is None:
-                continue  # exact already
-            adj = _Adjoint(ba, a, cc, errs_c, better, [n], better_p, dw_norms)
-            t = adj.run()
-            if t is not None and refine([n], adj, t):
-                repropagate()
-        adj = _Adjoint(ba, a, cc, errs_c, better, outs, better_p, dw_norms)
-        adj.by_layer = {}
-        adj.terms = [] if terms is not None else None
-        t = adj.run()
-        b = float(t.max()) if t is not None and t.numel() else None
-        # The outputs' own rounding is charged on |y| + e_y with e_y their forward error
-        # bound; the pass's result is a bound on that error too, so rerunning with it in
-        # place of e_y is sound and tighter (what matters for fp8, where u e_y is large).
-        for _ in range(OUTPUT_REFINES):
-            if t is None or b is None or not all(errs_c.get(o) is not None for o in outs):
-                break
-            refine(outs, adj, t)
-            adj2 = _Adjoint(ba, a, cc, errs_c, better, outs, better_p, dw_norms)
-            adj2.by_layer = {}
-            adj2.terms = [] if terms is not None else None
-            t2 = adj2.run()
-            b2 = float(t2.max()) if t2 is not None and t2.numel() else None
-            if b2 is None or b2 >= b * 0.99:
-                if b2 is not None and b2 < b:
-                    adj, t, b = adj2, t2, b2
-                break
-            adj, t, b = adj2, t2, b2
-        if b is not None and b < res.bound[c]:
-            res.bound[c] = b
-            res.method[c] = "adjoint"
-            if adj.terms is not None and t is not None:
-                j = int(t.argmax())
-                recs[c] = torch.cat([v[j].reshape(-1) for v in adj.terms]) if adj.terms else torch.zeros(0, dtype=F64)
-            if not adj.cuts:
-                # NB: a cut charges everything upstream of it to its own layer, so layer
-                # shares are only meaningful without one.
-                sh = adj.by_layer
-                for L, v in adj.boundary.items():
-                    sh[L] = sh[L] + v if L in sh else v
-                res.layer_share[c] = {L: float(v.max()) * _SUM_SLACK for L, v in sh.items()}
+        forward = res.bound[c]
+        try:
+            _refine(ba, res, c, a, errs, outs, hinges, terms, recs)
+        except Exception as exc:  # noqa: BLE001 - the forward bound stands (certifier.failclosed)
+            if failclosed.reraise():
+                raise
+            res.bound[c], res.layer_share[c], recs[c] = forward, None, None
+            res.method[c] = f"forward (adjoint pass failed: {failclosed.describe(exc)})"
     if terms is not None:
         terms.extend(recs)
     return res
+
+
+def _refine(ba: BoundsAnalysis, res: ErrorResult, c: int, a: Mapping[str, str], errs: dict, outs: list[str], hinges: list[str], terms: list | None, recs: list) -> None:
+    """One configuration of :func:`certified_errors`: the hinges' refinements, then the
+    outputs', with ``res`` updated where the adjoint bound is smaller."""
+    # First the inputs of relus and max pools, in graph order: their refined error bounds
+    # narrow the boxes that decide which relus are active (and which window holds the
+    # maximum) in every later pass.
+    better: dict[str, torch.Tensor] = {}
+    better_p: dict[str, torch.Tensor] = {}
+    dw_norms: dict[str, float | None] = {}
+    errs_c, cc = errs, c  # this configuration's forward bounds (and their index)
+
+    def refine(names: list[str], adj: _Adjoint, t: torch.Tensor) -> bool:
+        """Keep the smaller bounds; True when some bound got smaller."""
+        off = 0
+        gained = False
+        for o in names:
+            e = errs_c[o][0] if isinstance(errs_c[o], (tuple, list)) else errs_c[o]
+            k = e[cc].numel()
+            ti = t[off : off + k].reshape(e.shape[1:])
+            prev = better.get(o, e[cc])
+            gained = gained or bool((ti < prev).any())
+            better[o] = torch.minimum(prev, ti)
+            own = adj.root_own.get(o)
+            if own is not None:
+                tp = (ti + own[off : off + k].reshape(e.shape[1:]).clamp(min=0)) * _SUM_SLACK
+                better_p[o] = torch.minimum(better_p.get(o, e[cc]), tp)
+            off += k
+        return gained
+
+    def repropagate() -> None:
+        """The forward pass again, for this configuration, with the refined bounds in
+        place of the forward ones (every later node's forward bound shrinks with them)."""
+        nonlocal errs_c, cc
+        pre: dict[str, torch.Tensor] = {}
+        r = run_errors(ba, [a], keep_errs=True, keep_nodes=False, override=better, pre_override=pre)
+        errs_c, cc = r.node_err, 0
+        for n, v in pre.items():
+            # the forward bound before the minimum also bounds |f(x^) - f(x)| (wid_out)
+            better_p[n] = torch.minimum(better_p[n], v) if n in better_p else v
+
+    for n in hinges:
+        e = errs_c.get(n)
+        e = e[0] if isinstance(e, (tuple, list)) else e
+        if e is None:
+            continue  # exact already
+        adj = _Adjoint(ba, a, cc, errs_c, better, [n], better_p, dw_norms)
+        t = adj.run()
+        if t is not None and refine([n], adj, t):
+            repropagate()
+    adj = _Adjoint(ba, a, cc, errs_c, better, outs, better_p, dw_norms)
+    adj.by_layer = {}
+    adj.terms = [] if terms is not None else None
+    t = adj.run()
+    b = float(t.max()) if t is not None and t.numel() else None
+    # The outputs' own rounding is charged on |y| + e_y with e_y their forward error
+    # bound; the pass's result is a bound on that error too, so rerunning with it in
+    # place of e_y is sound and tighter (what matters for fp8, where u e_y is large).
+    for _ in range(OUTPUT_REFINES):
+        if t is None or b is None or not all(errs_c.get(o) is not None for o in outs):
+            break
+        refine(outs, adj, t)
+        adj2 = _Adjoint(ba, a, cc, errs_c, better, outs, better_p, dw_norms)
+        adj2.by_layer = {}
+        adj2.terms = [] if terms is not None else None
+        t2 = adj2.run()
+        b2 = float(t2.max()) if t2 is not None and t2.numel() else None
+        if b2 is None or b2 >= b * 0.99:
+            if b2 is not None and b2 < b:
+                adj, t, b = adj2, t2, b2
+            break
+        adj, t, b = adj2, t2, b2
+    if b is not None and b < res.bound[c]:
+        res.bound[c] = b
+        res.method[c] = "adjoint"
+        if adj.terms is not None and t is not None:
+            j = int(t.argmax())
+            recs[c] = torch.cat([v[j].reshape(-1) for v in adj.terms]) if adj.terms else torch.zeros(0, dtype=F64)
+        if not adj.cuts:
+            # NB: a cut charges everything upstream of it to its own layer, so layer
+            # shares are only meaningful without one.
+            sh = adj.by_layer
+            for L, v in adj.boundary.items():
+                sh[L] = sh[L] + v if L in sh else v
+            res.layer_share[c] = {L: float(v.max()) * _SUM_SLACK for L, v in sh.items()}
 
 
 def sign_factor(bound: float, charges: torch.Tensor | None) -> tuple[float, float]:

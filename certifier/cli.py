@@ -152,7 +152,8 @@ def render_uniform(cert: dict) -> Table:
     t.add_column("<= eps", justify="center")
     t.add_column("note", overflow="fold")
     for f, u in cert["uniform"].items():
-        t.add_row(f, fmt_num(u["bound"]), "yes" if u["certified"] else "no", u["overflow"] or "")
+        failed = u["pass"] if "failed" in str(u.get("pass")) else ""
+        t.add_row(f, fmt_num(u["bound"]), "yes" if u["certified"] else "no", "; ".join(x for x in (u["overflow"], failed) if x))
     return t
 
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from certifier import failclosed
 from certifier.formats import FORMATS, Format, accumulation_format
 from certifier.interval import INF, Interval
 from certifier.walker import BoundsAnalysis, NodeInfo
@@ -73,7 +74,8 @@ class ErrorResult:
     overflows: list[list[Overflow]] = field(default_factory=list)  # all, per configuration
     node_max: dict[str, list[float]] = field(default_factory=dict)  # per node, per config
     output_err: dict[str, torch.Tensor] = field(default_factory=dict)  # per output node (F, *shape)
-    #: which pass gave each bound: "forward", or "adjoint" (certifier.adjoint.certified_errors)
+    #: which pass gave each bound: "forward", or "adjoint" (certifier.adjoint.certified_errors;
+    #: "forward (adjoint pass failed: ...)" where the refinement raised, certifier.failclosed)
     method: list[str] = field(default_factory=list)
     #: per configuration whose bound came from the adjoint pass: layer -> the largest (over
     #: output elements) part of that bound charged to the layer's nodes, plus the casts its
@@ -361,6 +363,19 @@ class _Run:
                 e[c] = INF
         return e
 
+    def failed(self, info: NodeInfo, exc: Exception) -> None:
+        """An error model raised: the node's error is unbounded in every configuration, the
+        reason goes to each configuration's overflows and (once) to the analysis's list of
+        unsupported nodes."""
+        why = f"error model failed: {failclosed.describe(exc)}"
+        for c, f in enumerate(self.node_fmts[info.name]):
+            ov = Overflow(info.name, info.layer, info.op, INF, f.storage.max, f.name, why)
+            if self.overflow[c] is None:
+                self.overflow[c] = ov
+            self.overflows[c].append(ov)
+        if not any(u.get("node") == info.name for u in self.ba.unsupported):
+            self.ba.unsupported.append({"node": info.name, "op": str(info.node.target), "module": self.ba.captured.module_of.get(info.name, ""), "reason": why})
+
     def all_inputs_unbounded(self, info: NodeInfo) -> bool:
         """True when some float input carries an error and, in every configuration, each
         erroneous float input is infinite everywhere."""
@@ -501,17 +516,31 @@ def run_errors(
             e, unbounded = _inf_like(out, F), True
         else:
             ctx = _Ctx(run, info)
-            e = res.error.propagate(ctx)
+            try:
+                e = res.error.propagate(ctx)
+            except Exception as exc:  # noqa: BLE001 - fail closed (certifier.failclosed)
+                if failclosed.reraise():
+                    raise
+                run.failed(info, exc)
+                e = _inf_like(out, F)
+                unbounded = True
             if isinstance(e, list):
                 e = tuple(e)
-            if isinstance(e, tuple):
+            if unbounded:
+                pass
+            elif isinstance(e, tuple):
                 outs = out if isinstance(out, tuple) else (out,)
                 e = tuple(None if t is None else _post(run, info, o, t, res, i == 0, F) for i, (o, t) in enumerate(zip(outs, e)))
             elif e is not None:
                 prim = out[0] if isinstance(out, tuple) else out
                 e = _post(run, info, prim, e, res, not isinstance(res.error, ShapeError), F)
                 rel = getattr(res.error, "propagate_rel", None)
-                r = None if (rel is None or local_only) else rel(ctx)
+                try:
+                    r = None if (rel is None or local_only) else rel(ctx)
+                except Exception:  # noqa: BLE001 - optional: the absolute bound stands alone
+                    if failclosed.reraise():
+                        raise
+                    r = None
                 if r is not None:
                     # NB: never finite where the absolute bound is not (an overflow, an
                     # unbounded input).

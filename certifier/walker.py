@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from certifier import failclosed
 from certifier.ball import Ball, BallPass
 from certifier.capture import Captured
 from certifier.interval import INF, Interval, down, up
@@ -361,7 +362,9 @@ def analyze_bounds(
                         info_unsup = f"rule declines: {e}"
                         result = None
                     except Exception as e:  # noqa: BLE001 - fail closed, never crash
-                        info_unsup = f"rule failed: {type(e).__name__}: {e}"
+                        if failclosed.reraise():
+                            raise
+                        info_unsup = f"rule failed: {failclosed.describe(e)}"
                         result = None
         if info_unsup is not None:
             out = _unknown_like(node)

@@ -21,3 +21,11 @@ def cli_app():
 
     cli._load_plugins()
     return cli.app
+
+
+# Internal failures (a rule or error model that raises) fail closed for users; under test
+# they raise, so a bug shows its traceback instead of a silently unbounded (and vacuously
+# "sound") bound. tests/test_failclosed.py turns it off to test the fail-closed path.
+from certifier import failclosed  # noqa: E402
+
+failclosed.STRICT = True
