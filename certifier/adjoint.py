@@ -83,7 +83,7 @@ from curvature_rules._common import ElementwiseError, ShapeError, fmag, map_conf
 from curvature_rules.arithmetic import BinaryError
 from curvature_rules.elementwise import AbsXError
 from curvature_rules.linear import BilinearError
-from curvature_rules.norm import BatchNormError
+from curvature_rules.norm import BatchNormError, LayerNormError, _row_stats
 from curvature_rules.pooling import AvgPoolError, MaxPoolError, _batched
 
 F64 = torch.float64
@@ -223,6 +223,46 @@ def _refine(ba: BoundsAnalysis, res: ErrorResult, c: int, a: Mapping[str, str], 
             for L, v in adj.boundary.items():
                 sh[L] = sh[L] + v if L in sh else v
             res.layer_share[c] = {L: float(v.max()) * _SUM_SLACK for L, v in sh.items()}
+
+
+def layer_norm_box(lo: torch.Tensor, hi: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Over the box [lo, hi] (rows, n): z = (x - mu) s in [zlo, zhi] (rows, n) and
+    s = 1/sqrt(var + eps) in [s_lo, s_hi] (rows, 1)."""
+    st = _row_stats(lo, hi, eps)
+    s_lo, s_hi = 1.0 / st.smax * (1 - 2.0**-50), 1.0 / st.smin * (1 + 2.0**-50)
+    q = torch.stack([st.dlo / st.smin, st.dlo / st.smax, st.dhi / st.smin, st.dhi / st.smax])
+    zlo, zhi = q.amin(0), q.amax(0)
+    # the float64 quotients err by 2^-53 relative; |z| <= zabs holds regardless
+    zlo = torch.maximum(zlo - zlo.abs() * 2.0**-50, -st.zabs)
+    zhi = torch.minimum(zhi + zhi.abs() * 2.0**-50, st.zabs)
+    return zlo, zhi, s_lo, s_hi
+
+
+def layer_norm_rows(a: torch.Tensor, Rg: torch.Tensor, zlo: torch.Tensor, zhi: torch.Tensor, s_lo: torch.Tensor, s_hi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Rows through a layer norm's mean-value Jacobian (see :meth:`_Adjoint._layer_norm`).
+
+    ``a``: (J, rows, n) coefficients times gamma; ``Rg``: their radii times |gamma|; z in
+    [zlo, zhi] (rows, n) and s = 1/sqrt(var + eps) in [s_lo, s_hi] (rows, 1) over the box.
+    Returns (center, radius, radius_R): for every x, x^ in the box and every row,
+    ``sum_i a_i (z_i(x^) - z_i(x))`` lies in ``center . d +- radius . |d|`` (d = x^ - x),
+    and ``|sum_i D_i (z_i(x^) - z_i(x))| <= radius_R . |d|`` for ``|D| <= Rg``."""
+    n = a.shape[-1]
+    zc, zr = (zlo + zhi) * 0.5, (zhi - zlo) * 0.5
+    zm = zc.abs() + zr
+    sc, sr = (s_lo + s_hi) * 0.5, (s_hi - s_lo) * 0.5
+    abar = a.mean(-1, keepdim=True)
+    Qc = (a * zc).sum(-1, keepdim=True)
+    Qr = (a.abs() * zr).sum(-1, keepdim=True)
+    Tc = a - abar - zc * Qc / n
+    Tr = (zc.abs() * Qr + zr * (Qc.abs() + Qr)) / n
+    # float64: every term of T is a sum of at most n + 3 products of magnitude within
+    # s_hi (|a_k| + mean|a| + |z_k| sum|a_i| |z_i| / n)
+    am = a.abs()
+    mag = am + am.mean(-1, keepdim=True) + zm * (am * zm).sum(-1, keepdim=True) / n
+    C_in = sc * Tc
+    R_c = sc * Tr + sr * (Tc.abs() + Tr) + s_hi * mag * ((2 * n + 16) * 2.0**-52)
+    R_r = s_hi * (Rg + Rg.sum(-1, keepdim=True) / n + zm * (Rg * zm).sum(-1, keepdim=True) / n) * (1 + (n + 8) * 2.0**-52)
+    return C_in, R_c, R_r
 
 
 def sign_factor(bound: float, charges: torch.Tensor | None) -> tuple[float, float]:
@@ -608,6 +648,8 @@ class _Adjoint:
             return self._scaled(info, model, acts[0], C, R)
         if isinstance(model, BatchNormError) and acts == ["input"]:
             return self._batch_norm(info, model, C, R)
+        if isinstance(model, LayerNormError) and acts == ["input"]:
+            return self._layer_norm(info, model, C, R)
         if isinstance(model, AvgPoolError) and acts == ["self"]:
             return self._avg_pool(info, model, C, R)
         if isinstance(model, MaxPoolError) and acts == ["self"]:
@@ -947,6 +989,43 @@ class _Adjoint:
         s = m.scale.reshape((1, 1, -1) + (1,) * (nd - 2))
         # NB: scale = w rsqrt(rv + eps) in float64: relative error well under 2^-48.
         self._input(info, "input", C * s, R * s.abs() + (C.abs() + R) * s.abs() * 2.0**-48, self.nu * float(m.scale.abs().max()) * (1 + 2.0**-47))
+        return True
+
+    def _layer_norm(self, info: NodeInfo, m: LayerNormError, C, R) -> bool:
+        """y = gamma z + beta, z = (x - mu) s, s = (var + eps)^-1/2 over rows of n. Exactly,
+        ``y^ - y = Jbar (x^ - x) + delta`` with ``Jbar`` the mean of the Jacobian
+        ``J = diag(gamma) s (I - 11^T/n - z z^T/n)`` along the segment x -> x^, so a row c
+        passes on ``c Jbar``, enclosed by evaluating ``s (a - mean(a) - z (a . z)/n)``,
+        a = c gamma, with s and z in their intervals over the widened box (the segment lies
+        in it). An incoming radius R passes as ``sum_i R_i |J_ik|`` <=
+        ``s_hi (R_k |g_k| + sum_i R_i |g_i| / n + |z_k| sum_i R_i |g_i| |z_i| / n)``; the l2
+        part by ``||J||_2 <= max|gamma| s`` (I - 11^T/n - z z^T/n is a projection: z is
+        orthogonal to 1 and |z|^2 = n var / (var + eps) <= n). delta is the node's own
+        rounding (its error model on the widened box: the statistics, rsqrt, the affine
+        map and the casts of gamma and beta)."""
+        if m.fused or m.out_shape is not None or (m.w is not None and not m.w.is_point) or (m.b is not None and not m.b.is_point):
+            return False
+        p = info.producers["input"]
+        x = self.widened(p, self.edge_cast(info, p))
+        if not (bool(torch.isfinite(x.lo).all()) and bool(torch.isfinite(x.hi).all())):
+            return False
+        n = m.n
+        loc = self.local(info, replace(m, x=x, out=self.wid_out(info.name, m.out)), {"input"})
+        if loc is None or not bool(torch.isfinite(loc).all()):
+            return False
+        self.charge(C, R, loc)
+        lo, hi = x.lo.reshape(-1, n), x.hi.reshape(-1, n)
+        zlo, zhi, s_lo, s_hi = layer_norm_box(lo, hi, m.eps)
+        if not (bool(torch.isfinite(s_hi).all()) and bool(torch.isfinite(zlo).all()) and bool(torch.isfinite(zhi).all())):
+            return False
+        g = torch.ones(n, dtype=F64) if m.w is None else m.w.value.to(F64).reshape(-1)
+        J = self.J
+        rows = lo.shape[0]
+        C_in, R_c, R_r = layer_norm_rows(C.reshape(J, rows, n) * g, R.reshape(J, rows, n) * g.abs(), zlo, zhi, s_lo, s_hi)
+        gmax = float(g.abs().max()) if n else 0.0
+        nu_in = self.nu * (gmax * float(s_hi.max()) * (1 + 2.0**-48))
+        shape = (J, *m.x.shape)
+        self._input(info, "input", C_in.reshape(shape), (R_c + R_r).reshape(shape), nu_in)
         return True
 
     def _bn_params(self, info: NodeInfo, m: BatchNormError, p: str, x: Interval, C, R, s2, rm2, b2) -> None:

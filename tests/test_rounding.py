@@ -136,7 +136,9 @@ def test_an_unbounded_format_does_not_make_the_others_unbounded():
     alone = run_errors(ba, [{"*": "fp32"}])
     assert both.bound[1] == float("inf") and both.overflow[1] is not None
     assert both.bound[0] < 1.0  # finite and small (exp(12) = 1.6e5, u32 = 6e-8)
-    assert both.bound[0] == alone.bound[0]
+    # NB: equal up to the float32 summation order of upper32 (sound in any order): BLAS
+    # blocks a batch of two configurations differently from one on some CPUs (6e-8 apart)
+    assert both.bound[0] == pytest.approx(alone.bound[0], rel=1e-6)
     from certifier.validate import observe
 
     ob = observe(lm, cast_model(m, "fp32"), torch.float32, 50, 30)
