@@ -16,7 +16,10 @@ where for the ops handled here ``J_n`` is exact: the linear map itself (matmul/c
 known weight, batch norm, average pooling, views), or a mean-value slope with a known
 interval (relu: 1 where the computed and exact inputs are both positive, 0 where both are
 <= 0, in [0, 1] otherwise; max pooling: the one window element that can be the maximum,
-where there is only one; other windows are cuts, see below). Unrolled to the outputs, ``y^_out - y_out = sum_n A_n delta_n`` with
+where there is only one; other windows are cuts, see below), or a mean-value Jacobian
+enclosed over the widened box (smooth activations, softmax, layer norm: see their
+handlers; the products of two activations split exactly as ``(A^ - A) B^ + A (B^ - B)``).
+Unrolled to the outputs, ``y^_out - y_out = sum_n A_n delta_n`` with
 ``A_n`` the product of the J's along the paths from n to the outputs, held as an interval
 matrix (center, radius) per output element, so
 
@@ -49,9 +52,14 @@ holding its exact values over the domain):
   part through ``g = C op(., dW)^T`` and its R / nu parts through ``||dW||_2``.
 * Batch norm's parameter casts are charged exactly like a weight's (``dy = x ds + k``).
 * The outputs' pass is rerun with their own refined bounds (fp8: the storage of ``|y| + e``).
-* The hinges' (relu and max-pool inputs') refined bounds are fed back into the forward pass
-  (``run_errors(override=)``), so every later forward bound -- the relus' outputs, the cuts,
-  the widened boxes -- is computed from them.
+* The hinges' (relu, max-pool, layer-norm and softmax inputs') refined bounds are fed back
+  into the forward pass (``run_errors(override=)``), so every later forward bound -- the
+  relus' outputs, the cuts, the widened boxes that enclose the Jacobians -- is computed from
+  them. Where the forward pass had no finite bound only because some error outgrew what a
+  rule can take (a layer norm whose variance is no longer bounded away from 0), the rerun
+  forward pass may have one; it is as sound, and is used (``method`` "forward (refined
+  hinges)", or "adjoint" when the output pass is smaller still). An overflow of a value
+  past a format's range is never undone.
 
 A refined bound ``t`` of a node's stored value bounds ``|y^ - y|``; the magnitude of the
 node's pre-rounding value needs a bound of ``|f(x^) - f(x)|``, which is ``t`` plus the node's
@@ -84,6 +92,7 @@ from curvature_rules.arithmetic import BinaryError
 from curvature_rules.elementwise import AbsXError
 from curvature_rules.linear import BilinearError
 from curvature_rules.norm import BatchNormError, LayerNormError, _row_stats
+from curvature_rules.softmax import SoftmaxError, softmax_bounds
 from curvature_rules.pooling import AvgPoolError, MaxPoolError, _batched
 
 F64 = torch.float64
@@ -124,15 +133,16 @@ def certified_errors(ba: BoundsAnalysis, assignments: list[Mapping[str, str]], *
     outs = _float_outputs(ba)
     hinges = _hinges(ba)
     for c, a in enumerate(assignments):
-        if not math.isfinite(res.bound[c]):
-            continue
-        forward = res.bound[c]
+        if not math.isfinite(res.bound[c]) and not (hinges and _only_unbounded(res.overflows[c])):
+            continue  # a definite overflow (or nothing to refine): the forward verdict stands
+        forward = (res.bound[c], res.overflow[c], list(res.overflows[c]))
         try:
             _refine(ba, res, c, a, errs, outs, hinges, terms, recs)
         except Exception as exc:  # noqa: BLE001 - the forward bound stands (certifier.failclosed)
             if failclosed.reraise():
                 raise
-            res.bound[c], res.layer_share[c], recs[c] = forward, None, None
+            res.bound[c], res.overflow[c], res.overflows[c] = forward
+            res.layer_share[c], recs[c] = None, None
             res.method[c] = f"forward (adjoint pass failed: {failclosed.describe(exc)})"
     if terms is not None:
         terms.extend(recs)
@@ -168,12 +178,15 @@ def _refine(ba: BoundsAnalysis, res: ErrorResult, c: int, a: Mapping[str, str], 
             off += k
         return gained
 
+    last: list[ErrorResult] = []  # the latest repropagated forward pass
+
     def repropagate() -> None:
         """The forward pass again, for this configuration, with the refined bounds in
         place of the forward ones (every later node's forward bound shrinks with them)."""
         nonlocal errs_c, cc
         pre: dict[str, torch.Tensor] = {}
         r = run_errors(ba, [a], keep_errs=True, keep_nodes=False, override=better, pre_override=pre)
+        last[:] = [r]
         errs_c, cc = r.node_err, 0
         for n, v in pre.items():
             # the forward bound before the minimum also bounds |f(x^) - f(x)| (wid_out)
@@ -188,6 +201,15 @@ def _refine(ba: BoundsAnalysis, res: ErrorResult, c: int, a: Mapping[str, str], 
         t = adj.run()
         if t is not None and refine([n], adj, t):
             repropagate()
+    if not math.isfinite(res.bound[c]):
+        # The forward pass had no finite bound, only because some error grew past what a
+        # node's rule can take (a layer norm's variance, a hinge's box): the forward pass
+        # rerun with the hinges' refined bounds is as sound, and may have one now.
+        r = last[0] if last else None
+        if r is None or not math.isfinite(r.bound[0]) or r.overflow[0] is not None:
+            return
+        res.bound[c], res.overflow[c], res.overflows[c] = r.bound[0], None, r.overflows[0]
+        res.method[c] = "forward (refined hinges)"
     adj = _Adjoint(ba, a, cc, errs_c, better, outs, better_p, dw_norms)
     adj.by_layer = {}
     adj.terms = [] if terms is not None else None
@@ -223,6 +245,25 @@ def _refine(ba: BoundsAnalysis, res: ErrorResult, c: int, a: Mapping[str, str], 
             for L, v in adj.boundary.items():
                 sh[L] = sh[L] + v if L in sh else v
             res.layer_share[c] = {L: float(v.max()) * _SUM_SLACK for L, v in sh.items()}
+
+
+def softmax_rows(c: torch.Tensor, R: torch.Tensor, L: torch.Tensor, U: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Rows through softmax's mean-value Jacobian (see :meth:`_Adjoint._softmax`), along the
+    last dim: ``c`` (J, ..., n) with radii ``R``, y in [L, U] (..., n) over the box.
+    Returns (center, radius, radius_R): for x, x^ in the box, ``sum_i c_i (y_i(x^) -
+    y_i(x))`` lies in ``center . d +- radius . |d|`` (d = x^ - x), and
+    ``|sum_i D_i (y_i(x^) - y_i(x))| <= radius_R . |d|`` for ``|D| <= R``."""
+    n = c.shape[-1]
+    yc, yr = (L + U) * 0.5, (U - L) * 0.5
+    Pc = (c * yc).sum(-1, keepdim=True)
+    Pr = (c.abs() * yr).sum(-1, keepdim=True)
+    dc = c - Pc
+    center = yc * dc
+    # float64: Pc is a sum of n products, c - Pc and yc (c - Pc) one rounding each
+    fl = U * (c.abs() + (c.abs() * U).sum(-1, keepdim=True)) * ((n + 6) * 2.0**-52)
+    radius = yc * Pr + yr * (dc.abs() + Pr) + fl
+    radius_r = U * (R + (R * U).sum(-1, keepdim=True)) * (1 + (n + 4) * 2.0**-52)
+    return center, radius, radius_r
 
 
 def layer_norm_box(lo: torch.Tensor, hi: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -291,14 +332,23 @@ def _carries(info: NodeInfo) -> bool:
     return info.kind not in _KNOWN and info.primary is not None and not info.is_point
 
 
+def _only_unbounded(overflows: list) -> bool:
+    """Every overflow of a configuration is an error with no finite bound (not a value
+    past the format's range, which no refinement of the errors can undo)."""
+    return bool(overflows) and all(not math.isfinite(o.value) and "failed" not in (o.detail or "") for o in overflows)
+
+
 def _hinges(ba: BoundsAnalysis) -> list[str]:
-    """Inputs of relus and max pools whose own pass fits the budget (at most MAX_HINGES)."""
+    """Inputs of relus, max pools and layer norms whose own pass fits the budget (at most
+    MAX_HINGES): where the forward pass's error bound of the input widens the box that
+    decides an active set, or a layer norm's 1/sigma and z intervals, a refined bound
+    narrows it for every later pass."""
     big = max((i.primary.numel() for i in ba.nodes.values() if _carries(i)), default=0)
     out: list[str] = []
     for info in ba.nodes.values():
-        if info.op not in ("relu", "max_pool2d_with_indices"):
+        if info.op not in ("relu", "max_pool2d_with_indices", "native_layer_norm", "_softmax"):
             continue
-        p = info.producers.get("self")
+        p = info.producers.get("self", info.producers.get("input"))
         if p is None or p in out or ba.nodes[p].kind in _KNOWN or ba.nodes[p].kind == "input":
             continue
         iv = ba.nodes[p].primary
@@ -650,6 +700,8 @@ class _Adjoint:
             return self._batch_norm(info, model, C, R)
         if isinstance(model, LayerNormError) and acts == ["input"]:
             return self._layer_norm(info, model, C, R)
+        if isinstance(model, SoftmaxError) and acts == ["self"] and not model.log and model.masked is None:
+            return self._softmax(info, model, C, R)
         if isinstance(model, AvgPoolError) and acts == ["self"]:
             return self._avg_pool(info, model, C, R)
         if isinstance(model, MaxPoolError) and acts == ["self"]:
@@ -679,9 +731,53 @@ class _Adjoint:
             self.boundary[info.layer] = v if acc is None else acc + v
         self.push(p, C_in, R_in, nu_in)
 
+    def _product(self, info: NodeInfo, m: BilinearError, C, R) -> bool:
+        """y = alpha op(A, B) (+ a known bias) with both operands activations (attention's
+        q k^T and p v). Exactly, ``A^ B^ - A B = (A^ - A) B^ + A (B^ - B)``: A's rows are
+        C op(., B^)^T with B^ in B's widened box (center Bc, radius Br): center
+        ``vjp(Bc, C)``, radius ``vjp(Br, |C|) + vjp(|Bc| + Br, R)``; B's rows likewise with
+        A in its exact box. The node's own rounding (accumulation on |A^| |B^|, storage, the
+        bias's cast) is its error model on the widened boxes; the l2 part passes by the
+        Frobenius norm of the other operand's box (>= the map's l2 norm)."""
+        pa, pb = info.producers[m.a_name], info.producers[m.b_name]
+        if pa == pb:
+            return False  # x op x: the two terms share one error, keep the forward pass
+        wa = self.widened(pa, self.edge_cast(info, pa))
+        wb = self.widened(pb, self.edge_cast(info, pb))
+        for iv in (wa, wb, m.A, m.B):
+            if not (bool(torch.isfinite(iv.lo).all()) and bool(torch.isfinite(iv.hi).all())):
+                return False
+        loc = self.local(info, replace(m, A=wa, B=wb, out=self.wid_out(info.name, m.out)), {m.a_name, m.b_name})
+        if loc is None or not bool(torch.isfinite(loc).all()):
+            return False
+        self.charge(C, R, loc)
+        g = (m.k + 2) * 2.0**-52
+        al = abs(m.alpha)
+
+        def rows(other: Interval, on_a: bool, shape) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            oc, orad = (other.lo + other.hi) * 0.5, (other.hi - other.lo) * 0.5
+            om = oc.abs() + orad
+
+            def vjp(W: torch.Tensor, cot: torch.Tensor) -> torch.Tensor:
+                z = torch.zeros((self.J, *shape), dtype=F64)
+                fn = (lambda a: m.op(a, W)) if on_a else (lambda b: m.op(W, b))
+                return torch.func.vjp(fn, z)[1](cot)[0]
+
+            Ci = vjp(oc, C) * m.alpha
+            Ri = (vjp(orad, C.abs()) + vjp(om, R + g * C.abs())) * (al * (1 + g))
+            return Ci, Ri, self.nu * (al * l2_upper(om) * (1 + 2.0**-50))
+
+        Ca, Ra, nua = rows(wb, True, tuple(m.A.shape))
+        Cb, Rb, nub = rows(m.A, False, tuple(m.B.shape))
+        self._input(info, m.a_name, Ca, Ra, nua)
+        self._input(info, m.b_name, Cb, Rb, nub)
+        return True
+
     def _bilinear(self, info: NodeInfo, m: BilinearError, acts: list[str], C, R) -> bool:
+        if len(acts) == 2 and set(acts) == {m.a_name, m.b_name} and (m.bias is None or m.bias.is_point):
+            return self._product(info, m, C, R)
         if len(acts) != 1 or acts[0] not in (m.a_name, m.b_name):
-            return False  # a product of two activations, or an erring bias
+            return False  # an erring bias
         on_a = acts[0] == m.a_name
         if not (m.B if on_a else m.A).is_point:
             return False  # an exact but interval-valued operand: no known matrix to push through
@@ -989,6 +1085,28 @@ class _Adjoint:
         s = m.scale.reshape((1, 1, -1) + (1,) * (nd - 2))
         # NB: scale = w rsqrt(rv + eps) in float64: relative error well under 2^-48.
         self._input(info, "input", C * s, R * s.abs() + (C.abs() + R) * s.abs() * 2.0**-48, self.nu * float(m.scale.abs().max()) * (1 + 2.0**-47))
+        return True
+
+    def _softmax(self, info: NodeInfo, m: SoftmaxError, C, R) -> bool:
+        """y = softmax(x) along a dim: the Jacobian ``J_ik = y_i (delta_ik - y_k)`` sends a
+        row c to ``y_k (c_k - c . y)``; its mean value along x -> x^ is enclosed with y in
+        its box over the widened input box (softmax_bounds). Radii pass as
+        ``U_k (R_k + sum_i R_i U_i)``, the l2 part by ``||J||_2 <= max y`` (J is positive
+        semidefinite with eigenvalues at most max y). The node's own rounding is its error
+        model on the widened box."""
+        p = info.producers["self"]
+        x = self.widened(p, self.edge_cast(info, p))
+        if not (bool(torch.isfinite(x.lo).all()) and bool(torch.isfinite(x.hi).all())):
+            return False
+        loc = self.local(info, replace(m, x=x, out=self.wid_out(info.name, m.out)), {"self"})
+        if loc is None or not bool(torch.isfinite(loc).all()):
+            return False
+        self.charge(C, R, loc)
+        d = m.dim
+        L, U = softmax_bounds(x.lo.movedim(d, -1), x.hi.movedim(d, -1))
+        C_in, R_c, R_r = softmax_rows(C.movedim(d + 1, -1), R.movedim(d + 1, -1), L, U)
+        nu_in = self.nu * (float(U.max()) if U.numel() else 0.0)
+        self._input(info, "self", C_in.movedim(-1, d + 1), (R_c + R_r).movedim(-1, d + 1), nu_in)
         return True
 
     def _layer_norm(self, info: NodeInfo, m: LayerNormError, C, R) -> bool:
