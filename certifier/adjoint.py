@@ -87,11 +87,13 @@ from certifier.ball import l2_upper, l2_upper_rows, map_norm, weighted_abs_sup
 from certifier.interval import INF, Interval
 from certifier.rounding import ErrorResult, _clean, _Ctx, _Run, run_errors
 from certifier.walker import BoundsAnalysis, NodeInfo
-from curvature_rules._common import ElementwiseError, ShapeError, fmag, map_configs
-from curvature_rules.arithmetic import BinaryError
+from curvature_rules._common import ElementwiseError, MinError, ShapeError, fmag, map_configs
+from curvature_rules.arithmetic import BinaryError, PowError
 from curvature_rules.elementwise import AbsXError
 from curvature_rules.linear import BilinearError
 from curvature_rules.norm import BatchNormError, LayerNormError, _row_stats
+from curvature_rules.reduction import SumError
+from curvature_rules.shape import CatError
 from curvature_rules.softmax import SoftmaxError, softmax_bounds
 from curvature_rules.pooling import AvgPoolError, MaxPoolError, _batched
 
@@ -133,7 +135,7 @@ def certified_errors(ba: BoundsAnalysis, assignments: list[Mapping[str, str]], *
     outs = _float_outputs(ba)
     hinges = _hinges(ba)
     for c, a in enumerate(assignments):
-        if not math.isfinite(res.bound[c]) and not (hinges and _only_unbounded(res.overflows[c])):
+        if not math.isfinite(res.bound[c]) and not (hinges and _undoable(ba, res.overflows[c])):
             continue  # a definite overflow (or nothing to refine): the forward verdict stands
         forward = (res.bound[c], res.overflow[c], list(res.overflows[c]))
         try:
@@ -332,21 +334,32 @@ def _carries(info: NodeInfo) -> bool:
     return info.kind not in _KNOWN and info.primary is not None and not info.is_point
 
 
-def _only_unbounded(overflows: list) -> bool:
-    """Every overflow of a configuration is an error with no finite bound (not a value
-    past the format's range, which no refinement of the errors can undo)."""
-    return bool(overflows) and all(not math.isfinite(o.value) and "failed" not in (o.detail or "") for o in overflows)
+def _undoable(ba: BoundsAnalysis, overflows: list) -> bool:
+    """Every overflow of a configuration comes from the errors alone: an error with no
+    finite bound, or a computed value ``|y| + e`` past the format's range where the exact
+    values ``|y|`` are within it (smaller errors may undo it). Not a failed error model,
+    nor a cast (whose producer's exact values are not checked here)."""
+    if not overflows:
+        return False
+    for o in overflows:
+        if "failed" in (o.detail or "") or o.op.startswith("cast into"):
+            return False
+        if math.isfinite(o.value):
+            iv = ba.nodes[o.node].primary if o.node in ba.nodes else None
+            if iv is None or not iv.is_float or not bool((fmag(iv) <= o.limit).all()):
+                return False
+    return True
 
 
 def _hinges(ba: BoundsAnalysis) -> list[str]:
-    """Inputs of relus, max pools and layer norms whose own pass fits the budget (at most
-    MAX_HINGES): where the forward pass's error bound of the input widens the box that
-    decides an active set, or a layer norm's 1/sigma and z intervals, a refined bound
-    narrows it for every later pass."""
+    """Inputs of relus, max pools, layer norms, softmax and rsqrt whose own pass fits the
+    budget (at most MAX_HINGES): where the forward pass's error bound of the input widens
+    the box that decides an active set, a layer norm's 1/sigma and z intervals, or the
+    slope of rsqrt near 0 (RMSNorm), a refined bound narrows it for every later pass."""
     big = max((i.primary.numel() for i in ba.nodes.values() if _carries(i)), default=0)
     out: list[str] = []
     for info in ba.nodes.values():
-        if info.op not in ("relu", "max_pool2d_with_indices", "native_layer_norm", "_softmax"):
+        if info.op not in ("relu", "max_pool2d_with_indices", "native_layer_norm", "_softmax", "rsqrt"):
             continue
         p = info.producers.get("self", info.producers.get("input"))
         if p is None or p in out or ba.nodes[p].kind in _KNOWN or ba.nodes[p].kind == "input":
@@ -682,6 +695,10 @@ class _Adjoint:
         if info.unsupported is not None or model is None or info.primary is None or not info.primary.is_float:
             return False
         acts = [a for a, p in info.producers.items() if not self.known(p)]
+        if isinstance(model, MinError):
+            # the smaller of several sound models (RMSNorm's chains): the generic one, first,
+            # has the structure the handlers pass rows through and is sound on its own
+            model = model.models[0]
         if isinstance(model, BilinearError):
             return self._bilinear(info, model, acts, C, R)
         if isinstance(model, ShapeError) and not model.multi and acts == [model.arg]:
@@ -696,6 +713,18 @@ class _Adjoint:
             return self._residual(info, model, acts, C, R)
         if isinstance(model, BinaryError) and model.kind == "mul" and len(acts) == 1:
             return self._scaled(info, model, acts[0], C, R)
+        if isinstance(model, BinaryError) and model.kind == "mul" and len(acts) == 2:
+            return self._times(info, model, acts, C, R)
+        if isinstance(model, CatError) and acts:
+            return self._cat(info, model, acts, C, R)
+        if isinstance(model, ElementwiseError) and info.op == "neg" and model.exact and acts == [model.arg]:
+            one = torch.full(info.primary.shape, -1.0, dtype=F64)
+            self._slope(info, model.arg, C, R, one, one)  # exact: no rounding of its own
+            return True
+        if isinstance(model, PowError) and acts == ["self"]:
+            return self._pow(info, model, C, R)
+        if isinstance(model, SumError) and acts == ["self"]:
+            return self._sum(info, model, C, R)
         if isinstance(model, BatchNormError) and acts == ["input"]:
             return self._batch_norm(info, model, C, R)
         if isinstance(model, LayerNormError) and acts == ["input"]:
@@ -959,14 +988,71 @@ class _Adjoint:
         erf, clamp, GELU, SiLU); ``wrap`` rebuilds a wrapping error model (GELU's)."""
         p = info.producers[m.arg]
         x = self.widened(p, self.edge_cast(info, p))
-        dmax = m.dsup(x.lo, x.hi)
+        dmax = (m.dtop or m.dsup)(x.lo, x.hi)
         if not bool(torch.isfinite(dmax).all()):
             return False
-        local = replace(m, x=x, y=self.wid_out(info.name, m.y))
-        self.charge(C, R, self.local(info, wrap(local) if wrap else local, {m.arg}))
         dmin = torch.minimum(m.dinf(x.lo, x.hi), dmax)
         if not bool(torch.isfinite(dmin).all()):
             return False
+        local = replace(m, x=x, y=self.wid_out(info.name, m.y))
+        self.charge(C, R, self.local(info, wrap(local) if wrap else local, {m.arg}))
+        self._slope(info, m.arg, C, R, dmin, dmax)
+        return True
+
+    def _cat(self, info: NodeInfo, m: CatError, acts: list[str], C, R) -> bool:
+        """cat / stack: exact; each input gets its own block of the rows (the l2 part of a
+        block is at most the whole's). A known input's cast into the node's format is
+        charged on its block."""
+        d = m.dim + 1
+        off = 0
+        for name, shape in zip(m.names, m.shapes):
+            if m.stack:
+                Cp, Rp = C.select(d, off), R.select(d, off)
+                off += 1
+            else:
+                k = shape[m.dim] if len(shape) > m.dim else 0
+                Cp, Rp = C.narrow(d, off, k), R.narrow(d, off, k)
+                off += k
+            if name in acts:
+                self._input(info, name, Cp, Rp, self.nu)
+            else:
+                e = _Ctx(self.run_, info).err(name)
+                if e is not None:
+                    self.charge(Cp, Rp, _clean(e)[0])
+        return True
+
+    def _pow(self, info: NodeInfo, m: PowError, C, R) -> bool:
+        """y = x^n for a constant n (RMSNorm's x^2): the mean-value slope n xi^(n-1) lies
+        between its values at the widened box's ends, for an integer n >= 1 (where n - 1 is
+        even and positive and the box holds 0, between 0 and the larger) or any n on a
+        positive box. The node's own rounding (the exponent's cast included) is its error
+        model on the widened box."""
+        p = info.producers["self"]
+        x = self.widened(p, self.edge_cast(info, p))
+        n = m.n
+        if not (bool(torch.isfinite(x.lo).all()) and bool(torch.isfinite(x.hi).all())):
+            return False
+        if n == int(n) and n >= 1:
+            k = int(n) - 1
+            a, b = n * x.lo**k, n * x.hi**k
+            dmin, dmax = torch.minimum(a, b), torch.maximum(a, b)
+            if k % 2 == 0 and k > 0:  # even power: least value 0 where the box holds 0
+                dmin = torch.where((x.lo < 0) & (x.hi > 0), torch.zeros_like(dmin), dmin)
+        elif bool((x.lo > 0).all()):
+            a, b = n * x.lo ** (n - 1), n * x.hi ** (n - 1)
+            dmin, dmax = torch.minimum(a, b), torch.maximum(a, b)
+        else:
+            return False
+        # float64 powers: a few ulps of relative error
+        dmin, dmax = dmin - dmin.abs() * 2.0**-44, dmax + dmax.abs() * 2.0**-44
+        if not (bool(torch.isfinite(dmin).all()) and bool(torch.isfinite(dmax).all())):
+            return False
+        self.charge(C, R, self.local(info, replace(m, x=x, out=self.wid_out(info.name, m.out)), {"self"}))
+        self._slope(info, "self", C, R, dmin, dmax)
+        return True
+
+    def _slope(self, info: NodeInfo, arg: str, C, R, dmin: torch.Tensor, dmax: torch.Tensor) -> None:
+        """Pass rows C +- R through an elementwise slope known to lie in [dmin, dmax]."""
         dmin, dmax = dmin.unsqueeze(0), dmax.unsqueeze(0)
         lo, hi = C - R, C + R
         c = torch.stack([lo * dmin, lo * dmax, hi * dmin, hi * dmax])
@@ -974,8 +1060,7 @@ class _Adjoint:
         C_in = (lo2 + hi2) * 0.5
         R_in = (hi2 - lo2) * 0.5 + (lo2.abs() + hi2.abs()) * 2.0**-52
         dm = float(torch.maximum(dmin.abs(), dmax.abs()).max()) if dmin.numel() else 0.0
-        self._input(info, m.arg, C_in, R_in, self.nu * dm * (1 + 2.0**-50))
-        return True
+        self._input(info, arg, C_in, R_in, self.nu * dm * (1 + 2.0**-50))
 
     def _reduce_to(self, Ca: torch.Tensor, Ra: torch.Tensor, shape: tuple[int, ...], slack: float) -> tuple[torch.Tensor, torch.Tensor, int]:
         """Row coefficients over the node's output, summed over the dims an operand of
@@ -1024,6 +1109,65 @@ class _Adjoint:
         Ca, Ra, cnt = self._reduce_to(Ca, Ra, tuple(x_iv.shape), 2.0**-52)
         cmax = float(c.abs().max()) * (1 + u) + he if c.numel() else 0.0
         self._input(info, a, Ca, Ra, self.nu * (cmax * math.sqrt(cnt) * (1 + 2.0**-50)))
+        return True
+
+    def _times(self, info: NodeInfo, m: BinaryError, acts: list[str], C, R) -> bool:
+        """y = x x' with both factors activations (a gated MLP's silu(g) u, RMSNorm's
+        x rsqrt(ms)): exactly ``x^ x'^ - x x' = (x^ - x) x'^ + x (x'^ - x')``. x's rows are
+        C x'^ with x'^ in its widened box (center, radius), x''s are C x with x in its exact
+        box, each summed over the dims its operand is broadcast along; the node's own
+        rounding is its error model on the widened boxes. (x x: both terms go to the one
+        producer and add up.)"""
+        if m.integer or m.ints is not None or sorted(acts) != sorted([m.xname, m.yname]):
+            return False
+        for iv in (m.x, m.y):
+            if not (bool(torch.isfinite(iv.lo).all()) and bool(torch.isfinite(iv.hi).all())):
+                return False
+        wide = {a: self.widened(info.producers[a], self.edge_cast(info, info.producers[a])) for a in acts}
+        for iv in wide.values():
+            if not (bool(torch.isfinite(iv.lo).all()) and bool(torch.isfinite(iv.hi).all())):
+                return False
+        loc = self.local(info, replace(m, x=wide[m.xname], y=wide[m.yname], out=self.wid_out(info.name, m.out)), set(acts))
+        if loc is None or not bool(torch.isfinite(loc).all()):
+            return False
+        self.charge(C, R, loc)
+        nd = C.dim() - 1
+        for a, other in ((m.xname, wide[m.yname]), (m.yname, m.x)):
+            oc, orad = (other.lo + other.hi) * 0.5, (other.hi - other.lo) * 0.5
+            oc = oc.reshape((1,) * (nd - oc.dim()) + tuple(oc.shape)).unsqueeze(0)
+            orad = orad.reshape((1,) * (nd - orad.dim()) + tuple(orad.shape)).unsqueeze(0)
+            om = oc.abs() + orad
+            Ca = C * oc
+            Ra = C.abs() * orad + R * om
+            shape = tuple((m.x if a == m.xname else m.y).shape)
+            Ca, Ra, cnt = self._reduce_to(Ca, Ra, shape, 2.0**-52)
+            omax = float(om.max()) if om.numel() else 0.0
+            self._input(info, a, Ca, Ra, self.nu * (omax * math.sqrt(cnt) * (1 + 2.0**-50)))
+        return True
+
+    def _sum(self, info: NodeInfo, m: SumError, C, R) -> bool:
+        """Sum or mean over some dims: an exact linear map; the rows are broadcast back over
+        the reduced dims (divided by n for a mean, with its float64 rounding). The l2 part
+        passes by the map's norm (sqrt n, or 1/sqrt n for a mean)."""
+        p = info.producers["self"]
+        x = self.widened(p, self.edge_cast(info, p))
+        if not (bool(torch.isfinite(x.lo).all()) and bool(torch.isfinite(x.hi).all())):
+            return False
+        loc = self.local(info, replace(m, x=x, out=self.wid_out(info.name, m.out)), {"self"})
+        if loc is None or not bool(torch.isfinite(loc).all()):
+            return False
+        self.charge(C, R, loc)
+        z = torch.zeros((self.J, *m.x.shape), dtype=F64)
+        back = torch.func.vjp(torch.vmap(m.fn), z)[1]
+        C_in, R_in = back(C)[0], back(R)[0]
+        n = max(m.n, 1)
+        if m.mean:
+            C_in = C_in / n
+            R_in = R_in / n + C_in.abs() * 2.0**-52
+            nu_in = self.nu / math.sqrt(n) * (1 + 2.0**-50)
+        else:
+            nu_in = self.nu * math.sqrt(n) * (1 + 2.0**-50)
+        self._input(info, "self", C_in, R_in, nu_in)
         return True
 
     def _residual(self, info: NodeInfo, m: BinaryError, acts: list[str], C, R) -> bool:

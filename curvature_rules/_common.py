@@ -188,6 +188,9 @@ class ElementwiseError:
     #: brackets the mean-value slope (f(x^) - f(x)) / (x^ - x), which the adjoint pass
     #: (certifier.adjoint) carries with its sign. None: only |slope| <= dsup is known.
     dinf: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    #: sup f' on [lo, hi] (signed), where it is below ``dsup`` (a decreasing f: rsqrt);
+    #: None: ``dsup`` is the upper slope the adjoint pass takes.
+    dtop: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
 
     def carried(self, ctx: ErrorContext, e: torch.Tensor | None) -> torch.Tensor | None:
         """A bound of ``|f(x^) - f(x)|`` for an input error bounded by ``e`` (None: exact)."""
@@ -315,6 +318,7 @@ def one_input_result(
     d2max: float | None = None,
     dinf: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     model: type = ElementwiseError,
+    dtop: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> RuleResult:
     """Result of an elementwise one-input op, with its Lipschitz bound from ``dsup``."""
     x = inp.tensor(arg)
@@ -325,5 +329,5 @@ def one_input_result(
         out=out,
         lipschitz={arg: L},
         curvature=curvature,
-        error=model(x, out, dsup, ulps, exact=exact, arg=arg, zero_below=zero_below, d2max=d2max, dinf=dinf),
+        error=model(x, out, dsup, ulps, exact=exact, arg=arg, zero_below=zero_below, d2max=d2max, dinf=dinf, **({"dtop": dtop} if dtop is not None else {})),
     )

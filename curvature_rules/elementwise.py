@@ -356,7 +356,9 @@ def sqrt_rule(inp: RuleInput) -> RuleResult:
     out = Interval(out.lo.clamp(min=0) if bool((x.lo >= 0).all()) else out.lo, out.hi, x.dtype)
     dsup = lambda lo, hi: _up(torch.where(lo > 0, 0.5 / torch.sqrt(lo), torch.full_like(lo, INF)))  # noqa: E731
     kap = lambda lo, hi: _up(torch.where(lo > 0, 0.25 / lo ** 1.5, torch.full_like(lo, INF)))  # noqa: E731
-    return one_input_result(inp, out, dsup, _kappa(x, kap), FUNCTION_ULPS["sqrt"])
+    # f' = x^-1/2 / 2 decreases on x > 0: at least f'(hi)
+    dinf = lambda lo, hi: _down(torch.where(lo > 0, 0.5 / torch.sqrt(hi), torch.zeros_like(hi))).clamp(min=0)  # noqa: E731
+    return one_input_result(inp, out, dsup, _kappa(x, kap), FUNCTION_ULPS["sqrt"], dinf=dinf)
 
 
 @register_rule([aten.rsqrt.default])
@@ -371,7 +373,10 @@ def rsqrt_rule(inp: RuleInput) -> RuleResult:
     out = Interval(lo, hi, x.dtype)
     dsup = lambda lo, hi: _up(torch.where(lo > 0, 0.5 * lo ** -1.5, torch.full_like(lo, INF)))  # noqa: E731
     kap = lambda lo, hi: _up(torch.where(lo > 0, 0.75 * lo ** -2.5, torch.full_like(lo, INF)))  # noqa: E731
-    res = one_input_result(inp, out, dsup, _kappa(x, kap), FUNCTION_ULPS["rsqrt"])
+    # f' = -x^-1.5 / 2 increases on x > 0: it lies in [f'(lo), f'(hi)]
+    dinf = lambda lo, hi: -dsup(lo, hi)  # noqa: E731
+    dtop = lambda lo, hi: -_down(torch.where(lo > 0, 0.5 * hi ** -1.5, torch.zeros_like(hi))).clamp(min=0)  # noqa: E731
+    res = one_input_result(inp, out, dsup, _kappa(x, kap), FUNCTION_ULPS["rsqrt"], dinf=dinf, dtop=dtop)
     ch = rmsnorm.match(inp.node)
     if ch is None or res.error is None:
         return res

@@ -728,3 +728,73 @@ def test_attention_products_and_softmax_at_points_and_over_a_domain(monkeypatch)
         assert math.isfinite(b)
         ob = observe(lm, cast_model(lm.module, f), FORMATS[f].torch_dtype, 20, 600, seed=0)
         assert ob.max_error <= b, f"{f}: observed {ob.max_error:.3g} > {b:.3g}"
+
+
+@pytest.mark.parametrize("op", ["sqrt", "rsqrt"])
+def test_root_slope_brackets_on_random_boxes(op):
+    """sqrt's and rsqrt's slope brackets [dinf, dtop or dsup], which the adjoint pass
+    carries with their signs, hold every f' found on a grid of 400 random positive boxes."""
+    gen = torch.Generator().manual_seed(3)
+    lo = torch.rand(400, generator=gen, dtype=F64) ** 4 * 10 + 1e-6
+    hi = lo + torch.rand(400, generator=gen, dtype=F64) ** 3 * 5
+    fn = getattr(torch, op)
+
+    class M(torch.nn.Module):
+        def forward(self, x):
+            return fn(x)
+
+    lm = _loaded(M(), (1, 400), 1.0, 1.0)
+    ba = analyze_bounds(lm, capture(lm), boxes=[(lo.reshape(1, -1), hi.reshape(1, -1))])
+    err = next(i.result.error for i in ba.nodes.values() if i.kind == "call" and i.result is not None and i.result.error is not None)
+    err = getattr(err, "models", (err,))[0]
+    floor, top = err.dinf(lo, hi), (err.dtop or err.dsup)(lo, hi)
+    t = lo.unsqueeze(1) + (hi - lo).unsqueeze(1) * torch.linspace(0, 1, 1001, dtype=F64)
+    x = t.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(fn(x).sum(), x)
+    assert bool((floor <= g.amin(1)).all()) and bool((top >= g.amax(1)).all())
+    if op == "rsqrt":
+        assert bool((top < 0).all())  # the sign is kept: a decreasing function
+
+
+class _GatedRms(torch.nn.Module):
+    """An RMSNorm (pow, mean, rsqrt, products of two activations), a rotate-half (neg,
+    cat) and a gated MLP (silu(g) * u): the pieces of Llama-family blocks."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(6)
+        self.up, self.gate, self.down = torch.nn.Linear(8, 16), torch.nn.Linear(8, 16), torch.nn.Linear(16, 8)
+        self.w = torch.nn.Parameter(torch.rand(8) + 0.5)
+
+    def forward(self, x):
+        h = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * self.w
+        h = torch.cat([-h[..., 4:], h[..., :4]], -1) * 0.5 + h
+        return self.down(torch.nn.functional.silu(self.gate(h)) * self.up(h))
+
+
+def test_rmsnorm_gated_mlp_and_rotate_half(monkeypatch):
+    """Products of two activations, sums / means, powers, rsqrt (a decreasing slope), neg
+    and cat keep the rows' signs (they were cuts): at points the bound holds and is below
+    the pass with them as cuts (measured: fp32 1.9e-6 vs 3.9e-6, bf16 0.031 vs 0.098, fp16
+    2.9e-3 vs 1.1e-2); over a box away from 0 it holds under the adversarial search."""
+    lm = _loaded(_GatedRms(), (2, 8), -1.0, 1.0)
+    gen = torch.Generator().manual_seed(0)
+    pts = [torch.rand(2, 8, generator=gen) * 2 - 1 for _ in range(3)]
+    _at_points(lm, pts)
+    x = pts[0].to(F64)
+    ba = analyze_bounds(lm, capture(lm), boxes=[(x, x)])
+    cfg = [{"*": f} for f in FMTS]
+    new = certified_errors(ba, cfg, keep_nodes=False).bound
+    with monkeypatch.context() as mp:
+        for h in ("_times", "_sum", "_pow", "_cat"):
+            mp.setattr(adjoint._Adjoint, h, lambda self, *a: False)
+        old = certified_errors(ba, cfg, keep_nodes=False).bound
+    for f, b, bo in zip(FMTS, new, old):
+        assert b < 0.8 * bo, f"{f}: {b:.3g} vs {bo:.3g} with these ops as cuts"
+    lm = _loaded(_GatedRms(), (2, 8), 0.5, 1.0)
+    ba = analyze_bounds(lm, capture(lm))
+    res = certified_errors(ba, cfg, keep_nodes=False)
+    for f, b in zip(FMTS, res.bound):
+        assert math.isfinite(b)
+        ob = observe(lm, cast_model(lm.module, f), FORMATS[f].torch_dtype, 20, 600, seed=0)
+        assert ob.max_error <= b, f"{f}: observed {ob.max_error:.3g} > {b:.3g}"
