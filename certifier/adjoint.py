@@ -1027,10 +1027,9 @@ class _Adjoint:
         even and positive and the box holds 0, between 0 and the larger) or any n on a
         positive box. The node's own rounding (the exponent's cast included) is its error
         model on the widened box."""
-        p = info.producers["self"]
-        x = self.widened(p, self.edge_cast(info, p))
+        x = self._widened_in(info, "self")
         n = m.n
-        if not (bool(torch.isfinite(x.lo).all()) and bool(torch.isfinite(x.hi).all())):
+        if x is None:
             return False
         if n == int(n) and n >= 1:
             k = int(n) - 1
@@ -1047,7 +1046,8 @@ class _Adjoint:
         dmin, dmax = dmin - dmin.abs() * 2.0**-44, dmax + dmax.abs() * 2.0**-44
         if not (bool(torch.isfinite(dmin).all()) and bool(torch.isfinite(dmax).all())):
             return False
-        self.charge(C, R, self.local(info, replace(m, x=x, out=self.wid_out(info.name, m.out)), {"self"}))
+        if not self._charge_own(info, replace(m, x=x, out=self.wid_out(info.name, m.out)), "self", C, R):
+            return False
         self._slope(info, "self", C, R, dmin, dmax)
         return True
 
@@ -1149,14 +1149,9 @@ class _Adjoint:
         """Sum or mean over some dims: an exact linear map; the rows are broadcast back over
         the reduced dims (divided by n for a mean, with its float64 rounding). The l2 part
         passes by the map's norm (sqrt n, or 1/sqrt n for a mean)."""
-        p = info.producers["self"]
-        x = self.widened(p, self.edge_cast(info, p))
-        if not (bool(torch.isfinite(x.lo).all()) and bool(torch.isfinite(x.hi).all())):
+        x = self._widened_in(info, "self")
+        if x is None or not self._charge_own(info, replace(m, x=x, out=self.wid_out(info.name, m.out)), "self", C, R):
             return False
-        loc = self.local(info, replace(m, x=x, out=self.wid_out(info.name, m.out)), {"self"})
-        if loc is None or not bool(torch.isfinite(loc).all()):
-            return False
-        self.charge(C, R, loc)
         z = torch.zeros((self.J, *m.x.shape), dtype=F64)
         back = torch.func.vjp(torch.vmap(m.fn), z)[1]
         C_in, R_in = back(C)[0], back(R)[0]
@@ -1231,6 +1226,24 @@ class _Adjoint:
         self._input(info, "input", C * s, R * s.abs() + (C.abs() + R) * s.abs() * 2.0**-48, self.nu * float(m.scale.abs().max()) * (1 + 2.0**-47))
         return True
 
+    def _widened_in(self, info: NodeInfo, arg: str) -> Interval | None:
+        """The box holding both the exact and the computed input ``arg`` (its cast on the
+        edge included), or None where it is not finite."""
+        p = info.producers[arg]
+        x = self.widened(p, self.edge_cast(info, p))
+        if not (bool(torch.isfinite(x.lo).all()) and bool(torch.isfinite(x.hi).all())):
+            return None
+        return x
+
+    def _charge_own(self, info: NodeInfo, model, arg: str, C, R) -> bool:
+        """Charge the node's own rounding: its error model (``model``, already on the widened
+        box) with input ``arg`` exact. False (nothing charged) where it is not finite."""
+        loc = self.local(info, model, {arg})
+        if loc is None or not bool(torch.isfinite(loc).all()):
+            return False
+        self.charge(C, R, loc)
+        return True
+
     def _softmax(self, info: NodeInfo, m: SoftmaxError, C, R) -> bool:
         """y = softmax(x) along a dim: the Jacobian ``J_ik = y_i (delta_ik - y_k)`` sends a
         row c to ``y_k (c_k - c . y)``; its mean value along x -> x^ is enclosed with y in
@@ -1238,14 +1251,9 @@ class _Adjoint:
         ``U_k (R_k + sum_i R_i U_i)``, the l2 part by ``||J||_2 <= max y`` (J is positive
         semidefinite with eigenvalues at most max y). The node's own rounding is its error
         model on the widened box."""
-        p = info.producers["self"]
-        x = self.widened(p, self.edge_cast(info, p))
-        if not (bool(torch.isfinite(x.lo).all()) and bool(torch.isfinite(x.hi).all())):
+        x = self._widened_in(info, "self")
+        if x is None or not self._charge_own(info, replace(m, x=x, out=self.wid_out(info.name, m.out)), "self", C, R):
             return False
-        loc = self.local(info, replace(m, x=x, out=self.wid_out(info.name, m.out)), {"self"})
-        if loc is None or not bool(torch.isfinite(loc).all()):
-            return False
-        self.charge(C, R, loc)
         d = m.dim
         L, U = softmax_bounds(x.lo.movedim(d, -1), x.hi.movedim(d, -1))
         C_in, R_c, R_r = softmax_rows(C.movedim(d + 1, -1), R.movedim(d + 1, -1), L, U)
@@ -1267,18 +1275,15 @@ class _Adjoint:
         map and the casts of gamma and beta)."""
         if m.fused or m.out_shape is not None or (m.w is not None and not m.w.is_point) or (m.b is not None and not m.b.is_point):
             return False
-        p = info.producers["input"]
-        x = self.widened(p, self.edge_cast(info, p))
-        if not (bool(torch.isfinite(x.lo).all()) and bool(torch.isfinite(x.hi).all())):
+        x = self._widened_in(info, "input")
+        if x is None:
             return False
         n = m.n
-        loc = self.local(info, replace(m, x=x, out=self.wid_out(info.name, m.out)), {"input"})
-        if loc is None or not bool(torch.isfinite(loc).all()):
-            return False
-        self.charge(C, R, loc)
         lo, hi = x.lo.reshape(-1, n), x.hi.reshape(-1, n)
         zlo, zhi, s_lo, s_hi = layer_norm_box(lo, hi, m.eps)
         if not (bool(torch.isfinite(s_hi).all()) and bool(torch.isfinite(zlo).all()) and bool(torch.isfinite(zhi).all())):
+            return False
+        if not self._charge_own(info, replace(m, x=x, out=self.wid_out(info.name, m.out)), "input", C, R):
             return False
         g = torch.ones(n, dtype=F64) if m.w is None else m.w.value.to(F64).reshape(-1)
         J = self.J

@@ -556,25 +556,30 @@ def _ln_z(x: torch.Tensor, eps: float) -> torch.Tensor:
     return (x - mu) / torch.sqrt(((x - mu) ** 2).mean(-1, keepdim=True) + eps)
 
 
-def _ln_violation(center, radius, radius_r, a, D, lo, hi, eps, gen) -> float:
-    """Largest excess of sum_i (a_i + D_i) (z_i(x^) - z_i(x)) over its enclosure, on random
-    pairs and corner pairs of the box (negative: every sample inside)."""
-    worst = -math.inf
-    for k in range(300):
-        if k % 3 == 0:  # corners: where the mean-value slope is most extreme
-            x = torch.where(torch.rand(lo.shape, generator=gen) < 0.5, lo, hi)
-            xh = torch.where(torch.rand(lo.shape, generator=gen) < 0.5, lo, hi)
+def _box_pairs(lo, hi, gen, k: int = 300):
+    """k pairs (x, x^) in the box: random, and every third a pair of corners (where a
+    mean-value slope is most extreme)."""
+    for i in range(k):
+        if i % 3 == 0:
+            yield tuple(torch.where(torch.rand(lo.shape, generator=gen) < 0.5, lo, hi) for _ in range(2))
         else:
-            x = lo + (hi - lo) * torch.rand(lo.shape, generator=gen, dtype=F64)
-            xh = lo + (hi - lo) * torch.rand(lo.shape, generator=gen, dtype=F64)
-        dz = _ln_z(xh, eps) - _ln_z(x, eps)
+            yield tuple(lo + (hi - lo) * torch.rand(lo.shape, generator=gen, dtype=F64) for _ in range(2))
+
+
+def _enclosure_excess(f, center, radius, c, D, lo, hi, gen) -> float:
+    """Largest excess of sum_i (c_i + D_i) (f_i(x^) - f_i(x)) over its enclosure
+    ``center . d +- radius . |d|`` (d = x^ - x) on pairs of the box (<= 0: all inside)."""
+    worst = -math.inf
+    for x, xh in _box_pairs(lo, hi, gen):
         d = xh - x
-        got = ((a + D) * dz).sum(-1)
-        mid = (center * d).sum(-1)
-        rad = ((radius + radius_r) * d.abs()).sum(-1)
-        tol = 1e-12 * (a.abs() + D.abs()).sum(-1).clamp(min=1.0)
-        worst = max(worst, float(((got - mid).abs() - rad - tol).max()))
+        got = ((c + D) * (f(xh) - f(x))).sum(-1)
+        bound = (radius * d.abs()).sum(-1) + 1e-12 * (c.abs() + D.abs()).sum(-1).clamp(min=1.0)
+        worst = max(worst, float(((got - (center * d).sum(-1)).abs() - bound).max()))
     return worst
+
+
+def _ln_violation(center, radius, radius_r, a, D, lo, hi, eps, gen) -> float:
+    return _enclosure_excess(lambda x: _ln_z(x, eps), center, radius + radius_r, a, D, lo, hi, gen)
 
 
 @pytest.mark.parametrize("width", [1e-3, 0.05, 0.5])
@@ -661,20 +666,7 @@ def test_softmax_rows_enclose_the_mean_value_jacobian(width):
     center, rad, rad_r = adjoint.softmax_rows(c, Rr, L, U)
 
     def worst(cen):
-        w = -math.inf
-        for k in range(300):
-            if k % 3 == 0:
-                x = torch.where(torch.rand(lo.shape, generator=gen) < 0.5, lo, hi)
-                xh = torch.where(torch.rand(lo.shape, generator=gen) < 0.5, lo, hi)
-            else:
-                x = lo + (hi - lo) * torch.rand(lo.shape, generator=gen, dtype=F64)
-                xh = lo + (hi - lo) * torch.rand(lo.shape, generator=gen, dtype=F64)
-            dy = torch.softmax(xh, -1) - torch.softmax(x, -1)
-            d = xh - x
-            got = ((c + D) * dy).sum(-1)
-            bound = ((rad + rad_r) * d.abs()).sum(-1) + 1e-12 * (c.abs() + D.abs()).sum(-1)
-            w = max(w, float(((got - (cen * d).sum(-1)).abs() - bound).max()))
-        return w
+        return _enclosure_excess(lambda x: torch.softmax(x, -1), cen, rad + rad_r, c, D, lo, hi, gen)
 
     assert worst(center) <= 0
     if width < 0.1:
