@@ -352,14 +352,16 @@ def _undoable(ba: BoundsAnalysis, overflows: list) -> bool:
 
 
 def _hinges(ba: BoundsAnalysis) -> list[str]:
-    """Inputs of relus, max pools, layer norms, softmax and rsqrt whose own pass fits the
-    budget (at most MAX_HINGES): where the forward pass's error bound of the input widens
-    the box that decides an active set, a layer norm's 1/sigma and z intervals, or the
-    slope of rsqrt near 0 (RMSNorm), a refined bound narrows it for every later pass."""
+    """Inputs of relus, max pools, layer norms, softmax, rsqrt, GELU, sigmoid and of the
+    first operand of bmm whose own pass fits the budget (at most MAX_HINGES): where the
+    forward pass's error bound of the input widens the box that decides an active set, a
+    layer norm's 1/sigma and z intervals, the slope of rsqrt near 0 (RMSNorm), a smooth
+    activation's slope range or the other factor of a product, a refined bound narrows it
+    for every later pass."""
     big = max((i.primary.numel() for i in ba.nodes.values() if _carries(i)), default=0)
     out: list[str] = []
     for info in ba.nodes.values():
-        if info.op not in ("relu", "max_pool2d_with_indices", "native_layer_norm", "_softmax", "rsqrt"):
+        if info.op not in ("relu", "max_pool2d_with_indices", "native_layer_norm", "_softmax", "rsqrt", "bmm", "gelu", "sigmoid"):
             continue
         p = info.producers.get("self", info.producers.get("input"))
         if p is None or p in out or ba.nodes[p].kind in _KNOWN or ba.nodes[p].kind == "input":
