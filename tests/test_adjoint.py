@@ -608,6 +608,33 @@ def test_layer_norm_rows_enclose_the_mean_value_jacobian(width):
             assert _ln_violation(wrong, r, rr, a, D, lo, hi, eps, gen) > 0
 
 
+def _signs_kept(monkeypatch, make, shape, handlers, box, factor, skip=()):
+    """At 3 random points of [-1, 1]: the refined bound holds and is below ``factor`` times
+    the pass with ``handlers`` declining (those ops as cuts); over ``box`` the bound holds
+    under the adversarial search."""
+    lm = _loaded(make(), shape, -1.0, 1.0)
+    gen = torch.Generator().manual_seed(0)
+    pts = [torch.rand(*shape, generator=gen) * 2 - 1 for _ in range(3)]
+    _at_points(lm, pts)
+    x = pts[0].to(F64)
+    ba = analyze_bounds(lm, capture(lm), boxes=[(x, x)])
+    cfg = [{"*": f} for f in FMTS]
+    new = certified_errors(ba, cfg, keep_nodes=False).bound
+    with monkeypatch.context() as mp:
+        for h in handlers:
+            mp.setattr(adjoint._Adjoint, h, lambda self, *a: False)
+        old = certified_errors(ba, cfg, keep_nodes=False).bound
+    for f, b, bo in zip(FMTS, new, old):
+        if f not in skip:
+            assert b < factor * bo, f"{f}: {b:.3g} vs {bo:.3g} with {handlers} as cuts"
+    lm = _loaded(make(), shape, *box)
+    res = certified_errors(analyze_bounds(lm, capture(lm)), cfg, keep_nodes=False)
+    for f, b in zip(FMTS, res.bound):
+        assert math.isfinite(b)
+        ob = observe(lm, cast_model(lm.module, f), FORMATS[f].torch_dtype, 20, 600, seed=0)
+        assert ob.max_error <= b, f"{f}: observed {ob.max_error:.3g} > {b:.3g}"
+
+
 class _LNNet(torch.nn.Module):
     def __init__(self):
         super().__init__()
@@ -626,27 +653,8 @@ def test_layer_norm_passes_signs_at_points_and_holds_over_a_domain(monkeypatch):
     and is 3-4x below the pass with the layer norm as a cut (bf16 0.023 vs 0.082, fp16
     2.3e-3 vs 9.4e-3); over a box where the row variance is bounded away from 0 the bound
     holds under the adversarial search."""
-    lm = _loaded(_LNNet(), (2, 8), -1.0, 1.0)
-    gen = torch.Generator().manual_seed(0)
-    pts = [torch.rand(2, 8, generator=gen) * 2 - 1 for _ in range(3)]
-    _at_points(lm, pts)
-    x = pts[0].to(F64)
-    ba = analyze_bounds(lm, capture(lm), boxes=[(x, x)])
-    cfg = [{"*": f} for f in FMTS]
-    with_ln = certified_errors(ba, cfg, keep_nodes=False).bound
-    with monkeypatch.context() as mp:
-        mp.setattr(adjoint._Adjoint, "_layer_norm", lambda self, *a: False)
-        as_cut = certified_errors(ba, cfg, keep_nodes=False).bound
-    for f, b, bc in zip(FMTS, with_ln, as_cut):
-        if f != "fp32":  # fp32: the weights' casts dominate, no layer norm in their way
-            assert b < 0.5 * bc, f"{f}: {b:.3g} vs {bc:.3g} with the layer norm as a cut"
-    lm = _loaded(_LNNet(), (2, 8), 0.5, 1.0)
-    ba = analyze_bounds(lm, capture(lm))
-    res = certified_errors(ba, cfg, keep_nodes=False)
-    for f, b in zip(FMTS, res.bound):
-        assert math.isfinite(b)
-        ob = observe(lm, cast_model(lm.module, f), FORMATS[f].torch_dtype, 20, 600, seed=0)
-        assert ob.max_error <= b, f"{f}: observed {ob.max_error:.3g} > {b:.3g}"
+    # fp32: the weights' casts dominate, no layer norm in their way
+    _signs_kept(monkeypatch, _LNNet, (2, 8), ("_layer_norm",), (0.5, 1.0), 0.5, skip=("fp32",))
 
 
 @pytest.mark.parametrize("width", [1e-3, 0.05, 1.0])
@@ -699,27 +707,7 @@ def test_attention_products_and_softmax_at_points_and_over_a_domain(monkeypatch)
     the refined bound holds and is below the pass with them as cuts (measured: fp32 9.5e-6
     vs 1.25e-5, bf16 0.091 vs 0.243, fp16 7.9e-3 vs 1.6e-2); over a box the bound holds
     under the adversarial search."""
-    lm = _loaded(_Attention(), (1, 5, 8), -1.0, 1.0)
-    gen = torch.Generator().manual_seed(0)
-    pts = [torch.rand(1, 5, 8, generator=gen) * 2 - 1 for _ in range(3)]
-    _at_points(lm, pts)
-    x = pts[0].to(F64)
-    ba = analyze_bounds(lm, capture(lm), boxes=[(x, x)])
-    cfg = [{"*": f} for f in FMTS]
-    new = certified_errors(ba, cfg, keep_nodes=False).bound
-    with monkeypatch.context() as mp:
-        mp.setattr(adjoint._Adjoint, "_product", lambda self, *a: False)
-        mp.setattr(adjoint._Adjoint, "_softmax", lambda self, *a: False)
-        old = certified_errors(ba, cfg, keep_nodes=False).bound
-    for f, b, bo in zip(FMTS, new, old):
-        assert b < 0.8 * bo, f"{f}: {b:.3g} vs {bo:.3g} with products and softmax as cuts"
-    lm = _loaded(_Attention(), (1, 5, 8), 0.25, 0.5)
-    ba = analyze_bounds(lm, capture(lm))
-    res = certified_errors(ba, cfg, keep_nodes=False)
-    for f, b in zip(FMTS, res.bound):
-        assert math.isfinite(b)
-        ob = observe(lm, cast_model(lm.module, f), FORMATS[f].torch_dtype, 20, 600, seed=0)
-        assert ob.max_error <= b, f"{f}: observed {ob.max_error:.3g} > {b:.3g}"
+    _signs_kept(monkeypatch, _Attention, (1, 5, 8), ("_product", "_softmax"), (0.25, 0.5), 0.8)
 
 
 @pytest.mark.parametrize("op", ["sqrt", "rsqrt"])
@@ -769,24 +757,4 @@ def test_rmsnorm_gated_mlp_and_rotate_half(monkeypatch):
     and cat keep the rows' signs (they were cuts): at points the bound holds and is below
     the pass with them as cuts (measured: fp32 1.9e-6 vs 3.9e-6, bf16 0.031 vs 0.098, fp16
     2.9e-3 vs 1.1e-2); over a box away from 0 it holds under the adversarial search."""
-    lm = _loaded(_GatedRms(), (2, 8), -1.0, 1.0)
-    gen = torch.Generator().manual_seed(0)
-    pts = [torch.rand(2, 8, generator=gen) * 2 - 1 for _ in range(3)]
-    _at_points(lm, pts)
-    x = pts[0].to(F64)
-    ba = analyze_bounds(lm, capture(lm), boxes=[(x, x)])
-    cfg = [{"*": f} for f in FMTS]
-    new = certified_errors(ba, cfg, keep_nodes=False).bound
-    with monkeypatch.context() as mp:
-        for h in ("_times", "_sum", "_pow", "_cat"):
-            mp.setattr(adjoint._Adjoint, h, lambda self, *a: False)
-        old = certified_errors(ba, cfg, keep_nodes=False).bound
-    for f, b, bo in zip(FMTS, new, old):
-        assert b < 0.8 * bo, f"{f}: {b:.3g} vs {bo:.3g} with these ops as cuts"
-    lm = _loaded(_GatedRms(), (2, 8), 0.5, 1.0)
-    ba = analyze_bounds(lm, capture(lm))
-    res = certified_errors(ba, cfg, keep_nodes=False)
-    for f, b in zip(FMTS, res.bound):
-        assert math.isfinite(b)
-        ob = observe(lm, cast_model(lm.module, f), FORMATS[f].torch_dtype, 20, 600, seed=0)
-        assert ob.max_error <= b, f"{f}: observed {ob.max_error:.3g} > {b:.3g}"
+    _signs_kept(monkeypatch, _GatedRms, (2, 8), ("_times", "_sum", "_pow", "_cat"), (0.5, 1.0), 0.8)
