@@ -394,13 +394,13 @@ class _LocalCtx(_Ctx):
         return None if name in self._rounded else super().cast_point(name)
 
     def err(self, name: str) -> torch.Tensor | None:
-        return None if name in self._act else super().err(name)
+        return None if name in self._act or name in self._rounded else super().err(name)
 
     def rel(self, name: str):
-        return None if name in self._act else super().rel(name)
+        return None if name in self._act or name in self._rounded else super().rel(name)
 
     def err_or_cast(self, name: str):
-        return (None, None) if name in self._act else super().err_or_cast(name)
+        return (None, None) if name in self._act or name in self._rounded else super().err_or_cast(name)
 
 
 class _Adjoint:
@@ -711,7 +711,7 @@ class _Adjoint:
             return self._smooth(info, model, C, R)
         if isinstance(model, AbsXError) and model.inner.dinf is not None and acts == [model.inner.arg]:
             return self._smooth(info, model.inner, C, R, wrap=lambda e: AbsXError(e, model.ulps_x))
-        if isinstance(model, BinaryError) and model.kind == "add" and acts:
+        if isinstance(model, BinaryError) and model.kind == "add":
             return self._residual(info, model, acts, C, R)
         if isinstance(model, BinaryError) and model.kind == "mul" and len(acts) == 1:
             return self._scaled(info, model, acts[0], C, R)
@@ -1170,9 +1170,10 @@ class _Adjoint:
     def _residual(self, info: NodeInfo, m: BinaryError, acts: list[str], C, R) -> bool:
         """y = x + alpha x' (add, sub, a residual connection): exactly,
         ``y^ - y = (x^ - x) + alpha (x'^ - x') + delta`` with delta the node's own rounding
-        (the sum's storage, alpha's product, a known operand's cast), bounded by its error
-        model on the widened boxes. Each activation operand gets the row's coefficients
-        (times alpha), summed over the dims it is broadcast along."""
+        (the sum's storage, alpha's product), bounded by its error model on the widened
+        boxes, and a known operand's cast, charged with its signs. Each activation operand
+        gets the row's coefficients (times alpha), summed over the dims it is broadcast
+        along."""
         if m.integer or m.ints is not None:
             return False
         ivs = {m.xname: m.x, m.yname: m.y}
@@ -1184,8 +1185,24 @@ class _Adjoint:
             if not (bool(torch.isfinite(iv.lo).all()) and bool(torch.isfinite(iv.hi).all())):
                 return False  # fixed infinities (additive masks) keep the forward pass
         wide = {a: self.widened(info.producers[a], self.edge_cast(info, info.producers[a])) for a in args}
+        # A known operand's cast into the format is known exactly (an embedding row, a bias
+        # at a point): charged with its signs, and the node's own rounding is bounded with
+        # the rounded operand in its place (as a weight's in _bilinear).
+        signed = []
+        for k, iv, scalar in ((m.xname, m.x, m.x_scalar), (m.yname, m.y, m.y_scalar)):
+            if k is None or scalar or k in args or k not in info.producers or not iv.is_point:
+                continue
+            r = self.rounded_known(info, k, iv)
+            if r is not None:
+                wide[k] = Interval.point(r[0])
+                signed.append((k, r[1]))
         local = replace(m, x=wide.get(m.xname, m.x), y=wide.get(m.yname, m.y), out=self.wid_out(info.name, m.out))
-        self.charge(C, R, self.local(info, local, set(args)))
+        self.charge(C, R, self.local(info, local, set(args), frozenset(k for k, _ in signed)))
+        out_shape = tuple(C.shape[1:])
+        for k, d in signed:
+            f = 1.0 if k == m.xname else float(m.alpha)
+            vc = (d.to(F64) * f).expand(out_shape)
+            self.charge_signed(C, R, vc, vc.abs() * (2.0**-52 if f != 1.0 else 0.0))
         for a in args:
             f = 1.0 if a == m.xname else float(m.alpha)
             # the float64 product by alpha errs by 2^-53 relative

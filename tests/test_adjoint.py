@@ -758,3 +758,45 @@ def test_rmsnorm_gated_mlp_and_rotate_half(monkeypatch):
     the pass with them as cuts (measured: fp32 1.9e-6 vs 3.9e-6, bf16 0.031 vs 0.098, fp16
     2.9e-3 vs 1.1e-2); over a box away from 0 it holds under the adversarial search."""
     _signs_kept(monkeypatch, _GatedRms, (2, 8), ("_times", "_sum", "_pow", "_cat"), (0.5, 1.0), 0.8)
+
+
+class _PlusConst(torch.nn.Module):
+    """(h + k).sum() at x = 1 with h = w x (16 entries, bf16 values) and k a buffer of 0.3s
+    or 0.3s and 0.7s alternating: bf16 rounds 0.3 up to 0.30078125 and 0.7 down to
+    0.69921875 (7.8e-4 each way), and w = -k^ makes h + k exactly 0 in bf16 (-d exactly).
+    The output's error is the sum of the casts d: 0.0125 with one sign, 0 alternating."""
+
+    def __init__(self, alternate: bool):
+        super().__init__()
+        k = torch.tensor([0.7 if alternate and i % 2 else 0.3 for i in range(16)])
+        self.lin = torch.nn.Linear(1, 16)
+        self.out = torch.nn.Linear(16, 1)
+        with torch.no_grad():
+            self.lin.weight.copy_(-k.to(torch.bfloat16).float().reshape(16, 1))
+            self.lin.bias.fill_(0.0)
+            self.out.weight.fill_(1.0)
+            self.out.bias.fill_(0.0)
+        self.register_buffer("k", k)
+
+    def forward(self, x):
+        return self.out(self.lin(x) + self.k)
+
+
+def test_known_operand_cast_is_charged_with_its_sign(monkeypatch):
+    """A sum's known operand (a buffer, an embedding row at a point) is rounded into the
+    format exactly: the pass charges that rounding with its signs (and bounds the sum's
+    own rounding with the rounded operand in its place). With one sign the bound holds
+    against the whole 0.0125 of cast error; alternating, the casts cancel in the bound as
+    in the run (a pass charging |C| |d| pays 16 x 7.8e-4 more)."""
+    one = torch.ones(1, 1)
+    bf16 = {"*": "bf16"}
+    lm = _loaded(_PlusConst(False), (1, 1), 1.0, 1.0)
+    b, obs = _point_bound_and_error(lm, bf16, cast_model(lm.module, "bf16"), torch.bfloat16, one)
+    assert obs == pytest.approx(16 * (0.30078125 - 0.3), rel=1e-4) and obs <= b
+    lm = _loaded(_PlusConst(True), (1, 1), 1.0, 1.0)
+    b, obs = _point_bound_and_error(lm, bf16, cast_model(lm.module, "bf16"), torch.bfloat16, one)
+    assert obs <= b
+    with monkeypatch.context() as mp:
+        mp.setattr(adjoint._Adjoint, "charge_signed", lambda self, C, R, vc, vr, alt=None: self.charge(C, R, vc.abs() + vr))
+        b_unsigned, _ = _point_bound_and_error(lm, bf16, cast_model(lm.module, "bf16"), torch.bfloat16, one)
+    assert b_unsigned > b + 0.9 * 16 * 7.8e-4, f"signed {b:.3g}, unsigned {b_unsigned:.3g}"
