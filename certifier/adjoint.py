@@ -109,6 +109,8 @@ OUTPUT_REFINES = 3
 _KNOWN = ("param", "buffer", "constant")
 
 _SUM_SLACK = 1 + 2.0**-40
+#: matrix products (short op names): a map whose l2 norm the Frobenius norm bounds
+_MATMULS = ("mm", "bmm", "matmul", "addmm", "baddbmm")
 
 
 def certified_errors(ba: BoundsAnalysis, assignments: list[Mapping[str, str]], *, terms: list | None = None, **kw) -> ErrorResult:
@@ -154,9 +156,9 @@ def certified_errors(ba: BoundsAnalysis, assignments: list[Mapping[str, str]], *
 def _refine(ba: BoundsAnalysis, res: ErrorResult, c: int, a: Mapping[str, str], errs: dict, outs: list[str], hinges: list[str], terms: list | None, recs: list) -> None:
     """One configuration of :func:`certified_errors`: the hinges' refinements, then the
     outputs', with ``res`` updated where the adjoint bound is smaller."""
-    # First the inputs of relus and max pools, in graph order: their refined error bounds
-    # narrow the boxes that decide which relus are active (and which window holds the
-    # maximum) in every later pass.
+    # First the hinges (see _hinges), in graph order: their refined error bounds narrow the
+    # boxes that decide which relus are active (and which window holds the maximum), and
+    # those that enclose the later Jacobians, in every later pass.
     better: dict[str, torch.Tensor] = {}
     better_p: dict[str, torch.Tensor] = {}
     dw_norms: dict[str, float | None] = {}
@@ -767,21 +769,18 @@ class _Adjoint:
         q k^T and p v). Exactly, ``A^ B^ - A B = (A^ - A) B^ + A (B^ - B)``: A's rows are
         C op(., B^)^T with B^ in B's widened box (center Bc, radius Br): center
         ``vjp(Bc, C)``, radius ``vjp(Br, |C|) + vjp(|Bc| + Br, R)``; B's rows likewise with
-        A in its exact box. The node's own rounding (accumulation on |A^| |B^|, storage, the
-        bias's cast) is its error model on the widened boxes; the l2 part passes by the
-        Frobenius norm of the other operand's box (>= the map's l2 norm)."""
-        pa, pb = info.producers[m.a_name], info.producers[m.b_name]
-        if pa == pb:
-            return False  # x op x: the two terms share one error, keep the forward pass
-        wa = self.widened(pa, self.edge_cast(info, pa))
-        wb = self.widened(pb, self.edge_cast(info, pb))
-        for iv in (wa, wb, m.A, m.B):
-            if not (bool(torch.isfinite(iv.lo).all()) and bool(torch.isfinite(iv.hi).all())):
-                return False
-        loc = self.local(info, replace(m, A=wa, B=wb, out=self.wid_out(info.name, m.out)), {m.a_name, m.b_name})
-        if loc is None or not bool(torch.isfinite(loc).all()):
+        A in its exact box (A op A: both terms go to the one producer and add up). The
+        node's own rounding (accumulation on |A^| |B^|, storage, the bias's cast) is its
+        error model on the widened boxes; the l2 part passes by the Frobenius norm of the
+        other operand's box (>= the l2 norm of a matrix product's map, batched or
+        broadcast, not of a convolution's)."""
+        if info.op not in _MATMULS:
+            return False  # a convolution's l2 norm is not bounded by its kernel's Frobenius norm
+        wa, wb = self._widened_in(info, m.a_name), self._widened_in(info, m.b_name)
+        if wa is None or wb is None:
             return False
-        self.charge(C, R, loc)
+        if not self._charge_own(info, replace(m, A=wa, B=wb, out=self.wid_out(info.name, m.out)), {m.a_name, m.b_name}, C, R):
+            return False
         g = (m.k + 2) * 2.0**-52
         al = abs(m.alpha)
 
@@ -997,7 +996,8 @@ class _Adjoint:
         if not bool(torch.isfinite(dmin).all()):
             return False
         local = replace(m, x=x, y=self.wid_out(info.name, m.y))
-        self.charge(C, R, self.local(info, wrap(local) if wrap else local, {m.arg}))
+        if not self._charge_own(info, wrap(local) if wrap else local, {m.arg}, C, R):
+            return False
         self._slope(info, m.arg, C, R, dmin, dmax)
         return True
 
@@ -1048,7 +1048,7 @@ class _Adjoint:
         dmin, dmax = dmin - dmin.abs() * 2.0**-44, dmax + dmax.abs() * 2.0**-44
         if not (bool(torch.isfinite(dmin).all()) and bool(torch.isfinite(dmax).all())):
             return False
-        if not self._charge_own(info, replace(m, x=x, out=self.wid_out(info.name, m.out)), "self", C, R):
+        if not self._charge_own(info, replace(m, x=x, out=self.wid_out(info.name, m.out)), {"self"}, C, R):
             return False
         self._slope(info, "self", C, R, dmin, dmax)
         return True
@@ -1122,17 +1122,11 @@ class _Adjoint:
         producer and add up.)"""
         if m.integer or m.ints is not None or sorted(acts) != sorted([m.xname, m.yname]):
             return False
-        for iv in (m.x, m.y):
-            if not (bool(torch.isfinite(iv.lo).all()) and bool(torch.isfinite(iv.hi).all())):
-                return False
-        wide = {a: self.widened(info.producers[a], self.edge_cast(info, info.producers[a])) for a in acts}
-        for iv in wide.values():
-            if not (bool(torch.isfinite(iv.lo).all()) and bool(torch.isfinite(iv.hi).all())):
-                return False
-        loc = self.local(info, replace(m, x=wide[m.xname], y=wide[m.yname], out=self.wid_out(info.name, m.out)), set(acts))
-        if loc is None or not bool(torch.isfinite(loc).all()):
+        wide = {a: self._widened_in(info, a) for a in acts}
+        if None in wide.values():
             return False
-        self.charge(C, R, loc)
+        if not self._charge_own(info, replace(m, x=wide[m.xname], y=wide[m.yname], out=self.wid_out(info.name, m.out)), set(acts), C, R):
+            return False
         nd = C.dim() - 1
         for a, other in ((m.xname, wide[m.yname]), (m.yname, m.x)):
             oc, orad = (other.lo + other.hi) * 0.5, (other.hi - other.lo) * 0.5
@@ -1152,7 +1146,7 @@ class _Adjoint:
         the reduced dims (divided by n for a mean, with its float64 rounding). The l2 part
         passes by the map's norm (sqrt n, or 1/sqrt n for a mean)."""
         x = self._widened_in(info, "self")
-        if x is None or not self._charge_own(info, replace(m, x=x, out=self.wid_out(info.name, m.out)), "self", C, R):
+        if x is None or not self._charge_own(info, replace(m, x=x, out=self.wid_out(info.name, m.out)), {"self"}, C, R):
             return False
         z = torch.zeros((self.J, *m.x.shape), dtype=F64)
         back = torch.func.vjp(torch.vmap(m.fn), z)[1]
@@ -1197,7 +1191,8 @@ class _Adjoint:
                 wide[k] = Interval.point(r[0])
                 signed.append((k, r[1]))
         local = replace(m, x=wide.get(m.xname, m.x), y=wide.get(m.yname, m.y), out=self.wid_out(info.name, m.out))
-        self.charge(C, R, self.local(info, local, set(args), frozenset(k for k, _ in signed)))
+        if not self._charge_own(info, local, set(args), C, R, frozenset(k for k, _ in signed)):
+            return False
         out_shape = tuple(C.shape[1:])
         for k, d in signed:
             f = 1.0 if k == m.xname else float(m.alpha)
@@ -1254,11 +1249,12 @@ class _Adjoint:
             return None
         return x
 
-    def _charge_own(self, info: NodeInfo, model, arg: str, C, R) -> bool:
+    def _charge_own(self, info: NodeInfo, model, acts: set[str], C, R, rounded: frozenset[str] = frozenset()) -> bool:
         """Charge the node's own rounding: its error model (``model``, already on the widened
-        box) with input ``arg`` exact. False (nothing charged) where it is not finite."""
-        loc = self.local(info, model, {arg})
-        if loc is None or not bool(torch.isfinite(loc).all()):
+        boxes) with the inputs ``acts`` exact (and ``rounded`` known inputs passed already
+        rounded). False (nothing charged) where it is not finite."""
+        loc = self.local(info, model, acts, rounded)
+        if loc is not None and not bool(torch.isfinite(loc).all()):
             return False
         self.charge(C, R, loc)
         return True
@@ -1271,7 +1267,7 @@ class _Adjoint:
         semidefinite with eigenvalues at most max y). The node's own rounding is its error
         model on the widened box."""
         x = self._widened_in(info, "self")
-        if x is None or not self._charge_own(info, replace(m, x=x, out=self.wid_out(info.name, m.out)), "self", C, R):
+        if x is None or not self._charge_own(info, replace(m, x=x, out=self.wid_out(info.name, m.out)), {"self"}, C, R):
             return False
         d = m.dim
         L, U = softmax_bounds(x.lo.movedim(d, -1), x.hi.movedim(d, -1))
@@ -1302,7 +1298,7 @@ class _Adjoint:
         zlo, zhi, s_lo, s_hi = layer_norm_box(lo, hi, m.eps)
         if not (bool(torch.isfinite(s_hi).all()) and bool(torch.isfinite(zlo).all()) and bool(torch.isfinite(zhi).all())):
             return False
-        if not self._charge_own(info, replace(m, x=x, out=self.wid_out(info.name, m.out)), "input", C, R):
+        if not self._charge_own(info, replace(m, x=x, out=self.wid_out(info.name, m.out)), {"input"}, C, R):
             return False
         g = torch.ones(n, dtype=F64) if m.w is None else m.w.value.to(F64).reshape(-1)
         J = self.J

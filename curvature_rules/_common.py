@@ -329,5 +329,5 @@ def one_input_result(
         out=out,
         lipschitz={arg: L},
         curvature=curvature,
-        error=model(x, out, dsup, ulps, exact=exact, arg=arg, zero_below=zero_below, d2max=d2max, dinf=dinf, **({"dtop": dtop} if dtop is not None else {})),
+        error=model(x, out, dsup, ulps, exact=exact, arg=arg, zero_below=zero_below, d2max=d2max, dinf=dinf, dtop=dtop),
     )
