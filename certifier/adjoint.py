@@ -84,6 +84,7 @@ import torch
 
 from certifier import failclosed
 from certifier.ball import l2_upper, l2_upper_rows, map_norm, weighted_abs_sup
+from certifier.formats import cast_error
 from certifier.interval import INF, Interval
 from certifier.rounding import ErrorResult, _clean, _Ctx, _Run, run_errors
 from certifier.walker import BoundsAnalysis, NodeInfo
@@ -476,7 +477,7 @@ class _Adjoint:
             t = t + torch.where(nu > 0, nu * l2_upper(m[0]), torch.zeros_like(nu))
         self._add(t)
 
-    def couple(self, info: NodeInfo, model: BilinearError, C: torch.Tensor, R: torch.Tensor, loc: torch.Tensor | None) -> None:
+    def couple(self, info: NodeInfo, model: BilinearError, C: torch.Tensor, R: torch.Tensor, loc: torch.Tensor | None, loc_lin: torch.Tensor | None) -> None:
         """Take back what :meth:`charge` paid for the output magnitudes of a linear node
         beyond their joint maximum over the domain.
 
@@ -486,14 +487,30 @@ class _Adjoint:
         ``sum_i w_i s |y_i| <= s * weighted_abs_sup(w)``; the difference to
         ``s sum_i w_i fmag(out)_i`` is subtracted (shrunk by 2^-40 for the float64 sums).
         Likewise the l2 part ``nu ||loc||_2``: ``||loc(x)|| <= ||loc - s fmag|| + s ||y(x)||``
-        with ``||y(x)|| <= min(||fmag||, ||c|| + rho)``."""
+        with ``||y(x)|| <= min(||fmag||, ||c|| + rho)``.
+
+        That argument holds for the *linear* storage bound ``u (|y| + e)`` (``loc_lin``);
+        ``loc``, what :meth:`charge` paid, bounds storage by the binade of |y| instead
+        (certifier.formats.binade_scale), which is smaller. Both are sound, so the pass
+        keeps the smaller: the coupled linear sum, or ``loc``'s sum as charged. The gain
+        is therefore reduced by what ``loc_lin`` exceeds ``loc`` by (and is never negative).
+        Likewise the l2 part: ``nu ||loc||`` was paid, ``nu joint2`` (from loc_lin) also holds."""
         ball = self.ba.nodes[info.name].ball
         if ball is None or self.J == 0:
             return
         slope = float(model.out_slope(_LocalCtx(self.run_, info, set()))[0])
-        self._couple_out(info, ball, slope, C, R, loc)
+        self._couple_out(info, ball, slope, C, R, loc, loc_lin)
 
-    def _couple_out(self, info: NodeInfo, ball, slope: float, C, R, loc) -> None:
+    def linear_local(self, info: NodeInfo, model, act: set[str], rounded: frozenset[str] = frozenset()) -> torch.Tensor | None:
+        """:meth:`local` with linear storage bounds, for a node's couplings (None: it has
+        no ball, so there is nothing to couple)."""
+        if self.ba.nodes[info.name].ball is None or self.J == 0:
+            return None
+        return self.local(info, model, act, rounded, linear=True)
+
+    def _couple_out(self, info: NodeInfo, ball, slope: float, C, R, loc, loc_lin) -> None:
+        if loc is None or loc_lin is None:
+            return  # nothing was charged (or no linear bound to couple)
         mag = fmag(self.ba.nodes[info.name].primary)
         w = (C.abs() + R).reshape(self.J, -1)
         if ball.center.numel() != w.shape[1] or slope <= 0:
@@ -501,15 +518,21 @@ class _Adjoint:
         box = (w * mag.reshape(1, -1)).sum(1)
         joint = weighted_abs_sup(w, ball.center, mag, ball.radius)
         gain = ((box - joint).clamp(min=0) * slope) * (1 - 2.0**-40)
-        if loc is not None and bool((self.nu > 0).any()):
-            lm = loc.reshape(-1)
-            if lm.numel() == mag.numel():
-                rest = (lm - slope * mag.reshape(-1)).clamp(min=0) + lm.abs() * 2.0**-40
-                ynorm = min(l2_upper(mag), l2_upper(ball.center) + ball.radius)
-                joint2 = (l2_upper(rest) + slope * ynorm) * (1 + 2.0**-40)
-                g2 = (l2_upper(lm) - joint2) * (1 - 2.0**-40)
-                if g2 > 0:
-                    gain = gain + self.nu * g2
+        lin, paid = loc_lin.reshape(-1), loc.reshape(-1)
+        if lin.numel() != mag.numel() or paid.numel() != mag.numel():
+            return
+        # what the linear bound exceeds the charged one by, rounded up (elementwise float64
+        # differences err by at most 2^-52 of the larger operand)
+        over = torch.where(torch.isfinite(lin) & torch.isfinite(paid), (lin - paid).clamp(min=0) + lin.abs() * 2.0**-50, torch.full_like(lin, INF))
+        d = (w * over.reshape(1, -1)).sum(1) * (1 + 2.0**-40)
+        gain = torch.where(torch.isfinite(d), (gain - d).clamp(min=0), torch.zeros_like(gain))
+        if bool((self.nu > 0).any()):
+            rest = (lin - slope * mag.reshape(-1)).clamp(min=0) + lin.abs() * 2.0**-40
+            ynorm = min(l2_upper(mag), l2_upper(ball.center) + ball.radius)
+            joint2 = (l2_upper(rest) + slope * ynorm) * (1 + 2.0**-40)
+            g2 = (l2_upper(paid) - joint2) * (1 - 2.0**-40)
+            if g2 > 0:
+                gain = gain + self.nu * g2
         if bool(torch.isfinite(gain).all()) and bool((gain > 0).any()):
             self._add(-gain)
 
@@ -632,10 +655,14 @@ class _Adjoint:
         u, he = float(cp[0][0]), float(cp[1][0])
         e = self.E(pname)
         m = fmag(self.ba.nodes[pname].primary)
-        return u * (m if e is None else m + e) + he
+        return cast_error(m if e is None else m + e, u, he, exact=e is None)
 
-    def local(self, info: NodeInfo, model, act: set[str], rounded: frozenset[str] = frozenset()) -> torch.Tensor | None:
+    def local(self, info: NodeInfo, model, act: set[str], rounded: frozenset[str] = frozenset(), linear: bool = False) -> torch.Tensor | None:
+        """The node's own rounding: ``model`` with the inputs ``act`` exact and ``rounded``
+        passed already rounded. ``linear``: storage bounded by ``u |y| + eta/2`` (as the
+        couplings assume) rather than by the binade of |y| (rounding._Ctx.linear)."""
         ctx = _LocalCtx(self.run_, info, act, rounded)
+        ctx.linear = linear
         e = model.propagate(ctx)
         if isinstance(e, (tuple, list)):
             e = e[0]
@@ -834,7 +861,7 @@ class _Adjoint:
                 rounded.add(m.bias_name)
             loc = self.local(info, model, {acts[0]}, frozenset(rounded))
             self.charge(C, R, loc)
-            self.couple(info, model, C, R, loc)
+            self.couple(info, model, C, R, loc, self.linear_local(info, model, {acts[0]}, frozenset(rounded)))
             self.couple_in(info, model, on_a, p, wid, C, R)
             dW = rw[1]
             c, r = (wid.lo + wid.hi) * 0.5, (wid.hi - wid.lo) * 0.5
@@ -851,7 +878,7 @@ class _Adjoint:
             model = replace(m, A=wid, out=out) if on_a else replace(m, B=wid, out=out)
             loc = self.local(info, model, {acts[0]})
             self.charge(C, R, loc)
-            self.couple(info, model, C, R, loc)
+            self.couple(info, model, C, R, loc, self.linear_local(info, model, {acts[0]}))
             if _Ctx(self.run_, info).cast_point(kname) is None:
                 self.couple_in(info, model, on_a, p, wid, C, R)  # P = 0: no cast on W
 
@@ -1231,7 +1258,7 @@ class _Adjoint:
         ball = self.ba.nodes[info.name].ball
         if ball is not None:
             # BatchNormError's bound is ``tot + u (fmag(out) + tot) + he``: slope u in |y|
-            self._couple_out(info, ball, float(_LocalCtx(self.run_, info, set()).u[0]), C, R, loc)
+            self._couple_out(info, ball, float(_LocalCtx(self.run_, info, set()).u[0]), C, R, loc, self.linear_local(info, model, {"input"}, frozenset(rounded)))
         if rounded:
             self._bn_params(info, m, p, x, C, R, s2, rm2, b2)
         nd = len(m.x.shape)
@@ -1350,11 +1377,12 @@ class _Adjoint:
     def _avg_pool(self, info: NodeInfo, m: AvgPoolError, C, R) -> bool:
         p = info.producers["self"]
         x = self.widened(p, self.edge_cast(info, p))
-        loc = self.local(info, replace(m, x=x, out=self.wid_out(info.name, m.out)), {"self"})
+        model = replace(m, x=x, out=self.wid_out(info.name, m.out))
+        loc = self.local(info, model, {"self"})
         self.charge(C, R, loc)
         ball = self.ba.nodes[info.name].ball
         if ball is not None:
-            self._couple_out(info, ball, float(m.out_slope(_LocalCtx(self.run_, info, set()))[0]), C, R, loc)
+            self._couple_out(info, ball, float(m.out_slope(_LocalCtx(self.run_, info, set()))[0]), C, R, loc, self.linear_local(info, model, {"self"}))
         z = torch.zeros((self.J, *m.x.shape), dtype=F64)
         _, f = torch.func.vjp(lambda t: _batched(m.fn, t, m.nsp), z)
         g = (m.k + 4) * 2.0**-52

@@ -144,3 +144,54 @@ def gamma(n: int | float, u: float) -> float:
         return float("inf")
     g = nu / (1.0 - nu)
     return g * (1.0 + 2.0**-50)
+
+
+#: Relative slack by which a computed (float64-rounded) magnitude bound is raised before
+#: :func:`binade_scale` reads its binade (see there).
+_SUM_SLACK = 2.0**-40
+
+
+def binade_scale(mag: torch.Tensor, exact: bool = False) -> torch.Tensor:
+    """``B(M) <= M`` with ``|fl(v) - v| <= u B(M) + eta/2`` for every ``|v| <= M``, in any
+    format with unit roundoff ``u = 2^-p`` and round to nearest.
+
+    A normal value ``v`` with ``2^E <= |v| < 2^(E+1)`` rounds by at most half its spacing,
+    ``u 2^E`` (Higham §2.1); over ``|v| <= M`` the largest is that of M's own binade, so
+    ``B(M) = 2^floor(log2 M)``: up to 2x below the usual ``u M`` (M just under a power of
+    two). When ``M = 2^k`` itself, ``v = +-M`` is held exactly and every smaller value lies
+    in a lower binade: ``B = M / 2``. Subnormal results err by at most ``eta/2`` (the
+    absolute term, unchanged).
+
+    ``exact``: ``mag`` is a bound held exactly (an interval's end). Otherwise it is a float64
+    sum of bounds, which may have rounded down onto a power of two from just above it; it is
+    then raised by 2^-40 relative first, so that only the binade below is ever skipped for
+    an exact bound. Zero, infinite and NaN entries are returned as they are (``u * mag``
+    keeps its meaning there), as is all of ``mag`` unless it is float64."""
+    if mag.dtype != torch.float64:
+        return mag
+    m = mag if exact else mag * (1 + _SUM_SLACK)
+    mant, ex = torch.frexp(m)  # m = mant 2^ex, mant in [1/2, 1)
+    B = torch.ldexp(torch.ones_like(m), ex - 1)
+    B = torch.where(mant == 0.5, B * 0.5, B)
+    ok = torch.isfinite(m) & (m > 0)
+    return torch.where(ok, torch.minimum(B, mag), mag)
+
+
+#: fp32's unit roundoff and half its subnormal spacing (see :func:`cast_error`).
+U32, H32 = 2.0**-24, 2.0**-150
+
+
+def cast_error(mag: torch.Tensor, u, he, exact: bool = False) -> torch.Tensor:
+    """Bound on ``|cast(v) - v|`` over ``|v| <= mag``, into a format with unit roundoff ``u``
+    and half subnormal spacing ``he`` (floats, or tensors broadcasting against ``mag``: one
+    per configuration): ``u B(mag) + he`` (:func:`binade_scale`), plus ``u32 mag + h32`` for
+    a format narrower than fp32.
+
+    The extra term is double rounding: PyTorch converts a float64 value to fp16, bf16 or
+    fp8 through fp32 (c10's conversions take a float): 823.25002 becomes 823.25 in fp32, a
+    tie, then 823.0 in fp16, off by more than fp16's half spacing 0.25 there. ``w = fl32(v)``
+    lies between the same two neighbours in the format as v (they are fp32 values), so the
+    result errs by at most the format's half spacing plus ``|w - v|``. A single rounding
+    (fp32 results stored in fp16) is covered as well."""
+    narrow = (torch.as_tensor(u, dtype=torch.float64) > U32).to(torch.float64)
+    return u * binade_scale(mag, exact=exact) + he + narrow * (U32 * mag + H32)

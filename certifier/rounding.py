@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import torch
 
 from certifier import failclosed
-from certifier.formats import FORMATS, Format, accumulation_format
+from certifier.formats import FORMATS, Format, accumulation_format, binade_scale, cast_error
 from certifier.interval import INF, Interval
 from certifier.walker import BoundsAnalysis, NodeInfo
 from curvature_rules._common import MARKER_SLACK, ShapeError, exact_infinite, fmag
@@ -102,11 +102,17 @@ class _Ctx:
         # |x|-relative term); results are never written in place, so they can be shared.
         self._errs: dict[str, torch.Tensor | None] = {}
 
+    #: True: storage and casts are bounded by the linear ``u |v| + eta/2`` (what the
+    #: adjoint pass's couplings take back from, certifier.adjoint); False: by the rounding
+    #: of the magnitude's binade, ``u B(|v|) + eta/2`` (certifier.formats.binade_scale).
+    linear = False
+
     def b(self, v: torch.Tensor, ndim: int) -> torch.Tensor:
         return v.reshape((self.F,) + (1,) * ndim)
 
     def store(self, mag: torch.Tensor, ndim: int) -> torch.Tensor:
-        return (mag * self.b(self.u, ndim)).add_(self.b(self.he, ndim))
+        m = mag if self.linear else binade_scale(mag)
+        return (m * self.b(self.u, ndim)).add_(self.b(self.he, ndim))
 
     def int_to_format(self, mag: torch.Tensor) -> torch.Tensor:
         nd = mag.dim()
@@ -148,7 +154,9 @@ class _Ctx:
             return None, None
         prod = self.run.ba.nodes[pname]
         iv = prod.primary
-        if iv is None or not iv.is_float or self.run.get_err(pname, self.info) is not None:
+        if iv is None or not iv.is_float or self.run.get_err(pname, self.info) is not None or not (self.linear or iv.is_point):
+            # NB: an exact input that is not one known value (the model's float input) gets
+            # its cast as a tensor, bounded per element by its binade (see store)
             return self.err(name), None
         cp = self._cast_params(prod)
         if cp is not None:
@@ -229,7 +237,7 @@ class _Ctx:
         m = fmag(iv).unsqueeze(0)
         nd = len(iv.shape)
         mag = m if e is None else m + e
-        ce = self.b(u, nd) * mag + self.b(he, nd)
+        ce = self.b(u, nd) * mag + self.b(he, nd) if self.linear else cast_error(mag, self.b(u, nd), self.b(he, nd), exact=e is None)
         # an exact 0 (or an exact infinity: fmag counts it as 0) casts exactly
         ce = torch.where(mag == 0, torch.zeros_like(ce), ce)
         if e is None or not bool(e.any()):

@@ -169,7 +169,8 @@ class ElementwiseError:
     Propagation uses the mean value theorem on the *inflated* box ``[lo - e, hi + e]`` that
     contains both the exact and the computed input, so it is not first-order only:
     ``|f(x^) - f(x)| <= sup_{[lo-e, hi+e]} |f'| * e``. The evaluation in the accumulation
-    format adds ``ulps * u_acc * |f(x^)|`` and storing adds ``u * |y^| + eta/2``.
+    format adds ``ulps * u_acc * |f(x^)|`` and storing adds ``u * |y^| + eta/2`` (ctx.store:
+    ``u`` times the binade of ``|y^|``).
     ``exact``: the op is exact in any format (relu, neg, abs): no rounding at all.
     """
 
@@ -223,7 +224,7 @@ class ElementwiseError:
         fn_err = vmag * (ctx.b(ctx.u_acc, nd) * self.ulps)
         # ``ulps`` units in the last place of a subnormal result are ulps * eta = 2 ulps he
         fn_err.add_(ctx.b(ctx.he_acc, nd) * max(1.0, 2.0 * self.ulps))
-        stored = vmag.add_(fn_err).mul_(ctx.b(ctx.u, nd)).add_(ctx.b(ctx.he, nd))
+        stored = ctx.store(vmag.add_(fn_err), nd)
         if prop is not None:
             fn_err.add_(prop)
         return fn_err.add_(stored)

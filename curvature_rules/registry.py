@@ -144,7 +144,8 @@ class ErrorContext(Protocol):
     def b(self, v: torch.Tensor, ndim: int) -> torch.Tensor: ...
 
     def store(self, mag: torch.Tensor, ndim: int) -> torch.Tensor:
-        """``u |y| + he``: the rounding of storing values of magnitude ``mag``."""
+        """``u B(mag) + he``: the rounding of storing values of magnitude up to ``mag``, with
+        ``B(mag) <= mag`` the magnitude's binade (certifier.formats.binade_scale)."""
         ...
 
 

@@ -541,8 +541,8 @@ def test_scaled_product_charges_its_own_rounding(monkeypatch):
     assert _at_points(lm, pts, ["fp16", "bf16"]) > 0.1
     real_local = adjoint._Adjoint.local
 
-    def uncharged(self, info, model, act, rounded=frozenset()):
-        return None if info.op == "mul" else real_local(self, info, model, act, rounded)
+    def uncharged(self, info, model, act, rounded=frozenset(), linear=False):
+        return None if info.op == "mul" else real_local(self, info, model, act, rounded, linear)
 
     with monkeypatch.context() as mp:
         mp.setattr(adjoint._Adjoint, "local", uncharged)
