@@ -80,11 +80,17 @@ class InterpError:
             M = _plane_max(xm + e, nsp)
             P = P + _plane_max(e, nsp) * 2.0**-40
         u, he = ctx.b(ctx.u_acc, nd), ctx.b(ctx.he_acc, nd)
+        us, hs = ctx.b(ctx.u, nd), ctx.b(ctx.he, nd)
         D = nsp
-        g = ctx.b(torch.tensor([gamma(2 * D + 1, float(v)) for v in ctx.u_acc], dtype=F64), nd)
+        # NB: PyTorch's CPU kernels for fp16 / bf16 interpolate in the storage format, not
+        # in fp32: fp16 upsample_linear1d of values in [1000, 1001] errs by 0.688, where
+        # one rounding of the fp32 result would give 0.468. The weights (computed in fp32
+        # from the source index, delta below) are rounded to the storage format, and the
+        # 2^D products and their sum are rounded there (gamma_{2D+1} in the storage u).
+        g = ctx.b(torch.tensor([gamma(2 * D + 1, float(v)) for v in ctx.u], dtype=F64), nd)
         delta = sum(4 * (s + 1) for s in self.sizes)  # sum_d delta_d / u
         n_ops = 3 * D + 2 ** (D + 1)
-        local = M * (g + u * (2 * delta + D)) + he * n_ops
+        local = M * (g * (1 + us) + us + u * (2 * delta + D)) + (he + hs) * n_ops
         ymag = fmag(self.out).unsqueeze(0) + P + local
         return P + local + ctx.store(ymag, nd)
 
