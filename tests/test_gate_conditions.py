@@ -15,14 +15,17 @@ from certifier.errors import VerifyError
 from certifier.formats import FORMAT_ORDER
 from tests.gate_support import base_certificate, failed_names, invoke, workspace
 
-# The mlp certificate at eps 5e-3 runs layer 1 (the first Linear) in fp64 and the rest in fp32.
+# The mlp certificate at eps 5e-3 runs layer 0 (the input's view) in fp16, layer 1 (the first
+# Linear) in fp64 and the rest in fp32.
 FP64_LAYERS = {"1"}
+FP16_LAYERS = {"0"}
 
 
 def test_base_certificate_assignment_is_what_these_tests_assume():
     fm = json.loads(base_certificate())["assignment"]["formats"]
     assert {k for k, f in fm.items() if f == "fp64"} == FP64_LAYERS
-    assert set(fm.values()) == {"fp32", "fp64"}
+    assert {k for k, f in fm.items() if f == "fp16"} == FP16_LAYERS
+    assert set(fm.values()) == {"fp16", "fp32", "fp64"}
 
 
 def _synthetic(formats: dict[str, str], verdict: str = "certified") -> dict:
@@ -73,15 +76,18 @@ def test_max_format_is_a_precision_ceiling(fmt, ceiling, ok):
 def test_format_conditions_on_the_real_certificate(tmp_path):
     ws = workspace(tmp_path)
     base = ["verify", ws["cert"], "--model", ws["model"], "--pubkey", ws["pub"]]
-    assert invoke(*base, "--min-format", "fp32", "--allow-formats", "fp32,fp64", "--max-format", "fp64").exit_code == 0
-    r = invoke(*base, "--allow-formats", "fp32")
+    assert invoke(*base, "--min-format", "fp16", "--allow-formats", "fp16,fp32,fp64", "--max-format", "fp64").exit_code == 0
+    r = invoke(*base, "--min-format", "fp32")
+    assert r.exit_code == 1 and failed_names(r) == {"min-format"}
+    assert "layer 0 runs in fp16" in r.output and "layer 1 " not in r.output and "layer 3 " not in r.output
+    r = invoke(*base, "--allow-formats", "fp16,fp32")
     assert r.exit_code == 1 and failed_names(r) == {"allow-formats"}
-    assert "layer 1 runs in fp64" in r.output and "layer 3 " not in r.output and "layer 5 " not in r.output
+    assert "layer 1 runs in fp64" in r.output and "layer 0 " not in r.output and "layer 3 " not in r.output and "layer 5 " not in r.output
     r = invoke(*base, "--max-format", "fp32")
     assert r.exit_code == 1 and failed_names(r) == {"max-format"}
     r = invoke(*base, "--min-format", "fp64")
     assert r.exit_code == 1 and failed_names(r) == {"min-format"}
-    assert "layer 0 runs in fp32" in r.output and "layer 1 " not in r.output
+    assert "layer 0 runs in fp16" in r.output and "layer 2 runs in fp32" in r.output and "layer 1 " not in r.output
 
 
 def test_every_failed_condition_is_named_in_text_and_json(tmp_path):
@@ -145,7 +151,7 @@ def test_bad_condition_values_are_bad_input(tmp_path):
 @pytest.fixture
 def fake_profiles(monkeypatch):
     """A stand-in for smt.hardware with the documented interface get_profile(name).formats."""
-    profiles = {"fp32-only": ("fp32", "tf32", "bf16", "fp16"), "hpc": ("fp64", "fp32")}
+    profiles = {"fp32-only": ("fp32", "tf32", "bf16", "fp16"), "hpc": ("fp64", "fp32", "fp16")}
 
     def get_profile(name):
         if name not in profiles:

@@ -171,7 +171,7 @@ def test_max_eps_condition_names_eps(tmp_path):
 
 # ------------------------------------------------------------------ certificate body
 @pytest.mark.parametrize("old,new", [
-    ('"bound": 0.0011', '"bound": 0.0012'),  # a digit inside a number
+    ('"bound": 0.00', '"bound": 0.01'),  # a digit inside a number
     ('"module": "Linear"', '"module": "Linebr"'),  # a letter inside a string
     ('"certified": true,\n    "cost"', '"certified": false,\n    "cost"'),
 ])
@@ -224,8 +224,8 @@ def test_fields_of_the_wrong_type_fail_checks_instead_of_crashing():
     that read it can object): verify never raises and never passes."""
     base = json.loads(base_certificate())
     facts = gate.ModelFacts(base["model"]["source_sha256"], base["model"]["weights_sha256"])
-    cond = gate.Conditions(max_eps=1.0, min_format="bf16", max_format="fp64", allow_formats=("fp32", "fp64"),
-                           hardware="hw", hardware_formats=("fp64", "fp32"), require_signature=True)
+    cond = gate.Conditions(max_eps=1.0, min_format="bf16", max_format="fp64", allow_formats=("fp16", "fp32", "fp64"),
+                           hardware="hw", hardware_formats=("fp64", "fp32", "fp16"), require_signature=True)
     assert gate.verify_certificate(base, facts, cond).passed
     paths = [(k,) for k in base if k not in ("timestamp",)]
     for sect in ("spec", "model", "assignment", "signature"):
