@@ -64,6 +64,11 @@ def test_the_binade_bound_is_the_largest_rounding_in_it():
     # a computed sum may have rounded down onto 2.0: not halved
     assert float(binade_scale(torch.tensor([2.0], dtype=F64))[0]) == 2.0
     assert float(binade_scale(torch.tensor([1.999], dtype=F64))[0]) == 1.0
+    # nor one that rounded down to just under it: a float64 sum of 10^5 terms may be 2^-36
+    # low (all of a dot product's worst case), and the true bound then lies above 2.0
+    M = 2.0 * (1 - 2.0**-36)
+    assert float(binade_scale(torch.tensor([M], dtype=F64))[0]) == M
+    assert float(binade_scale(torch.tensor([2.0 * (1 - 2.0**-36)], dtype=F64), exact=True)[0]) == 1.0
     z = binade_scale(torch.tensor([0.0, float("inf")], dtype=F64))
     assert float(z[0]) == 0.0 and z[1] == float("inf")
 
