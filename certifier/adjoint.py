@@ -125,7 +125,7 @@ def certified_errors(ba: BoundsAnalysis, assignments: list[Mapping[str, str]], *
     fits = _fits(ba, len(assignments))
     # NB: every node's error is kept only when the pass will run (BERT-base's would take
     # gigabytes; it is far over the budget).
-    res = run_errors(ba, assignments, keep_errs=fits, **kw)
+    res = run_errors(ba, assignments, keep_errs=fits, exact_weights=fits, **kw)
     errs = res.node_err
     res.node_err = {}
     res.method = ["forward"] * len(assignments)
@@ -190,7 +190,7 @@ def _refine(ba: BoundsAnalysis, res: ErrorResult, c: int, a: Mapping[str, str], 
         place of the forward ones (every later node's forward bound shrinks with them)."""
         nonlocal errs_c, cc
         pre: dict[str, torch.Tensor] = {}
-        r = run_errors(ba, [a], keep_errs=True, keep_nodes=False, override=better, pre_override=pre)
+        r = run_errors(ba, [a], keep_errs=True, keep_nodes=False, override=better, pre_override=pre, exact_weights=True)
         last[:] = [r]
         errs_c, cc = r.node_err, 0
         for n, v in pre.items():

@@ -144,6 +144,45 @@ class _Ctx:
             self.run.check_cast(self.info, _finite_absmax(prod.primary), cp[0])
         return cp
 
+    def point_delta(self, name: str) -> torch.Tensor | None:
+        """``fl(v) - v`` exactly, per configuration ``(F, *shape)`` (zero where this edge does
+        not cast), for an input known as one value (a weight), when the run asks for exact
+        weight roundings (``run_errors(exact_weights=True)``); None otherwise. The rounding
+        is the conversion PyTorch applies (``Tensor.to``, as ``model.to(dtype)`` and
+        certifier.amp do), checked against the model's ``u |v| + eta/2``."""
+        if not self.run.exact_weights:
+            return None
+        pname = self.info.producers.get(name)
+        if pname is None:
+            return None
+        iv = self.run.ba.nodes[pname].primary
+        cp = self.cast_point(name)
+        if cp is None or iv is None or not iv.is_point or not iv.is_float:
+            return None
+        v = iv.value
+        out = torch.zeros((self.F, *v.shape), dtype=F64)
+        for c, f in enumerate(self._fmts):
+            if float(cp[0][c]) == 0.0:
+                continue  # no cast on this edge in this configuration
+            st = f.storage
+            key = (pname, st.name)
+            if key not in self.run._deltas:
+                d = None
+                if st.torch_dtype is not None:
+                    try:
+                        r = v.to(st.torch_dtype).to(v.dtype)
+                        d = r.to(F64) - v.to(F64)  # exact: both are float32 / float64 values
+                        if not bool(torch.isfinite(r).all()) or bool((d.abs() > float(cp[0][c]) * v.to(F64).abs() + float(cp[1][c])).any()):
+                            d = None
+                    except (RuntimeError, TypeError):
+                        d = None
+                self.run._deltas[key] = d
+            d = self.run._deltas[key]
+            if d is None:
+                return None
+            out[c] = d
+        return out
+
     def err_or_cast(self, name: str):
         """(error, None), or (None, (u_c, he_c)) when the input itself is exact and only its
         cast into this node's format errs: then ``|dx| <= u_c |x| + he_c`` with |x| the input's
@@ -277,6 +316,9 @@ class _Run:
         self.local_only = local_only
         self.assignments = assignments
         self.errs: dict[str, object] = {}
+        #: charge a known operand's cast by its exact rounding (see _Ctx.point_delta)
+        self.exact_weights = False
+        self._deltas: dict[tuple[str, str], torch.Tensor | None] = {}
         self.fvec: dict[str, tuple] = {}
         self.node_fmts: dict[str, list[Format]] = {}
         self.overflow: list[Overflow | None] = [None] * self.F
@@ -452,6 +494,7 @@ def run_errors(
     progress=None,
     override: Mapping[str, torch.Tensor] | None = None,
     pre_override: dict[str, torch.Tensor] | None = None,
+    exact_weights: bool = False,
 ) -> ErrorResult:
     """Propagate rounding errors for each assignment (layer -> format name; key "*" = default).
 
@@ -463,10 +506,16 @@ def run_errors(
     read. The bound computed here before that minimum (which, unlike the override, also
     bounds ``|f(x^) - f(x)|``: it is the propagated part plus the node's own rounding) is
     stored in ``pre_override``.
+
+    ``exact_weights``: a known operand's cast into a linear node's format is charged by its
+    exact rounding with signs, ``|op(c, dW)| + op(r, |dW|)`` over the other operand's box
+    (center c, radius r), instead of ``u |W| |x| + eta/2`` (certifier.adjoint asks for it
+    where its pass runs: both are sound, this one costs a few more products per node).
     """
     if override and len(assignments) != 1:
         raise ValueError("override needs exactly one configuration")
     run = _Run(ba, assignments, local_only)
+    run.exact_weights = exact_weights and not local_only
     if keep_errs:
         run.keep = set(ba.nodes)
     F = run.F

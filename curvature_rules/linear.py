@@ -244,6 +244,31 @@ class BilinearError:
         # NB: align the batch dims of an operand of lower rank (matmul broadcasting).
         return (None if e is None else pad_left(e, len(self.out.shape))), c
 
+    def _signed_cast(self, ctx: ErrorContext, name: str, point: Interval, other: Interval, on_b: bool) -> torch.Tensor | None:
+        """``|op(x, dW)|`` bounded over the exact other operand's box (center c, radius r),
+        with ``dW = fl(W) - W`` the known operand's exact rounding (ctx.point_delta):
+        ``|op(c, dW)| + op(r, |dW|)``, the float64 products' own errors included
+        (``gamma_k(u64) op(|c|, |dW|)``, Higham Thm 3.5). None: not asked for or not known,
+        and the model's ``u |W| |x| + eta/2`` applies."""
+        pd = getattr(ctx, "point_delta", None)
+        if pd is None or not point.is_point:
+            return None
+        d = pd(name)
+        if d is None:
+            return None
+        lo, hi = other.lo.to(F64), other.hi.to(F64)
+        if not (bool(torch.isfinite(lo).all()) and bool(torch.isfinite(hi).all())):
+            return None
+        c = (lo + hi) * 0.5
+        r = torch.maximum(hi - c, c - lo) * (1 + 2.0**-52)
+        g = gamma(self.k, U64)
+        if on_b:
+            sc, mg = self.op(c, d), upper(self.op, r + g * c.abs(), d.abs(), self.k)
+        else:
+            sc, mg = self.op(d, c), upper(self.op, d.abs(), r + g * c.abs(), self.k)
+        out = (sc.abs() * (1 + 2.0**-50)).add_(mg)
+        return torch.nan_to_num(out, nan=INF, posinf=INF)
+
     def propagate(self, ctx: ErrorContext) -> torch.Tensor:
         F, nd = ctx.F, len(self.out.shape)
         b = lambda v: ctx.b(v, nd)  # noqa: E731
@@ -288,10 +313,12 @@ class BilinearError:
             P.add_(t)
         if cB is not None and eB is None:
             uB, hB = cB
-            P = P + b(uB) * AB + b(hB) * _clean(self.rowsum(absA)).unsqueeze(0)
+            ex = self._signed_cast(ctx, self.b_name, self.B, self.A, True)
+            P = P + (b(uB) * AB + b(hB) * _clean(self.rowsum(absA)).unsqueeze(0) if ex is None else ex)
         elif cA is not None and eA is None:
             uA, hA = cA
-            P = P + b(uA) * AB + b(hA) * _clean(self.colsum(absB.to(F64))).unsqueeze(0)
+            ex = self._signed_cast(ctx, self.a_name, self.A, self.B, False)
+            P = P + (b(uA) * AB + b(hA) * _clean(self.colsum(absB.to(F64))).unsqueeze(0) if ex is None else ex)
         # NB: the in-place steps below work on fresh tensors and keep the order of the
         # operations of rnd = c S + he k, total = |alpha| (P + rnd).
         S = P + AB  # bound on |A^| |B^|

@@ -141,6 +141,11 @@ class ErrorContext(Protocol):
         """``(u_c, he_c)`` of the cast of an exactly known input (a weight), or None."""
         ...
 
+    def point_delta(self, name: str) -> torch.Tensor | None:
+        """``fl(v) - v`` exactly, ``(F, *shape)``, for a known input's cast (0 where none), or
+        None (not asked for, or not known)."""
+        ...
+
     def b(self, v: torch.Tensor, ndim: int) -> torch.Tensor: ...
 
     def store(self, mag: torch.Tensor, ndim: int) -> torch.Tensor:

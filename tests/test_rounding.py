@@ -224,3 +224,65 @@ def test_upper32_inf_reaches_through_a_partner_that_flushes_in_float32():
     assert r[0, 0] == inf and r[1, 0] < 2  # the second row never meets the inf
     r = upper32(skipping, b.T, a.T, 2)  # the inf in the second operand
     assert r[0, 0] == inf and r[0, 1] < 2
+
+
+def test_exact_weight_rounding_is_charged_with_its_signs():
+    """run_errors(exact_weights=True) charges a weight's cast as |op(c, dW)| + op(r, |dW|)
+    over the input box. Linear(1000 -> 1), w = 1 + 2^-12 (fp16 rounds each to 1: dW = -2^-12,
+    all of one sign), x in [0.9, 1.1]: the exact term is 1.1 * 1000 * 2^-12 = 0.269, which
+    the run reaches at x = 1.1; u |W| |x| charges 0.537 for it. Against the same layer with
+    w = 1 (held exactly: dW = 0), the bound grows by that 0.269; a version without the
+    signed center (r |dW| only) would grow by 0.024."""
+
+    def bounds(w):
+        m = torch.nn.Linear(1000, 1)
+        with torch.no_grad():
+            m.weight.fill_(w)
+            m.bias.fill_(-1000.0)
+        lm, ba = _analyse(m, (1, 1000), 0.9, 1.1)
+        return m, run_errors(ba, [{"*": "fp16"}], exact_weights=True).bound[0], run_errors(ba, [{"*": "fp16"}]).bound[0]
+
+    m, exact, plain = bounds(1 + 2.0**-12)
+    _, exact1, _ = bounds(1.0)
+    assert 1.1 * 1000 * 2.0**-12 <= exact - exact1 <= 1.1 * 1000 * 2.0**-12 + 1e-3
+    low = cast_model(m, "fp16")
+    worst = 0.0
+    g = torch.Generator().manual_seed(0)
+    xs = [torch.full((1, 1000), 1.1, dtype=torch.float64), torch.full((1, 1000), 0.9, dtype=torch.float64)]
+    xs += [0.9 + 0.2 * torch.rand((1, 1000), generator=g, dtype=torch.float64) for _ in range(20)]
+    with torch.no_grad():
+        for x in xs:
+            worst = max(worst, float((low(x.half()).double() - m.double()(x)).abs().max()))
+    assert worst > 0.26
+    assert worst <= exact < plain
+    assert plain - exact > 0.2  # the weight term shrank from 0.537 toward 0.269
+
+
+@pytest.mark.parametrize("fmt", ["bf16", "fp16"])
+def test_exact_parameter_rounding_in_conv_and_batch_norm_holds(fmt):
+    """conv -> batch norm (eval, non-trivial statistics) over [0, 1]: the bound with the
+    parameters' exact roundings holds on random inputs and the box's corners, and is below
+    the bound with u |W| |x| for every parameter."""
+    torch.manual_seed(3)
+    m = torch.nn.Sequential(torch.nn.Conv2d(2, 4, 3, padding=1), torch.nn.BatchNorm2d(4)).eval()
+    with torch.no_grad():
+        bn = m[1]
+        bn.running_mean.uniform_(-0.3, 0.3)
+        bn.running_var.uniform_(0.3, 2.0)
+        bn.weight.uniform_(0.5, 1.5)
+        bn.bias.uniform_(-0.2, 0.2)
+    lm, ba = _analyse(m, (1, 2, 6, 6), 0.0, 1.0)
+    exact = run_errors(ba, [{"*": fmt}], exact_weights=True).bound[0]
+    plain = run_errors(ba, [{"*": fmt}]).bound[0]
+    assert exact < plain
+    low = cast_model(m, fmt)
+    dt = torch.bfloat16 if fmt == "bf16" else torch.float16
+    g = torch.Generator().manual_seed(1)
+    xs = [torch.rand((1, 2, 6, 6), generator=g, dtype=torch.float64) for _ in range(200)]
+    xs += [torch.zeros((1, 2, 6, 6), dtype=torch.float64), torch.ones((1, 2, 6, 6), dtype=torch.float64)]
+    xs += [(torch.rand((1, 2, 6, 6), generator=g) > 0.5).to(torch.float64) for _ in range(50)]
+    worst = 0.0
+    with torch.no_grad():
+        for x in xs:
+            worst = max(worst, float((low(x.to(dt)).double() - m.double()(x)).abs().max()))
+    assert 0 < worst <= exact
