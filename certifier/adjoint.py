@@ -84,9 +84,8 @@ import torch
 
 from certifier import failclosed
 from certifier.ball import l2_upper, l2_upper_rows, map_norm, weighted_abs_sup
-from certifier.formats import cast_error
 from certifier.interval import INF, Interval
-from certifier.rounding import ErrorResult, _clean, _Ctx, _Run, run_errors
+from certifier.rounding import ErrorResult, _clean, _Ctx, _Run, cast_bound, run_errors
 from certifier.walker import BoundsAnalysis, NodeInfo
 from curvature_rules._common import ElementwiseError, MinError, ShapeError, fmag, map_configs
 from curvature_rules.arithmetic import BinaryError, PowError
@@ -654,8 +653,9 @@ class _Adjoint:
             return None
         u, he = float(cp[0][0]), float(cp[1][0])
         e = self.E(pname)
-        m = fmag(self.ba.nodes[pname].primary)
-        return cast_error(m if e is None else m + e, u, he, exact=e is None)
+        iv = self.ba.nodes[pname].primary
+        m = fmag(iv)
+        return cast_bound(iv, m if e is None else m + e, e, u, he)
 
     def local(self, info: NodeInfo, model, act: set[str], rounded: frozenset[str] = frozenset(), linear: bool = False) -> torch.Tensor | None:
         """The node's own rounding: ``model`` with the inputs ``act`` exact and ``rounded``

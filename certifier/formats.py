@@ -151,7 +151,7 @@ def gamma(n: int | float, u: float) -> float:
 #: in any order errs by less than n 2^-53 relative (Higham §4.2), so 2^-30 covers sums of up
 #: to 2^23 terms (the longest dot products and reductions of the models here are ~10^5);
 #: a power of two that close to a bound only costs that bound's factor 2 back.
-_SUM_SLACK = 2.0**-30
+_BINADE_SLACK = 2.0**-30
 
 
 def binade_scale(mag: torch.Tensor, exact: bool = False) -> torch.Tensor:
@@ -172,7 +172,7 @@ def binade_scale(mag: torch.Tensor, exact: bool = False) -> torch.Tensor:
     keeps its meaning there), as is all of ``mag`` unless it is float64."""
     if mag.dtype != torch.float64:
         return mag
-    m = mag if exact else mag * (1 + _SUM_SLACK)
+    m = mag if exact else mag * (1 + _BINADE_SLACK)
     mant, ex = torch.frexp(m)  # m = mant 2^ex, mant in [1/2, 1)
     B = torch.ldexp(torch.ones_like(m), ex - 1)
     B = torch.where(mant == 0.5, B * 0.5, B)

@@ -149,36 +149,26 @@ class _Ctx:
         not cast), for an input known as one value (a weight), when the run asks for exact
         weight roundings (``run_errors(exact_weights=True)``); None otherwise. The rounding
         is the conversion PyTorch applies (``Tensor.to``, as ``model.to(dtype)`` and
-        certifier.amp do), checked against the model's ``u |v| + eta/2``."""
+        certifier.amp do), checked against the model's ``u |v| + eta/2``. The caller has
+        checked the cast's range (cast_point)."""
         if not self.run.exact_weights:
             return None
         pname = self.info.producers.get(name)
         if pname is None:
             return None
-        iv = self.run.ba.nodes[pname].primary
-        cp = self.cast_point(name)
+        prod = self.run.ba.nodes[pname]
+        iv = prod.primary
+        cp = self._cast_params(prod)
         if cp is None or iv is None or not iv.is_point or not iv.is_float:
             return None
-        v = iv.value
-        out = torch.zeros((self.F, *v.shape), dtype=F64)
+        v64 = iv.value.to(F64)
+        out = torch.zeros((self.F, *iv.shape), dtype=F64)
         for c, f in enumerate(self._fmts):
-            if float(cp[0][c]) == 0.0:
+            u, he = float(cp[0][c]), float(cp[1][c])
+            if u == 0.0:
                 continue  # no cast on this edge in this configuration
-            st = f.storage
-            key = (pname, st.name)
-            if key not in self.run._deltas:
-                d = None
-                if st.torch_dtype is not None:
-                    try:
-                        r = v.to(st.torch_dtype).to(v.dtype)
-                        d = r.to(F64) - v.to(F64)  # exact: both are float32 / float64 values
-                        if not bool(torch.isfinite(r).all()) or bool((d.abs() > float(cp[0][c]) * v.to(F64).abs() + float(cp[1][c])).any()):
-                            d = None
-                    except (RuntimeError, TypeError):
-                        d = None
-                self.run._deltas[key] = d
-            d = self.run._deltas[key]
-            if d is None:
+            d = iv.cached("rounding:" + f.storage.name, lambda t, st=f.storage: _rounding_of(t, st))
+            if d is None or bool((d.abs() > u * v64.abs() + he).any()):
                 return None
             out[c] = d
         return out
@@ -276,16 +266,7 @@ class _Ctx:
         m = fmag(iv).unsqueeze(0)
         nd = len(iv.shape)
         mag = m if e is None else m + e
-        ce = self.b(u, nd) * mag + self.b(he, nd) if self.linear else cast_error(mag, self.b(u, nd), self.b(he, nd), exact=e is None)
-        # an exact 0 (or an exact infinity: fmag counts it as 0) casts exactly
-        ce = torch.where(mag == 0, torch.zeros_like(ce), ce)
-        if e is None or not bool(e.any()):
-            # so does an exactly known integer the format holds (|v| <= 2^p): a mask of
-            # ones, a position count
-            known = iv.cached("known_integers", _known_integers)
-            if known is not None:
-                fits = known.unsqueeze(0) & (iv.lo.abs().unsqueeze(0) <= self.b(1.0 / u, nd))
-                ce = torch.where(fits, torch.zeros_like(ce), ce)
+        ce = cast_bound(iv, mag, e, self.b(u, nd), self.b(he, nd), linear=self.linear)
         self.run.check_cast(self.info, mag, u)
         out = ce if e is None else e + ce
         ex = exact_infinite(iv)
@@ -303,6 +284,39 @@ class _Ctx:
         return out
 
 
+def cast_bound(iv: Interval, mag: torch.Tensor, e: torch.Tensor | None, u, he, linear: bool = False) -> torch.Tensor:
+    """Bound on casting a value of ``iv`` known up to ``e`` (None: exact), of magnitude up
+    to ``mag`` (``fmag(iv) + e``), into a format with unit roundoff ``u`` and half subnormal
+    spacing ``he`` (floats, or tensors broadcasting against ``mag``): ``cast_error`` (or the
+    linear ``u mag + he``), and 0 where the cast is exact: an exact 0 (or infinity: fmag
+    counts it as 0), and an exactly known integer the format holds (|v| <= 2^p: a mask of
+    ones, a position count). Shared by the forward pass and certifier.adjoint's edge casts."""
+    ce = u * mag + he if linear else cast_error(mag, u, he, exact=e is None)
+    ce = torch.where(mag == 0, torch.zeros_like(ce), ce)
+    if e is None or not bool(e.any()):
+        known = iv.cached("known_integers", _known_integers)
+        if known is not None:
+            fits = known & (iv.lo.abs() <= 1.0 / u)
+            ce = torch.where(fits, torch.zeros_like(ce), ce)
+    return ce
+
+
+def _rounding_of(iv: Interval, st: Format) -> torch.Tensor | None:
+    """``fl(v) - v`` for the known value of ``iv`` converted to storage format ``st`` by
+    ``Tensor.to`` (exact in float64: both are float32 / float64 values), or None when the
+    format has no dtype here or the result is not finite."""
+    if st.torch_dtype is None:
+        return None
+    v = iv.value
+    try:
+        r = v.to(st.torch_dtype).to(v.dtype)
+    except (RuntimeError, TypeError):
+        return None
+    if not bool(torch.isfinite(r).all()):
+        return None
+    return r.to(F64) - v.to(F64)
+
+
 def _known_integers(iv: Interval) -> torch.Tensor | None:
     """Where an interval holds one integer exactly (lo == hi, integral); None if nowhere."""
     k = (iv.lo == iv.hi) & (iv.lo == torch.round(iv.lo))
@@ -318,7 +332,6 @@ class _Run:
         self.errs: dict[str, object] = {}
         #: charge a known operand's cast by its exact rounding (see _Ctx.point_delta)
         self.exact_weights = False
-        self._deltas: dict[tuple[str, str], torch.Tensor | None] = {}
         self.fvec: dict[str, tuple] = {}
         self.node_fmts: dict[str, list[Format]] = {}
         self.overflow: list[Overflow | None] = [None] * self.F

@@ -311,17 +311,24 @@ class BilinearError:
                 uA, hA = cA
                 t = t * (1 + b(uA)) + b(hA) * _clean(self.colsum(eB))
             P.add_(t)
+        # A known operand's cast: ``lin`` bounds op(|A|, |dB|) (what |A^| |B^| needs, for
+        # the accumulation); the error's own term |op(A, dB)| may be the signed one.
+        lin = ex = None
         if cB is not None and eB is None:
             uB, hB = cB
+            lin = b(uB) * AB + b(hB) * _clean(self.rowsum(absA)).unsqueeze(0)
             ex = self._signed_cast(ctx, self.b_name, self.B, self.A, True)
-            P = P + (b(uB) * AB + b(hB) * _clean(self.rowsum(absA)).unsqueeze(0) if ex is None else ex)
         elif cA is not None and eA is None:
             uA, hA = cA
+            lin = b(uA) * AB + b(hA) * _clean(self.colsum(absB.to(F64))).unsqueeze(0)
             ex = self._signed_cast(ctx, self.a_name, self.A, self.B, False)
-            P = P + (b(uA) * AB + b(hA) * _clean(self.colsum(absB.to(F64))).unsqueeze(0) if ex is None else ex)
         # NB: the in-place steps below work on fresh tensors and keep the order of the
         # operations of rnd = c S + he k, total = |alpha| (P + rnd).
-        S = P + AB  # bound on |A^| |B^|
+        if lin is not None:
+            S = P + lin + AB  # bound on |A^| |B^|
+            P = P + (lin if ex is None else torch.minimum(ex, lin))
+        else:
+            S = P + AB  # bound on |A^| |B^|
         kk = self.k + (1 if self.bias is not None else 0)
         u_acc, u_mul = ctx.u_acc, ctx.u_mul
         gk = torch.tensor([gamma(kk, float(x)) for x in u_acc], dtype=F64)
