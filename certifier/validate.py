@@ -41,7 +41,8 @@ the domain (corners included) and under an adversarial search:
    order than at batch size 1: the last rounding differs now and then), 64 moves are
    screened in one batched evaluation at a twentieth of the cost each, and the best move, or
    the union of all moves that raised the error, is kept once a single evaluation confirms
-   it (:func:`_grid_walk`). Five screened errors in a row that a single evaluation does not
+   it (:func:`_grid_walk`); a step is still one candidate evaluated, so this is for walks
+   of 2000 steps or more (a short walk keeps its first-improvement moves). Five screened errors in a row that a single evaluation does not
    reproduce (fp32, whose errors the batched matmuls' other order changes entirely) switch
    the walk back to one move at a time. Only errors of single evaluations are reported.
 """
@@ -438,6 +439,8 @@ SMOOTH_CAP = 3000
 CLIMB_CAP = 1000
 #: Candidates screened together by the grid walk's batched evaluation.
 WALK_BATCH = 64
+#: Shortest walk (steps = candidates evaluated) that screens in batches.
+BATCH_FROM = 2000
 #: Rounds without an improvement after which the batched walk moves several elements at once.
 STALL = 20
 #: Screened errors in a row that a single evaluation of the chosen input does not reproduce,
@@ -503,6 +506,10 @@ def _grid_walk(probe, specs, best, steps: int, gen, dtype, on_step, done: int, t
         return best
     sizes = torch.tensor([xs[k].numel() for k in floats], dtype=F64)
     if any(x.dim() == 0 or x.shape[0] != 1 for x in xs):
+        probe.batchable = False
+    if steps < BATCH_FROM:
+        # a short walk: a round of 64 candidates for one kept move would leave it a few
+        # moves; one candidate at a time keeps the first gain, as many moves as steps
         probe.batchable = False
     s = stall = misses = 0
     while s < steps:

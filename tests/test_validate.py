@@ -9,6 +9,7 @@ import torch
 
 from certifier.formats import FORMATS
 from certifier.loader import load_model
+from certifier import validate
 from certifier.validate import ErrorProbe, _grid, _grid_walk, cast_model, observe
 from conftest import EXAMPLES
 
@@ -54,7 +55,7 @@ def _check_move(cur, cand, dt, sp, n_moved=(1,)):
 
 @pytest.mark.parametrize("fmt", ["fp16", "bf16"])
 def test_grid_walk_moves_one_element_by_one_spacing(mlp, fmt):
-    """The walk one candidate at a time (a model that does not batch): each evaluated input
+    """The walk one candidate at a time (a short walk, under BATCH_FROM steps): each evaluated input
     is the current one with one element moved by one spacing, kept when the error grows."""
     dt = FORMATS[fmt].torch_dtype
     low = cast_model(mlp.module, fmt)
@@ -62,8 +63,8 @@ def test_grid_walk_moves_one_element_by_one_spacing(mlp, fmt):
     start = mlp.sample_inputs(1, torch.Generator().manual_seed(1))[0]
     e0, i0, j0 = probe.error(start)
     probe.seen.clear()
-    probe.batchable = False
     err, xs, _, _ = _grid_walk(probe, mlp.inputs, (e0, start, i0, j0), 300, torch.Generator().manual_seed(2), dt, None, 0, 0)
+    assert not probe.batchable  # a walk this short does not screen in batches
     assert len(probe.seen) >= 100, "the walk evaluated its steps (moves past the domain's bounds change nothing and are skipped)"
     cur, cur_err = start, e0
     for cand, e in probe.seen:
@@ -95,7 +96,7 @@ class _EventRecorder(ErrorProbe):
 
 
 @pytest.mark.parametrize("fmt", ["fp16", "bf16"])
-def test_batched_grid_walk_screens_one_element_moves_and_confirms_them(cnn, fmt):
+def test_batched_grid_walk_screens_one_element_moves_and_confirms_them(cnn, fmt, monkeypatch):
     """The batched walk on the CNN: each round's candidates are the current input with one
     element moved by one spacing; the screened errors are the errors each row has alone
     (PyTorch's fp16 / bf16 CPU convolutions round a row the same in a batch; its linear
@@ -105,6 +106,7 @@ def test_batched_grid_walk_screens_one_element_moves_and_confirms_them(cnn, fmt)
     dt = FORMATS[fmt].torch_dtype
     sp = cnn.inputs[0]
     low = cast_model(cnn.module, fmt)
+    monkeypatch.setattr(validate, "BATCH_FROM", 0)
     probe = _EventRecorder(cnn, low, dt)
     start = (torch.rand(cnn.inputs[0].shape, generator=torch.Generator().manual_seed(1), dtype=F64),)
     e0, i0, j0 = probe.error(start)
@@ -133,7 +135,7 @@ def test_batched_grid_walk_screens_one_element_moves_and_confirms_them(cnn, fmt)
     assert single.error(xs)[0] == err
 
 
-def test_walk_falls_back_when_batches_round_otherwise(mlp):
+def test_walk_falls_back_when_batches_round_otherwise(mlp, monkeypatch):
     """A model whose rows in a batch are not its single runs (fp32 matmuls sum a batch in
     another order; here, more plainly, rows shifted by 0.1 per extra row): after five
     screened errors that ErrorProbe.error does not reproduce, the walk goes on one candidate
@@ -147,6 +149,7 @@ def test_walk_falls_back_when_batches_round_otherwise(mlp):
         def forward(self, x):
             return self.m(x) + 0.1 * (x.shape[0] - 1)
 
+    monkeypatch.setattr(validate, "BATCH_FROM", 0)
     low = Shifted(cast_model(mlp.module, "fp16"))
     probe = _EventRecorder(mlp, low, torch.float16)
     start = mlp.sample_inputs(1, torch.Generator().manual_seed(4))[0]
