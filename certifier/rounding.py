@@ -101,6 +101,10 @@ class _Ctx:
         # NB: rules may ask for the same input's error more than once (e.g. GELU's extra
         # |x|-relative term); results are never written in place, so they can be shared.
         self._errs: dict[str, torch.Tensor | None] = {}
+        #: calls of :meth:`store` and the last result, kept for a node a relu reads
+        #: (_Run.relu_fed; see _Ctx.positive_store_bound)
+        self.n_stores = 0
+        self.last_store: torch.Tensor | None = None
 
     #: True: storage and casts are bounded by the linear ``u |v| + eta/2`` (what the
     #: adjoint pass's couplings take back from, certifier.adjoint); False: by the rounding
@@ -112,7 +116,46 @@ class _Ctx:
 
     def store(self, mag: torch.Tensor, ndim: int) -> torch.Tensor:
         m = mag if self.linear else binade_scale(mag)
-        return (m * self.b(self.u, ndim)).add_(self.b(self.he, ndim))
+        r = (m * self.b(self.u, ndim)).add_(self.b(self.he, ndim))
+        if self.info.name in self.run.relu_fed:
+            self.n_stores += 1
+            self.last_store = r.clone()  # rules add to the result in place
+        return r
+
+    def positive_store_bound(self, name: str, x: Interval) -> torch.Tensor | None:
+        """A bound of ``|relu(y^) - relu(y)|`` for this relu's input ``name``, when its
+        producer (or output 0 of it, through a getitem) recorded the error of its value
+        before the final rounding (``_Run.pre_store``, X >= |z^ - y|; z^ the computed value
+        before it is stored, y^ = fl(z^) what is stored) and the edge has no cast; else None.
+
+        Rounding to nearest keeps the sign: fl(z) <= 0 for z <= 0. So, exactly,
+        ``relu(fl(z^)) - relu(z^) = [z^ > 0] (fl(z^) - z^)``, and
+
+            |relu(y^) - relu(y)| <= [z^ > 0] |fl(z^) - z^| + |relu(z^) - relu(y)|
+                                 <= u B(max(hi + X, 0)) + eta/2 + X,
+
+        0 where hi + X <= 0 (z^ and y both <= 0). Only the positive side of the range pays
+        the storage rounding, where the producer's own bound pays u B(max(|lo|, |hi|)) (a
+        batch norm before a relu: half of it on the CNN example's first block)."""
+        if self.run.local_only:
+            return None
+        pname = self.info.producers.get(name)
+        if pname is None:
+            return None
+        prod = self.run.ba.nodes[pname]
+        src = pname
+        if prod.kind == "getitem":
+            if prod.node.args[1] != 0:
+                return None
+            src = prod.producers["self"]
+        X = self.run.pre_store.get(src)
+        if X is None or self._cast_params(prod) is not None:
+            return None
+        u, he = self.run.fvec[src][0], self.run.fvec[src][1]
+        nd = len(x.shape)
+        top = x.hi.unsqueeze(0) + X  # z^ <= y + |z^ - y|
+        st = (binade_scale(top.clamp(min=0)) * self.b(u, nd)).add_(self.b(he, nd))
+        return torch.where(top <= 0, torch.zeros_like(st), st.add_(X))
 
     def int_to_format(self, mag: torch.Tensor) -> torch.Tensor:
         nd = mag.dim()
@@ -361,6 +404,15 @@ class _Run:
         #: multi-output node); set where an error is made unbounded, else found by a scan.
         self.inf_flags: dict[str, bool] = {}
         self.keep = set(ba.outputs)
+        #: nodes a relu reads (directly or as output 0 through a getitem), and for those
+        #: whose error model ends in one rounding of the stored value (``final_store``), their
+        #: error before that rounding (see _Ctx.positive_store_bound)
+        self.relu_fed: set[str] = set()
+        for info in ba.nodes.values():
+            if info.op == "relu" and "self" in info.producers:
+                p = ba.nodes[info.producers["self"]]
+                self.relu_fed.add(p.producers["self"] if p.kind == "getitem" and p.node.args[1] == 0 else p.name)
+        self.pre_store: dict[str, torch.Tensor] = {}
 
     def src_format(self, prod: NodeInfo):
         """The format a producer's value is held in: per configuration for call nodes,
@@ -468,6 +520,7 @@ class _Run:
             if self.remaining[p] <= 0 and p not in self.keep:
                 self.errs.pop(p, None)
                 self.rels.pop(p, None)
+                self.pre_store.pop(p, None)
 
 
 def _finite_absmax(iv: Interval) -> torch.Tensor:
@@ -596,6 +649,13 @@ def run_errors(
                 unbounded = True
             if isinstance(e, list):
                 e = tuple(e)
+            if not unbounded and ctx.n_stores == 1 and getattr(res.error, "final_store", False) and not local_only:
+                first = e[0] if isinstance(e, tuple) else e
+                if isinstance(first, torch.Tensor):
+                    # e = X + s, s the final rounding: X bounds the value before it (the
+                    # subtraction's own rounding covered: 2^-52 s)
+                    sto = ctx.last_store
+                    run.pre_store[name] = (first - sto).clamp_(min=0).mul_(1 + 2.0**-50).add_(sto * 2.0**-52)
             if unbounded:
                 pass
             elif isinstance(e, tuple):

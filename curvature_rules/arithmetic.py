@@ -57,6 +57,12 @@ class BinaryError:
     #: (mask, value) of :func:`_integral_operands`, computed once by the rule
     ints: tuple[torch.Tensor, torch.Tensor] | None = None
 
+    @property
+    def final_store(self) -> bool:
+        """A sum's bound is (error before the final rounding) + ctx.store(...), with one
+        store call (certifier.rounding records the first part for a relu that reads it)."""
+        return self.kind == "add" and not self.integer
+
     def _e(self, ctx: ErrorContext, name: str | None, iv: Interval, scalar: bool, nd: int):
         if self.integer and (name is None or scalar):
             return None

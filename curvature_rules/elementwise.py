@@ -201,13 +201,26 @@ SILU_DINF = _dip_inf(_silu_d1, -2.39936, 0.01, -SILU_D1_NEG)
 
 
 # ---------------------------------------------------------------------- rules
+@dataclass(frozen=True)
+class ReluError(ElementwiseError):
+    """relu's error: the input's error carried with slope <= 1, or, where smaller, the
+    producer's error before its final rounding plus that rounding on the positive side of
+    the range only (rounding to nearest keeps the sign; ErrorContext.positive_store_bound)."""
+
+    def propagate(self, ctx: ErrorContext) -> torch.Tensor:
+        e = super().propagate(ctx)
+        alt = getattr(ctx, "positive_store_bound", None)
+        alt = None if alt is None else alt(self.arg, self.x)
+        return e if alt is None else torch.minimum(e, alt)
+
+
 @register_rule([aten.relu.default])
 def relu_rule(inp: RuleInput) -> RuleResult:
     """max(x, 0): exact, 1-Lipschitz, piecewise linear (kappa 0 away from the kink)."""
     x = inp.tensor("self")
     out = Interval(x.lo.clamp(min=0), x.hi.clamp(min=0), x.dtype)
     dsup = lambda lo, hi: (hi > 0).to(F64)  # noqa: E731
-    return one_input_result(inp, out, dsup, 0.0, 0, exact=True, zero_below=0.0)
+    return one_input_result(inp, out, dsup, 0.0, 0, exact=True, zero_below=0.0, model=ReluError)
 
 
 @register_rule([aten.leaky_relu.default])

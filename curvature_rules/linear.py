@@ -217,6 +217,10 @@ def bilinear_interval(op: Bilinear, A: Interval, B: Interval, k: int, dtype: tor
 class BilinearError:
     """Rounding-error model of ``C = op(A, B) [+ bias]`` (see the module docstring)."""
 
+    #: the bound is (error before the final rounding) + ctx.store(...), with one store call
+    #: (certifier.rounding records the first part for a relu that reads the output)
+    final_store = True
+
     op: Bilinear  # handles a leading configuration dim on either operand
     rowsum: Callable[[torch.Tensor], torch.Tensor]  # op(t, ones_like(B)) for t shaped like A
     colsum: Callable[[torch.Tensor], torch.Tensor]  # op(ones_like(A), t) for t shaped like B

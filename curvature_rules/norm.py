@@ -387,6 +387,9 @@ def batch_stats_norm_rule(inp: RuleInput) -> RuleResult:
 
 @dataclass(frozen=True)
 class BatchNormError:
+    #: the bound is (error before the final rounding) + ctx.store(...), with one store call
+    #: (certifier.rounding records the first part for a relu that reads the output)
+    final_store = True
     x: Interval
     out: Interval
     w: torch.Tensor | None

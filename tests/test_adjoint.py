@@ -406,7 +406,9 @@ def test_forward_override_feeds_consumers():
         without = certified_errors(bam, [{"*": "fp8_e4m3"}], keep_nodes=False).bound[0]
     finally:
         adjoint.run_errors = orig
-    assert with_feedback < 0.8 * without
+    # 7.19 against 8.96 (the relus' positive-side storage bound, which both runs have, took
+    # part of the gap: it was 7.21 against more than 9.0 before it)
+    assert with_feedback < 0.85 * without
 
 
 class _Residual(torch.nn.Module):
