@@ -14,7 +14,9 @@ the box center, with its own rounding folded into ``rho``). It propagates by ope
   with ``||A||_2`` bounded rigorously (:func:`sigma_max_upper`; convolutions through the
   block-diagonalisation of a circular convolution by the DFT, :func:`conv_norm_upper`);
 * relu and other elementwise functions: ``rho' = sup|f'| rho`` (relu: 1);
-* batch norm (eval): ``max |scale| rho``; average pooling: ``sqrt(||P||_1 ||P||_inf)``;
+* batch norm (eval): ``max |scale| rho``, or, right after a convolution, the norm of the
+  one affine map they make, ``||diag(scale) W||_2`` times the convolution's input radius
+  (plus the convolution center's rounding); average pooling: ``sqrt(||P||_1 ||P||_inf)``;
   max pooling: sqrt(windows per element) (1 for non-overlapping windows);
 * views and permutations: unchanged; a sum of two nodes: ``rho_a + rho_b``;
 * anything else: no ball (the box alone is used).
@@ -243,6 +245,9 @@ class BallPass:
         self.balls: dict[str, Ball] = {}
         self._norms: dict[tuple, float | None] = {}
         self.op_norm: dict[str, float] = {}  # node -> norm of its map in the activation
+        #: convolution -> (its weight times alpha, its input's ball, the l2 norm of its
+        #: center's rounding), for a batch norm that follows it (see _step)
+        self._conv_in: dict[str, tuple[torch.Tensor, Ball, float]] = {}
 
     # The rules' error models (curvature_rules) carry the maps; imported lazily to keep
     # this module free of a cycle with the walker.
@@ -324,7 +329,18 @@ class BallPass:
             c = (bin_.center - rm) * s + b
             d = l2_upper(((bin_.center - rm).abs() * s.abs() + b.abs()) * 2.0**-47 + 2.0**-1000)
             L = float(m.scale.abs().max()) * (1 + 2.0**-47)
-            return Ball(c, _up(L * bin_.radius + d)), None
+            rad = _up(L * bin_.radius + d)
+            fused = self._conv_in.get(p)
+            if fused is not None and nd >= 3:
+                # batch norm after a convolution: y = diag(s) (W x + bias - rm) + b is one
+                # affine map of the convolution's input x, of norm ||diag(s) W|| (scaling W's
+                # output channels), at most max|s| ||W|| and on the CNN example 1.6x below
+                # it. Its center's rounding: max|s| times the convolution's, plus d.
+                W, bx, dconv = fused
+                S = map_norm(nodes[p], True, W * m.scale.to(F64).reshape((-1,) + (1,) * (W.dim() - 1)), bx.center.shape)
+                if S is not None:
+                    rad = min(rad, _up(S * (1 + 2.0**-47) * bx.radius + L * dconv + d))
+            return Ball(c, rad), None
         if isinstance(m, AvgPoolError) and arg == "self":
             from curvature_rules.pooling import _batched
 
@@ -429,7 +445,10 @@ class BallPass:
         delta = dot * ((m.k + 4) * 2 * U) + 2.0**-1000
         rows = torch.sqrt(fn(torch.ones_like(bin_.center), W * W).clamp(min=0)) * (1 + (m.k + 4) * 2 * U)
         r = rows * (alpha * bin_.radius) * (1 + 2.0**-40) + delta
-        return Ball(c, _up(alpha * S * bin_.radius + l2_upper(delta))), r
+        dl2 = l2_upper(delta)
+        if info.op == "convolution" and on_a:
+            self._conv_in[info.name] = (W * m.alpha, bin_, dl2)
+        return Ball(c, _up(alpha * S * bin_.radius + dl2)), r
 
     def _norm(self, info, m, on_a: bool, W: torch.Tensor, xshape) -> float | None:
         key = (info.producers[m.b_name if on_a else m.a_name], on_a, tuple(xshape))

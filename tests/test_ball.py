@@ -280,3 +280,53 @@ def test_l2_upper_rows_bounds_each_row():
     assert float(up[2]) == 0.0 and math.isinf(float(up[4]))
     assert math.isinf(l2_upper(torch.tensor([1.0, math.nan], dtype=F64))) and l2_upper(torch.zeros(0)) == 0.0
     assert l2_upper(torch.tensor(-3.0, dtype=F64)) >= 3.0  # a 0-d tensor
+
+
+def test_batch_norm_after_a_convolution_takes_the_scaled_map_norm():
+    """conv -> batch norm with one channel scaled by 4 and three by 0.25: the batch norm's ball
+    is ||diag(s) W|| rho_x (one affine map of the convolution's input), well below
+    max|s| times the convolution's radius; it holds at random inputs, at the box corners
+    along the scaled map's top singular vector, and under an ascent on the distance."""
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4))
+    with torch.no_grad():
+        model[1].running_mean.uniform_(-0.3, 0.3)
+        model[1].running_var.copy_(torch.tensor([1 / 16, 16.0, 16.0, 16.0]) - model[1].eps)
+    shape = (1, 1, 8, 8)
+    lm = _loaded(model, shape, -1.0, 1.0)
+    cap = capture(lm)
+    ba = analyze_bounds(lm, cap)
+    conv = next(i for i in ba.nodes.values() if i.op == "convolution")
+    bn = next(i for i in ba.nodes.values() if i.kind == "call" and "batch_norm" in i.op)
+    assert bn.ball is not None and conv.ball is not None
+    assert bn.ball.radius < 0.7 * 4.0 * conv.ball.radius  # the scaled map, not max|s| ||W||
+    W = model[0].weight.detach().to(F64) * torch.tensor([4.0, 0.25, 0.25, 0.25], dtype=F64).view(-1, 1, 1, 1)
+    worst = 0.0
+
+    def dist(x):
+        v = node_values(cap, (x,))[bn.name]
+        v = v[0] if isinstance(v, (tuple, list)) else v
+        return float((v.detach().to(F64) - bn.ball.center).norm())
+
+    g = torch.Generator().manual_seed(2)
+    for _ in range(40):
+        worst = max(worst, dist(-1 + 2 * torch.rand(shape, generator=g, dtype=F64)))
+    # the top right singular vector of x -> conv(x, diag(s) W), by power iteration
+    v = torch.randn(shape, generator=g, dtype=F64)
+    for _ in range(60):
+        u = torch.nn.functional.conv2d(v, W, padding=1)
+        v = torch.nn.functional.conv_transpose2d(u, W, padding=1)
+        v = v / v.norm()
+    for sgn in (1.0, -1.0):
+        worst = max(worst, dist(sgn * v.sign()))
+    x = (-1 + 2 * torch.rand(shape, generator=g, dtype=F64)).requires_grad_(True)
+    for _ in range(40):
+        vals = node_values(cap, (x,), grad=True)
+        out = vals[bn.name][0] if isinstance(vals[bn.name], (tuple, list)) else vals[bn.name]
+        (gx,) = torch.autograd.grad((out - bn.ball.center).norm(), x)
+        with torch.no_grad():
+            x = (x + 0.4 * gx.sign()).clamp(-1, 1)
+        x.requires_grad_(True)
+        worst = max(worst, dist(x.detach()))
+    assert worst <= bn.ball.radius
+    assert worst > 0.5 * bn.ball.radius  # the corners reach most of it: the bound is tight
