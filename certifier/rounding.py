@@ -655,7 +655,7 @@ def run_errors(
                     # e = X + s, s the final rounding: X bounds the value before it (the
                     # subtraction's own rounding covered: 2^-52 s)
                     sto = ctx.last_store
-                    run.pre_store[name] = (first - sto).clamp_(min=0).mul_(1 + 2.0**-50).add_(sto * 2.0**-52)
+                    run.pre_store[name] = _clean((first - sto).clamp_(min=0).mul_(1 + 2.0**-50).add_(sto * 2.0**-52))
             if unbounded:
                 pass
             elif isinstance(e, tuple):
