@@ -4,6 +4,7 @@ relu(fl(z)) - relu(z) is 0 wherever z <= 0."""
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from certifier.amp import apply_precision
@@ -45,33 +46,25 @@ def _observed(low, m) -> float:
     return float((out.double() - ref).abs().max())
 
 
-def test_relu_pays_its_inputs_rounding_on_the_positive_side_only():
+@pytest.mark.parametrize("assignment", [{"*": "fp16"}, {"0": "fp16", "1": "fp32"}], ids=["fp16", "relu-in-fp32"])
+def test_relu_pays_its_inputs_rounding_on_the_positive_side_only(assignment):
     """fp16: the pre-activation's box reaches 100, whose rounding (u B(100) = 64 u = 0.031)
     the linear layer's own bound pays; after the relu only values below 2 (plus the error)
     are stored, so the relu's bound is the error before that rounding plus at most
     u B(2 + X) = 2u. A relu that carried its input's whole bound would not be 62 u below
     it; the observed error (a dense grid near the top of the range, where the input's own
-    rounding times 101 shows) stays below the new bound."""
+    rounding times 101 shows) stays below the new bound. Also with the relu in fp32 (no cast
+    on that edge: fp32 holds every fp16 value), where the rounding is still the producer's,
+    fp16's u."""
     m = _model()
-    b, b_lin = _bound(m, {"*": "fp16"})
-    low = cast_model(m, "fp16")
-    obs = _observed(lambda x: low(x.half()), m)
+    b, b_lin = _bound(m, assignment)
+    if "*" in assignment:
+        half = cast_model(m, "fp16")
+        obs = _observed(lambda x: half(x.half()), m)
+    else:
+        obs = _observed(apply_precision(m, assignment), m)
     assert obs <= b
     assert obs > 0.8 * 101 * 2.0**-12  # the input's rounding, near x = 1, times 101
-    assert b <= b_lin - 62 * U16
-
-
-def test_relu_in_a_wider_format_than_its_producer():
-    """The linear layer in fp16, the relu in fp32 (no cast on that edge: fp32 holds every fp16
-    value): the stored value's rounding is the producer's, fp16's u, on the positive side.
-    Sampled errors stay within the bound, which again skips the 0.031 of |y| <= 100."""
-    m = _model()
-    a = {"0": "fp16", "1": "fp32"}
-    b, b_lin = _bound(m, a)
-    low = apply_precision(m, a)
-    obs = _observed(lambda x: low(x), m)
-    assert obs <= b
-    assert obs > 0.8 * 101 * 2.0**-12
     assert b <= b_lin - 62 * U16
 
 
