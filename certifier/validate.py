@@ -42,7 +42,8 @@ the domain (corners included) and under an adversarial search:
    screened in one batched evaluation at a twentieth of the cost each, and the best move, or
    the union of all moves that raised the error, is kept once a single evaluation confirms
    it (:func:`_grid_walk`); a step is still one candidate evaluated, so this is for walks
-   of 2000 steps or more (a short walk keeps its first-improvement moves). Five screened errors in a row that a single evaluation does not
+   of 2000 steps or more (a short walk keeps its first-improvement moves), and for inputs
+   of at most 8192 elements (a batch holds 65536). Five screened errors in a row that a single evaluation does not
    reproduce (fp32, whose errors the batched matmuls' other order changes entirely) switch
    the walk back to one move at a time. Only errors of single evaluations are reported.
 """
@@ -441,6 +442,10 @@ CLIMB_CAP = 1000
 WALK_BATCH = 64
 #: Shortest walk (steps = candidates evaluated) that screens in batches.
 BATCH_FROM = 2000
+#: Most input elements in one screening batch (64 x 784 for the examples; an input of more
+#: than 8192 elements, such as ResNet-50's 150528, is walked one candidate at a time, since
+#: a batch of its activations in float64 would not fit in memory).
+BATCH_ELEMENTS = 65536
 #: Rounds without an improvement after which the batched walk moves several elements at once.
 STALL = 20
 #: Screened errors in a row that a single evaluation of the chosen input does not reproduce,
@@ -511,10 +516,13 @@ def _grid_walk(probe, specs, best, steps: int, gen, dtype, on_step, done: int, t
         # a short walk: a round of 64 candidates for one kept move would leave it a few
         # moves; one candidate at a time keeps the first gain, as many moves as steps
         probe.batchable = False
+    batch = min(WALK_BATCH, BATCH_ELEMENTS // max(1, sum(x.numel() for x in xs)))
+    if batch < 8:
+        probe.batchable = False  # large inputs (an image model's): batches would not fit
     s = stall = misses = 0
     while s < steps:
         if probe.batchable:
-            nb = min(WALK_BATCH, steps - s)
+            nb = min(batch, steps - s)
             cands = [[m] for m in _grid_moves(xs, specs, floats, sizes, gen, dtype, nb)]
             if stall >= STALL:
                 extra = _grid_moves(xs, specs, floats, sizes, gen, dtype, 3 * len(cands))

@@ -229,3 +229,22 @@ def test_abs_error_counts_the_same_infinity_as_exact():
     c = torch.tensor([1.5, -inf, inf, inf, nan, 2.0], dtype=torch.float16)
     e = torch.tensor([1.0, -inf, inf, -inf, 1.0, nan], dtype=torch.float64)
     assert abs_error(c, e).tolist() == [0.5, 0.0, 0.0, inf, inf, inf]
+
+
+def test_large_inputs_are_walked_one_candidate_at_a_time(cnn, monkeypatch):
+    """A batch is capped at BATCH_ELEMENTS input elements; under 8 rows (an input as large as
+    ResNet-50's, whose float64 activations would not fit 64 times) the walk does not batch."""
+    monkeypatch.setattr(validate, "BATCH_ELEMENTS", 4 * 784)
+    low = cast_model(cnn.module, "fp16")
+    probe = _EventRecorder(cnn, low, torch.float16)
+    start = (torch.rand(cnn.inputs[0].shape, generator=torch.Generator().manual_seed(3), dtype=F64),)
+    e0, i0, j0 = probe.error(start)
+    _grid_walk(probe, cnn.inputs, (e0, start, i0, j0), 2000, torch.Generator().manual_seed(4), torch.float16, None, 0, 0)
+    assert not probe.batchable
+    assert not any(ev[0] == "batch" for ev in probe.events)
+    monkeypatch.setattr(validate, "BATCH_ELEMENTS", 16 * 784)  # 16 rows: batches of 16
+    probe = _EventRecorder(cnn, low, torch.float16)
+    probe.error(start)
+    _grid_walk(probe, cnn.inputs, (e0, start, i0, j0), 2000, torch.Generator().manual_seed(4), torch.float16, None, 0, 0)
+    sizes = {ev[1].shape[0] for ev in probe.events if ev[0] == "batch" and ev[1].shape[0] > 2}
+    assert sizes and max(sizes) == 16
