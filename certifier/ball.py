@@ -337,9 +337,18 @@ class BallPass:
                 # output channels), at most max|s| ||W|| and on the CNN example 1.6x below
                 # it. Its center's rounding: max|s| times the convolution's, plus d.
                 W, bx, dconv = fused
-                S = map_norm(nodes[p], True, W * m.scale.to(F64).reshape((-1,) + (1,) * (W.dim() - 1)), bx.center.shape)
+                Ws = W * m.scale.to(F64).reshape((-1,) + (1,) * (W.dim() - 1))
+                S = map_norm(nodes[p], True, Ws, bx.center.shape)
                 if S is not None:
-                    rad = min(rad, _up(S * (1 + 2.0**-47) * bx.radius + L * dconv + d))
+                    # Ws differs from the exact diag(s) W entrywise by at most 2^-49 |Ws|
+                    # (s's own rounding, well under 2^-50 relative, and the product's
+                    # 2^-53), whose operator norm the Schur test bounds by
+                    # sqrt(max row sum x max column sum) of |Ws| (each kernel weight is one
+                    # matrix entry per output; an input meets each tap at most once).
+                    A = Ws.abs()
+                    schur = math.sqrt(float(A.reshape(A.shape[0], -1).sum(1).max()) * float(A.transpose(0, 1).reshape(A.shape[1], -1).sum(1).max()))
+                    S = S + 2.0**-49 * schur
+                    rad = min(rad, _up(S * bx.radius + L * dconv + d))
             return Ball(c, rad), None
         if isinstance(m, AvgPoolError) and arg == "self":
             from curvature_rules.pooling import _batched

@@ -17,15 +17,25 @@ F64 = torch.float64
 
 
 class _Recorder(ErrorProbe):
-    """An ErrorProbe that remembers every input it was asked about."""
+    """An ErrorProbe that logs, in order, its single evaluations ("single", inputs, error) and
+    its batched screenings ("batch", stacked first input, errors)."""
 
     def __init__(self, *a) -> None:
         super().__init__(*a)
-        self.seen: list = []
+        self.events: list = []
+
+    @property
+    def seen(self) -> list:
+        return [(x, e) for kind, x, e in self.events if kind == "single"]
 
     def error(self, xs):
         r = super().error(xs)
-        self.seen.append((tuple(x.clone() for x in xs), r[0]))
+        self.events.append(("single", tuple(x.clone() for x in xs), r[0]))
+        return r
+
+    def batch_errors(self, stacked):
+        r = super().batch_errors(stacked)
+        self.events.append(("batch", stacked[0].clone(), None if r is None else r.clone()))
         return r
 
 
@@ -62,9 +72,9 @@ def test_grid_walk_moves_one_element_by_one_spacing(mlp, fmt):
     probe = _Recorder(mlp, low, dt)
     start = mlp.sample_inputs(1, torch.Generator().manual_seed(1))[0]
     e0, i0, j0 = probe.error(start)
-    probe.seen.clear()
+    probe.events.clear()
     err, xs, _, _ = _grid_walk(probe, mlp.inputs, (e0, start, i0, j0), 300, torch.Generator().manual_seed(2), dt, None, 0, 0)
-    assert not probe.batchable  # a walk this short does not screen in batches
+    assert not any(ev[0] == "batch" for ev in probe.events)  # a walk this short does not screen in batches
     assert len(probe.seen) >= 100, "the walk evaluated its steps (moves past the domain's bounds change nothing and are skipped)"
     cur, cur_err = start, e0
     for cand, e in probe.seen:
@@ -75,24 +85,6 @@ def test_grid_walk_moves_one_element_by_one_spacing(mlp, fmt):
     assert err >= e0
     # the returned error is the error at the returned input
     assert math.isclose(ErrorProbe(mlp, low, dt).error(xs)[0], err, rel_tol=0, abs_tol=0)
-
-
-class _EventRecorder(ErrorProbe):
-    """An ErrorProbe that logs its batched screenings and single evaluations in order."""
-
-    def __init__(self, *a) -> None:
-        super().__init__(*a)
-        self.events: list = []
-
-    def error(self, xs):
-        r = super().error(xs)
-        self.events.append(("single", tuple(x.clone() for x in xs), r[0]))
-        return r
-
-    def batch_errors(self, stacked):
-        r = super().batch_errors(stacked)
-        self.events.append(("batch", stacked[0].clone(), None if r is None else r.clone()))
-        return r
 
 
 @pytest.mark.parametrize("fmt", ["fp16", "bf16"])
@@ -107,7 +99,7 @@ def test_batched_grid_walk_screens_one_element_moves_and_confirms_them(cnn, fmt,
     sp = cnn.inputs[0]
     low = cast_model(cnn.module, fmt)
     monkeypatch.setattr(validate, "BATCH_FROM", 0)
-    probe = _EventRecorder(cnn, low, dt)
+    probe = _Recorder(cnn, low, dt)
     start = (torch.rand(cnn.inputs[0].shape, generator=torch.Generator().manual_seed(1), dtype=F64),)
     e0, i0, j0 = probe.error(start)
     probe.events.clear()
@@ -151,7 +143,7 @@ def test_walk_falls_back_when_batches_round_otherwise(mlp, monkeypatch):
 
     monkeypatch.setattr(validate, "BATCH_FROM", 0)
     low = Shifted(cast_model(mlp.module, "fp16"))
-    probe = _EventRecorder(mlp, low, torch.float16)
+    probe = _Recorder(mlp, low, torch.float16)
     start = mlp.sample_inputs(1, torch.Generator().manual_seed(4))[0]
     e0, i0, j0 = probe.error(start)
     err, xs, _, _ = _grid_walk(probe, mlp.inputs, (e0, start, i0, j0), 700, torch.Generator().manual_seed(5), torch.float16, None, 0, 0)
@@ -236,14 +228,14 @@ def test_large_inputs_are_walked_one_candidate_at_a_time(cnn, monkeypatch):
     ResNet-50's, whose float64 activations would not fit 64 times) the walk does not batch."""
     monkeypatch.setattr(validate, "BATCH_ELEMENTS", 4 * 784)
     low = cast_model(cnn.module, "fp16")
-    probe = _EventRecorder(cnn, low, torch.float16)
+    probe = _Recorder(cnn, low, torch.float16)
     start = (torch.rand(cnn.inputs[0].shape, generator=torch.Generator().manual_seed(3), dtype=F64),)
     e0, i0, j0 = probe.error(start)
     _grid_walk(probe, cnn.inputs, (e0, start, i0, j0), 2000, torch.Generator().manual_seed(4), torch.float16, None, 0, 0)
-    assert not probe.batchable
+    assert probe.batchable  # the model would batch; the walk chose not to
     assert not any(ev[0] == "batch" for ev in probe.events)
     monkeypatch.setattr(validate, "BATCH_ELEMENTS", 16 * 784)  # 16 rows: batches of 16
-    probe = _EventRecorder(cnn, low, torch.float16)
+    probe = _Recorder(cnn, low, torch.float16)
     probe.error(start)
     _grid_walk(probe, cnn.inputs, (e0, start, i0, j0), 2000, torch.Generator().manual_seed(4), torch.float16, None, 0, 0)
     sizes = {ev[1].shape[0] for ev in probe.events if ev[0] == "batch" and ev[1].shape[0] > 2}
