@@ -172,12 +172,23 @@ def binade_scale(mag: torch.Tensor, exact: bool = False) -> torch.Tensor:
     keeps its meaning there), as is all of ``mag`` unless it is float64."""
     if mag.dtype != torch.float64:
         return mag
-    m = mag if exact else mag * (1 + _BINADE_SLACK)
-    mant, ex = torch.frexp(m)  # m = mant 2^ex, mant in [1/2, 1)
-    B = torch.ldexp(torch.ones_like(m), ex - 1)
-    B = torch.where(mant == 0.5, B * 0.5, B)
-    ok = torch.isfinite(m) & (m > 0)
-    return torch.where(ok, torch.minimum(B, mag), mag)
+    # On the bits of m (float64: sign, 11 exponent bits, 52 mantissa bits; positive floats
+    # order as their bits do): B = 2^(ceil(log2 m) - 1), which is 2^floor(log2 m), or m / 2
+    # for a power of two. Subtracting 1 from the bits gives the float just below m (in the
+    # binade below for a power of two), and clearing its mantissa leaves the power of two
+    # at its binade's bottom. Positive subnormals and 2^-1022 (far below every format's
+    # normal range, where the error is eta/2 alone) give 0; zero gives infinity, which the
+    # minimum with mag returns to 0; NaN stays NaN through minimum; where m is +inf (mag
+    # infinite, or within 2^-30 of float64's largest value) mag itself is returned.
+    m = mag.clone() if exact else mag * (1 + _BINADE_SLACK)
+    big = m == float("inf")
+    m.view(torch.int64).sub_(1).bitwise_and_(_EXPONENT)
+    torch.minimum(m, mag, out=m)
+    return torch.where(big, mag, m, out=m)
+
+
+#: float64's exponent bit field (see :func:`binade_scale`).
+_EXPONENT = 0x7FF0000000000000
 
 
 #: fp32's unit roundoff and half its subnormal spacing (see :func:`cast_error`).

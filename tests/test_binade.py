@@ -73,6 +73,44 @@ def test_the_binade_bound_is_the_largest_rounding_in_it():
     assert float(z[0]) == 0.0 and z[1] == float("inf")
 
 
+def _binade_reference(M: float, exact: bool) -> float:
+    """B(M) by the definition, with Python floats: the largest power of two at most m (half
+    of m when m is one), m = M raised by 2^-30 unless exact, never above M."""
+    import math
+
+    if not (math.isfinite(M) and M > 0):
+        return M
+    m = M if exact else M * (1 + 2.0**-30)
+    if math.isinf(m):
+        return M
+    mant, ex = math.frexp(m)
+    B = math.ldexp(1.0, ex - 1)
+    if mant == 0.5:
+        B /= 2
+    if B < 2.0**-1022:
+        return 0.0  # float64 subnormals: far below every format's normal range (eta/2)
+    return min(B, M)
+
+
+def test_binade_scale_matches_its_definition_over_all_of_float64():
+    """The bit-level implementation against the definition: random magnitudes over every
+    float64 binade, powers of two and their neighbours, subnormals, zero, infinity and NaN,
+    with and without the 2^-30 slack, in a contiguous and an expanded (stride 0) tensor."""
+    g = torch.Generator().manual_seed(3)
+    e = torch.randint(-1074, 1024, (5000,), generator=g).to(F64)
+    M = torch.rand(5000, dtype=F64, generator=g).add_(1.0) * torch.exp2(e - 1)
+    p2 = torch.exp2(torch.arange(-1074, 1024, dtype=F64))
+    M = torch.cat([M, p2, p2 * (1 - 2.0**-52), p2 * (1 - 2.0**-31), p2 * (1 + 2.0**-52), torch.tensor([0.0, float("inf"), float("nan"), 5e-324, 1.7976931348623157e308], dtype=F64)])
+    M = M[torch.isnan(M) | (M >= 0)]
+    for exact in (True, False):
+        got = binade_scale(M, exact=exact)
+        want = torch.tensor([_binade_reference(float(v), exact) for v in M], dtype=F64)
+        assert torch.equal(got.nan_to_num(-1.0), want.nan_to_num(-1.0)), (exact, M[got.nan_to_num(-1.0) != want.nan_to_num(-1.0)][:5])
+        row = M[:7].clone()
+        assert torch.equal(binade_scale(row.unsqueeze(0).expand(3, 7), exact=exact), binade_scale(row, exact=exact).expand(3, 7))
+        assert torch.equal(M[:7], row)  # the argument is not written
+
+
 def test_a_float64_value_cast_by_pytorch_rounds_twice():
     """float64 -> fp16 goes through fp32 in PyTorch: 823.25002 becomes the fp32 tie 823.25,
     then 823.0, off by more than fp16's half spacing 0.25; cast_error allows for it."""
