@@ -11,7 +11,13 @@ and prints:
 * with ``--trace``, the forward pass's per-node error bound through the first layers next to
   the largest value there (``|y| max``), which shows how fast the bound grows.
 
-``--tokens N`` builds BERT-base with N tokens (the example has 128). ``--adjoint-budget E``
+``--hinges`` prints, for each input of a layer norm, softmax, GELU or bmm (the adjoint pass's
+"hinges"), its forward error bound, the bound of its own adjoint pass (signs kept; the
+other hinges not fed back) and the smallest spread (standard deviation) of its rows at the
+sequence: a layer norm needs its input's error well under that spread.
+
+``--tokens N`` builds BERT-base with N tokens (the example has 128), ``--layers L`` with L
+encoder layers (12). ``--adjoint-budget E``
 raises the sign-keeping adjoint pass's budget (certifier.adjoint.MAX_ENTRIES, 2.5e7 by
 default; BERT-base's outputs times its largest node are far above it, so only the forward
 pass runs). With 4 tokens and ``--adjoint-budget 2e9`` the pass runs (about 5 min, 13 GB);
@@ -20,6 +26,7 @@ with 8 tokens it needs more than 24 GB.
     python benchmarks/transformer_point.py                       # 128 tokens, forward pass
     python benchmarks/transformer_point.py --trace --formats bf16,fp32
     python benchmarks/transformer_point.py --tokens 4 --adjoint-budget 2e9
+    python benchmarks/transformer_point.py --tokens 4 --layers 1 --adjoint-budget 2e9 --hinges --formats bf16
 
 Needs the ``examples`` extra (transformers).
 """
@@ -52,7 +59,7 @@ from transformers import BertConfig, BertModel
 
 def build_model():
     torch.manual_seed(0)
-    return BertModel(BertConfig(attn_implementation="eager"), add_pooling_layer=False).eval()
+    return BertModel(BertConfig(attn_implementation="eager", num_hidden_layers={layers}), add_pooling_layer=False).eval()
 
 def example_inputs():
     return (torch.zeros(1, {n}, dtype=torch.long),)
@@ -65,6 +72,8 @@ def input_domain():
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tokens", type=int, default=128)
+    ap.add_argument("--layers", type=int, default=12)
+    ap.add_argument("--hinges", action="store_true", help="each hinge's forward and adjoint bound against its rows' spread")
     ap.add_argument("--formats", default="fp32,bf16,fp16")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--adjoint-budget", type=float, default=None)
@@ -79,12 +88,12 @@ def main(argv: list[str] | None = None) -> int:
         adjoint.MAX_KEPT = max(adjoint.MAX_KEPT, 4 * a.adjoint_budget)
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "bert_point.py"
-        path.write_text(TEMPLATE.format(n=a.tokens))
+        path.write_text(TEMPLATE.format(n=a.tokens, layers=a.layers))
         lm = load_model(path)
         cap = capture(lm)
     x = torch.randint(int(lm.inputs[0].lo), int(lm.inputs[0].hi) + 1, (1, a.tokens), generator=torch.Generator().manual_seed(a.seed))
     ba = analyze_bounds(lm, cap, boxes=[(x, x)])
-    print(f"BERT-base, {a.tokens} tokens, one sequence (seed {a.seed}); adjoint budget {adjoint.MAX_ENTRIES:.3g}")
+    print(f"BERT-base ({a.layers} layers), {a.tokens} tokens, one sequence (seed {a.seed}); adjoint budget {adjoint.MAX_ENTRIES:.3g}")
     t0 = time.perf_counter()
     res = adjoint.certified_errors(ba, [{"*": f} for f in fmts], keep_nodes=False)
     print(f"{'format':8s} {'bound':>10s} {'observed':>10s} {'ratio':>10s}  method / first unbounded node   ({time.perf_counter() - t0:.0f} s)")
@@ -108,7 +117,33 @@ def main(argv: list[str] | None = None) -> int:
             mag = float(torch.maximum(iv.lo.abs(), iv.hi.abs()).max())
             errs = " ".join(f"{float(e[i].max()):10.3g}" for i in range(e.shape[0]))
             print(f"{info.layer[:44]:44s} {name[:24]:24s} |y| max {mag:9.3g}  err {errs}")
+    if a.hinges:
+        _hinges(ba, fmts)
     return 1 if bad else 0
+
+
+def _hinges(ba, fmts: list[str]) -> None:
+    """Each hinge's own adjoint pass, against its forward bound and its rows' spread."""
+    hs = adjoint._hinges(ba)
+    if not adjoint._fits(ba, 1):
+        print("\nhinges: the adjoint pass does not fit the budget (raise --adjoint-budget)")
+        return
+    for f in fmts:
+        a = {"*": f}
+        r = run_errors(ba, [a], keep_errs=True, exact_weights=True)
+        print(f"\nhinges, {f}: forward bound, adjoint bound (max over elements), smallest row std")
+        for n in hs:
+            e = r.node_err.get(n)
+            e = e[0] if isinstance(e, (tuple, list)) else e
+            if e is None:
+                continue
+            adj = adjoint._Adjoint(ba, a, 0, r.node_err, {}, [n], {}, {})
+            t = adj.run()
+            info = ba.nodes[n]
+            v = (info.primary.lo + info.primary.hi) * 0.5
+            spread = float(v.reshape(-1, v.shape[-1]).std(-1).min())
+            tb = float(t.max()) if t is not None and t.numel() else float("inf")
+            print(f"{info.layer[:40]:40s} {n[:16]:16s} forward {float(e[0].max()):9.3g}  adjoint {tb:9.3g}  row std {spread:8.3g}  cuts {adj.cuts}")
 
 
 if __name__ == "__main__":
