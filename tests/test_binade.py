@@ -7,6 +7,8 @@ of two held exactly), up to 2x below ``u M``.
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -76,8 +78,6 @@ def test_the_binade_bound_is_the_largest_rounding_in_it():
 def _binade_reference(M: float, exact: bool) -> float:
     """B(M) by the definition, with Python floats: the largest power of two at most m (half
     of m when m is one), m = M raised by 2^-30 unless exact, never above M."""
-    import math
-
     if not (math.isfinite(M) and M > 0):
         return M
     m = M if exact else M * (1 + 2.0**-30)
